@@ -1,0 +1,37 @@
+# mlserve developer entry points. Every target creates/updates .venv itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARCH   ?= lambda
+
+.PHONY: demo test lint bench venv model clean
+
+$(STAMP): pyproject.toml constraints.txt requirements.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "mlserve needs Python >= 3.11, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -e '.[dev]' -c constraints.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+model: $(STAMP)
+	$(BIN)/python -m mlserve train-example --if-missing
+
+demo: $(STAMP)
+	$(BIN)/python -m mlserve demo --architecture $(ARCH)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m mlserve bench
+
+clean:
+	rm -rf $(VENV) .cache build *.egg-info

@@ -1,0 +1,135 @@
+"""mlserve: wiring only.
+
+settings -> shared stores (model bucket, job table) -> Lambda package -> the selected
+architectures -> one REST API -> stack outputs. The shared stores are created outside every
+architecture component, so switching `mlserve:architecture` keeps their URNs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from components.api import LambdaTarget, RestApi, RestApiArgs
+from components.packaging import LambdaPackage, LambdaPackageArgs
+from components.realtime import RealtimePredictor, RealtimePredictorArgs
+from components.settings import ARCHITECTURES, Settings, load_settings
+from components.storage import JobTable, JobTableArgs, ModelStore, ModelStoreArgs
+from runtime import contract
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every architecture builds on."""
+
+    settings: Settings
+    store: ModelStore
+    table: JobTable
+    package: LambdaPackage
+
+
+@dataclass(frozen=True)
+class Built:
+    """What an architecture contributes: the API operations it serves and extra stack outputs."""
+
+    routes: Mapping[str, LambdaTarget]
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def build_lambda(shared: Shared) -> Built:
+    s = shared.settings
+    predictor = RealtimePredictor(
+        "predictor",
+        RealtimePredictorArgs(
+            code=shared.package.code,
+            layer_arn=shared.package.layer_arn,
+            model_uri=shared.store.model_uri,
+            model_sha256=shared.store.model_sha256,
+            model_object_arn=shared.store.model_object_arn,
+            lambda_architecture=s.lambda_architecture,
+            memory=s.lambda_memory,
+            timeout=s.lambda_timeout,
+            max_rows=s.max_rows,
+            allow_missing=s.allow_missing,
+            snap_start=s.snap_start,
+            provisioned_concurrency=s.provisioned_concurrency,
+            log_retention_days=s.log_retention_days,
+        ),
+    )
+    return Built(routes=predictor.routes, outputs={"predictorLogGroup": predictor.log_group_name})
+
+
+# name -> builder. Its names must be exactly settings.ARCHITECTURES (the names config accepts).
+BUILDERS: dict[str, Callable[[Shared], Built]] = {
+    contract.ARCH_LAMBDA: build_lambda,
+}
+if set(BUILDERS) != set(ARCHITECTURES):
+    raise RuntimeError(
+        f"architecture registry mismatch: builders {sorted(BUILDERS)} vs settings "
+        f"{sorted(ARCHITECTURES)}"
+    )
+
+
+def main() -> None:
+    settings = load_settings()
+
+    store = ModelStore(
+        "model-store",
+        ModelStoreArgs(
+            model_path=settings.model_path,
+            model_name=settings.model_name,
+            model_version=settings.model_version,
+            model_sha256=settings.model_sha256,
+            protect_data=settings.protect_data,
+        ),
+    )
+    table = JobTable("job-table", JobTableArgs(protect_data=settings.protect_data))
+    package = LambdaPackage(
+        "lambda-package",
+        LambdaPackageArgs(
+            architecture=settings.lambda_architecture,
+            requirements_file=PROJECT_DIR / "runtime" / "requirements.txt",
+            source_root=PROJECT_DIR,
+            artifact_bucket=store.bucket_name,
+        ),
+    )
+    shared = Shared(settings=settings, store=store, table=table, package=package)
+
+    # Architectures in the configured order; the first one serving an operation gets it.
+    routes: dict[str, LambdaTarget] = {}
+    outputs: dict[str, Any] = {}
+    for name in settings.architectures:
+        built = BUILDERS[name](shared)
+        for operation, target in built.routes.items():
+            routes.setdefault(operation, target)
+        outputs.update(built.outputs)
+
+    api = RestApi(
+        "api",
+        RestApiArgs(
+            routes=routes,
+            api_auth=settings.api_auth,
+            throttle_rate=settings.throttle_rate,
+            throttle_burst=settings.throttle_burst,
+            log_retention_days=settings.log_retention_days,
+        ),
+    )
+
+    pulumi.export("apiUrl", api.url)
+    if api.api_key_value is not None:
+        pulumi.export("apiKey", api.api_key_value)
+    pulumi.export("modelBucket", store.bucket_name)
+    pulumi.export("modelUri", store.model_uri)
+    pulumi.export("jobTable", table.name)
+    pulumi.export("architecture", list(settings.architectures))
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+
+
+main()

@@ -1,0 +1,1 @@
+"""Pulumi ComponentResources of mlserve, one module per concern (see docs/architecture.md)."""

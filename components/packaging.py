@@ -1,0 +1,567 @@
+"""Lambda layer and function-code archives, with Lambda's size limits checked at build time.
+
+The pure part (no Pulumi) builds two deterministic zip files:
+
+* the **layer** (``build_layer``): the runtime's third-party dependencies from
+  ``runtime/requirements.txt``, installed with ``pip install --target --platform manylinux...``
+  for the Lambda architecture and Python version, stripped of byte code, test suites, type stubs
+  and console scripts, zipped under the ``python/`` prefix Lambda layers need. Builds are cached
+  under ``<repo>/.cache/layers/<key>`` (``$MLSERVE_CACHE_DIR/layers`` when set), keyed by the
+  requirements content, the architecture, the Python version and ``BUILDER_VERSION``;
+* the **function code** (``build_function_archive``): the ``runtime/`` package only.
+
+Both zips are byte-for-byte reproducible (sorted entries, fixed timestamps and permissions), so
+an unchanged package gives Pulumi nothing to diff. ``check_size`` enforces Lambda's 250 MB
+unzipped limit (function + layers) and fails the deployment with the measured sizes.
+
+``LambdaPackage`` at the bottom is the ComponentResource that builds both at program time and
+publishes the layer version.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, get_args
+
+import pulumi
+from pulumi_aws.lambda_ import LayerVersion
+from pulumi_aws.s3 import BucketObjectv2
+
+from runtime.contract import LAMBDA_PYTHON_VERSION, LAMBDA_RUNTIME, LAMBDA_UNZIPPED_LIMIT_BYTES
+
+# Bump whenever the build recipe (pip flags, strip rules, zip layout) changes: it is part of the
+# cache key, so every cached layer is rebuilt with the new recipe.
+BUILDER_VERSION: Final = "1"
+
+Architecture = Literal["arm64", "x86_64"]
+ARCHITECTURES: Final[tuple[str, ...]] = get_args(Architecture)
+
+# Lambda architecture -> machine name in manylinux platform tags.
+_MACHINE: Final = {"arm64": "aarch64", "x86_64": "x86_64"}
+# glibc baselines accepted for wheels. The python3.12 runtime (Amazon Linux 2023) has glibc 2.34.
+MANYLINUX_TAGS: Final = ("manylinux2014", "manylinux_2_17", "manylinux_2_28")
+
+# Lambda's limit for a zip uploaded directly in the API request (PublishLayerVersion ZipFile);
+# larger archives must go through S3.
+LAMBDA_DIRECT_UPLOAD_LIMIT_BYTES: Final = 50 * 1024 * 1024
+
+ENV_CACHE_DIR: Final = "MLSERVE_CACHE_DIR"
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
+
+# Entries of the zips: fixed timestamp (the earliest a zip can hold) and fixed permissions.
+ZIP_DATE_TIME: Final = (1980, 1, 1, 0, 0, 0)
+_FILE_MODE: Final = 0o644
+_SHARED_OBJECT_MODE: Final = 0o755
+
+# --- strip rules -------------------------------------------------------------------------------
+# Directories holding a package's own test suite; nothing imports them at import time.
+_TEST_DIR_NAMES: Final = frozenset({"tests", "test"})
+# `testing` directories are public helper modules in some packages (numpy.testing is used by
+# scipy at run time), so only the ones checked to be unused at import time are removed:
+# xgboost imports nothing from xgboost.testing (it needs pytest/sklearn, which the layer lacks).
+_REMOVABLE_TESTING_DIRS: Final = frozenset({"xgboost/testing"})
+_STRIPPED_SUFFIXES: Final = frozenset({".pyc", ".pyo", ".pyi"})
+
+# Data files shipped with the function code next to the runtime's .py files.
+FUNCTION_DATA_FILES: Final = ("openapi.yaml",)
+_FUNCTION_EXCLUDED_DIRS: Final = frozenset({"__pycache__", "tests", "test"})
+
+_MIB: Final = 1024 * 1024
+# Temp dirs of a build killed before it could clean up are removed after this long.
+_STALE_TMP_SECONDS: Final = 6 * 3600
+
+Runner = Callable[[Sequence[str]], None]
+
+
+class PackagingError(Exception):
+    """A layer or function archive cannot be built, or the result breaks a Lambda limit."""
+
+
+@dataclass(frozen=True)
+class LayerBuild:
+    """A built (or cached) layer zip. ``unzipped_bytes`` is what Lambda counts against 250 MB."""
+
+    zip_path: Path
+    unzipped_bytes: int
+    zipped_bytes: int
+    architecture: str
+    python_version: str
+    cache_key: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class FunctionArchive:
+    """The function-code zip (the ``runtime`` package)."""
+
+    zip_path: Path
+    unzipped_bytes: int
+    zipped_bytes: int
+    sha256: str
+
+
+def human_mb(num_bytes: int) -> str:
+    """``262144000`` -> ``"250.0 MB"`` (MB = MiB, the unit of Lambda's documented limits)."""
+    return f"{num_bytes / _MIB:.1f} MB"
+
+
+# --- cache -------------------------------------------------------------------------------------
+def default_cache_root() -> Path:
+    """``$MLSERVE_CACHE_DIR`` when set, else ``<repo>/.cache`` (git-ignored)."""
+    env = os.environ.get(ENV_CACHE_DIR)
+    return Path(env).expanduser() if env else REPO_ROOT / ".cache"
+
+
+def default_layer_cache_dir() -> Path:
+    return default_cache_root() / "layers"
+
+
+def layer_cache_key(requirements: bytes, architecture: str, python_version: str) -> str:
+    """sha256 over everything that decides the layer's content."""
+    material = json.dumps(
+        {
+            "requirements_sha256": hashlib.sha256(requirements).hexdigest(),
+            "architecture": architecture,
+            "python_version": python_version,
+            "builder_version": BUILDER_VERSION,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+# --- pip -----------------------------------------------------------------------------------------
+def platform_tags(architecture: str) -> list[str]:
+    machine = _MACHINE[_check_architecture(architecture)]
+    return [f"{tag}_{machine}" for tag in MANYLINUX_TAGS]
+
+
+def pip_install_command(
+    requirements_file: Path, target: Path, architecture: str, python_version: str
+) -> list[str]:
+    """The pip command line that installs the layer's wheels for Lambda into ``target``."""
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    command += ["--no-input", "--target", str(target)]
+    for tag in platform_tags(architecture):
+        command += ["--platform", tag]
+    command += ["--implementation", "cp", "--python-version", python_version]
+    command += ["--only-binary=:all:", "--no-compile", "-r", str(requirements_file)]
+    return command
+
+
+def _run_pip(command: Sequence[str]) -> None:
+    result = subprocess.run(list(command), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        output = (result.stderr or result.stdout).strip()[-4000:]
+        raise PackagingError(
+            f"pip could not install the Lambda layer (exit {result.returncode}):\n{output}"
+        )
+
+
+# --- strip ---------------------------------------------------------------------------------------
+def strip_layer_tree(site: Path) -> None:
+    """Remove what Lambda never needs from a ``pip --target`` tree; keep dist-info (licenses)."""
+    shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts (f2py, jp.py, ...)
+    for dirpath, dirnames, filenames in os.walk(site):
+        here = Path(dirpath)
+        keep: list[str] = []
+        for name in dirnames:
+            path = here / name
+            relative = path.relative_to(site).as_posix()
+            in_metadata = any(part.endswith(".dist-info") for part in path.relative_to(site).parts)
+            if name == "__pycache__" or (
+                not in_metadata and (name in _TEST_DIR_NAMES or relative in _REMOVABLE_TESTING_DIRS)
+            ):
+                shutil.rmtree(path)
+            else:
+                keep.append(name)
+        dirnames[:] = keep
+        for name in filenames:
+            if Path(name).suffix in _STRIPPED_SUFFIXES:
+                (here / name).unlink()
+
+
+# --- deterministic zip ---------------------------------------------------------------------------
+def _is_shared_object(name: str) -> bool:
+    return name.endswith(".so") or ".so." in name
+
+
+def _tree_files(base: Path, excluded_dirs: Iterable[str] = ()) -> list[tuple[str, Path]]:
+    excluded = frozenset(excluded_dirs)
+    files: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = [d for d in dirnames if d not in excluded]
+        for name in filenames:
+            path = Path(dirpath) / name
+            files.append((path.relative_to(base).as_posix(), path))
+    return files
+
+
+def write_deterministic_zip(entries: Iterable[tuple[str, Path]], zip_path: Path) -> int:
+    """Write ``(archive name, file)`` pairs to ``zip_path`` reproducibly; return unzipped bytes.
+
+    Entries are sorted by name, stamped 1980-01-01 00:00:00, mode 0644 (0755 for shared
+    objects), created-on-Unix, deflated at zlib's default level. Only files are stored;
+    directories are implied by the paths. The zip is written next to ``zip_path`` and renamed
+    into place, so readers never see a partial archive.
+    """
+    ordered = sorted(entries)
+    names = [name for name, _ in ordered]
+    if len(set(names)) != len(names):
+        raise PackagingError(f"duplicate entries in {zip_path.name}")
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{zip_path.name}.", dir=zip_path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    total = 0
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, path in ordered:
+                size = path.stat().st_size
+                info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.create_system = 3  # Unix, so external_attr carries the permissions
+                mode = _SHARED_OBJECT_MODE if _is_shared_object(name) else _FILE_MODE
+                info.external_attr = (0o100000 | mode) << 16  # S_IFREG | mode
+                info.file_size = size
+                with path.open("rb") as src, archive.open(info, "w") as dst:
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
+                total += size
+        tmp.chmod(0o644)
+        os.replace(tmp, zip_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return total
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- layer ---------------------------------------------------------------------------------------
+_LAYER_ZIP: Final = "layer.zip"
+_LAYER_META: Final = "layer.json"
+_INCLUDE_OPTION: Final = re.compile(r"^\s*(-r|-c|--requirement|--constraint)\b")
+
+
+def _check_architecture(architecture: str) -> str:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"architecture must be one of {', '.join(map(repr, ARCHITECTURES))}; "
+            f"got {architecture!r}"
+        )
+    return architecture
+
+
+def _check_python_version(python_version: str) -> str:
+    if not re.fullmatch(r"3\.\d{1,2}", python_version):
+        raise ValueError(f"python_version must look like '3.12'; got {python_version!r}")
+    return python_version
+
+
+def _load_cached(entry: Path) -> LayerBuild | None:
+    """The build in ``entry`` if complete and intact, else None (a damaged entry is removed)."""
+    meta_path, zip_path = entry / _LAYER_META, entry / _LAYER_ZIP
+    if not entry.is_dir():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        build = LayerBuild(
+            zip_path=zip_path,
+            unzipped_bytes=int(meta["unzipped_bytes"]),
+            zipped_bytes=int(meta["zipped_bytes"]),
+            architecture=str(meta["architecture"]),
+            python_version=str(meta["python_version"]),
+            cache_key=str(meta["cache_key"]),
+            sha256=str(meta["sha256"]),
+        )
+        if zip_path.stat().st_size == build.zipped_bytes and build.cache_key == entry.name:
+            return build
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    shutil.rmtree(entry, ignore_errors=True)
+    return None
+
+
+def _remove_stale_tmp_dirs(cache_dir: Path) -> None:
+    cutoff = time.time() - _STALE_TMP_SECONDS
+    for stale in cache_dir.glob(".tmp-*"):
+        try:
+            if stale.is_dir() and stale.stat().st_mtime < cutoff:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def build_layer(
+    requirements_file: Path,
+    architecture: Architecture,
+    python_version: str = LAMBDA_PYTHON_VERSION,
+    cache_dir: Path | None = None,
+    *,
+    runner: Runner | None = None,
+) -> LayerBuild:
+    """Build (or reuse from the cache) the layer zip for ``architecture`` and ``python_version``.
+
+    ``runner`` executes the pip command line (default: a subprocess); a cached build runs nothing.
+    The build happens in a temp directory inside the cache dir that is renamed to its key only
+    when complete, so an interrupted build never leaves a cache entry behind.
+    """
+    _check_architecture(architecture)
+    _check_python_version(python_version)
+    requirements_file = Path(requirements_file)
+    try:
+        requirements = requirements_file.read_bytes()
+    except OSError as exc:
+        raise PackagingError(f"cannot read layer requirements {requirements_file}: {exc}") from exc
+    for line in requirements.decode().splitlines():
+        if _INCLUDE_OPTION.match(line):
+            raise PackagingError(
+                f"{requirements_file}: {line.strip()!r} - the layer cache is keyed by this file's "
+                "content only, so list every pin in it instead of including another file"
+            )
+
+    key = layer_cache_key(requirements, architecture, python_version)
+    cache_dir = (Path(cache_dir) if cache_dir is not None else default_layer_cache_dir()).resolve()
+    entry = cache_dir / key
+    cached = _load_cached(entry)
+    if cached is not None:
+        return cached
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp_dirs(cache_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-", dir=cache_dir))
+    try:
+        staging = tmp / "staging"
+        site = staging / "python"
+        site.mkdir(parents=True)
+        # pip reads a private copy, so the installed set is exactly the content that was hashed.
+        pinned = tmp / "requirements.txt"
+        pinned.write_bytes(requirements)
+        try:
+            (runner or _run_pip)(pip_install_command(pinned, site, architecture, python_version))
+        except PackagingError as exc:
+            raise PackagingError(
+                f"{requirements_file} ({architecture}, python{python_version}): {exc}"
+            ) from exc
+        if not any(site.iterdir()):
+            raise PackagingError(f"pip installed nothing from {requirements_file}")
+        strip_layer_tree(site)
+        zip_path = tmp / _LAYER_ZIP
+        unzipped = write_deterministic_zip(_tree_files(staging), zip_path)
+        shutil.rmtree(staging)
+        meta = {
+            "unzipped_bytes": unzipped,
+            "zipped_bytes": zip_path.stat().st_size,
+            "architecture": architecture,
+            "python_version": python_version,
+            "cache_key": key,
+            "sha256": _sha256_file(zip_path),
+            "requirements_file": str(requirements_file),
+            "builder_version": BUILDER_VERSION,
+        }
+        (tmp / _LAYER_META).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        try:
+            tmp.rename(entry)
+        except OSError:
+            # Another build of the same key finished first; its result is identical.
+            if (winner := _load_cached(entry)) is None:
+                raise
+            return winner
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # no-op once renamed
+    built = _load_cached(entry)
+    if built is None:  # pragma: no cover - the entry was just renamed into place
+        raise PackagingError(f"layer cache entry {entry} vanished right after it was built")
+    return built
+
+
+# --- function code -------------------------------------------------------------------------------
+def function_archive_entries(source_root: Path) -> list[tuple[str, Path]]:
+    """``runtime/**/*.py`` and the runtime's data files, without byte code or tests."""
+    package = Path(source_root) / "runtime"
+    if not (package / "__init__.py").is_file():
+        raise PackagingError(f"{package} is not a Python package (no __init__.py)")
+    entries = [
+        (f"runtime/{name}", path)
+        for name, path in _tree_files(package, _FUNCTION_EXCLUDED_DIRS)
+        if path.suffix == ".py"
+    ]
+    entries += [
+        (f"runtime/{name}", package / name)
+        for name in FUNCTION_DATA_FILES
+        if (package / name).is_file()
+    ]
+    return entries
+
+
+def build_function_archive(source_root: Path, out_dir: Path | None = None) -> FunctionArchive:
+    """Zip the ``runtime`` package of ``source_root`` to ``<out_dir>/function.zip``.
+
+    Default ``out_dir``: ``<source_root>/build/lambda`` (git-ignored).
+    """
+    source_root = Path(source_root).resolve()
+    out_dir = Path(out_dir).resolve() if out_dir is not None else source_root / "build" / "lambda"
+    zip_path = out_dir / "function.zip"
+    unzipped = write_deterministic_zip(function_archive_entries(source_root), zip_path)
+    return FunctionArchive(
+        zip_path=zip_path,
+        unzipped_bytes=unzipped,
+        zipped_bytes=zip_path.stat().st_size,
+        sha256=_sha256_file(zip_path),
+    )
+
+
+# --- size guard ----------------------------------------------------------------------------------
+def check_size(
+    layer: LayerBuild, function: FunctionArchive, limit: int = LAMBDA_UNZIPPED_LIMIT_BYTES
+) -> None:
+    """Raise ``PackagingError`` when layer + function exceed Lambda's unzipped size limit."""
+    total = layer.unzipped_bytes + function.unzipped_bytes
+    if total > limit:
+        raise PackagingError(
+            f"Lambda package too large: layer {human_mb(layer.unzipped_bytes)} + function "
+            f"{human_mb(function.unzipped_bytes)} = {human_mb(total)} unzipped, over Lambda's "
+            f"{human_mb(limit)} limit ({layer.architecture}, python{layer.python_version}). "
+            "Trim runtime/requirements.txt or use lambdaPackaging=image."
+        )
+
+
+# --- Pulumi component ----------------------------------------------------------------------------
+_LAYER_NAME_MAX: Final = 64
+
+
+def layer_name(stack: str, name: str) -> str:
+    """``mlserve-<stack>-<name>``, limited to [A-Za-z0-9-_] and 64 characters."""
+    full = re.sub(r"[^A-Za-z0-9_-]", "-", f"mlserve-{stack}-{name}")
+    if len(full) <= _LAYER_NAME_MAX:
+        return full
+    suffix = hashlib.sha256(full.encode()).hexdigest()[:8]
+    return f"{full[: _LAYER_NAME_MAX - len(suffix) - 1]}-{suffix}"
+
+
+@dataclass(frozen=True)
+class LambdaPackageArgs:
+    """Inputs of :class:`LambdaPackage`.
+
+    ``artifact_bucket``: a bucket name the layer zip is uploaded to before publishing. Required
+    when the layer zip exceeds Lambda's 50 MB direct-upload limit (the default dependency set
+    does); when given, the layer always goes through S3, so crossing the threshold later does
+    not change how it is deployed.
+    """
+
+    architecture: Architecture
+    requirements_file: Path
+    source_root: Path
+    python_version: str = LAMBDA_PYTHON_VERSION
+    artifact_bucket: pulumi.Input[str] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                "LambdaPackageArgs.architecture must be one of "
+                f"{', '.join(map(repr, ARCHITECTURES))}; got {self.architecture!r}"
+            )
+        if not re.fullmatch(r"3\.\d{1,2}", str(self.python_version)):
+            raise ValueError(
+                f"LambdaPackageArgs.python_version must look like '3.12'; "
+                f"got {self.python_version!r}"
+            )
+        object.__setattr__(self, "requirements_file", Path(self.requirements_file))
+        object.__setattr__(self, "source_root", Path(self.source_root))
+        if not self.requirements_file.is_file():
+            raise ValueError(
+                f"LambdaPackageArgs.requirements_file does not exist: {self.requirements_file}"
+            )
+        if not (self.source_root / "runtime" / "__init__.py").is_file():
+            raise ValueError(
+                "LambdaPackageArgs.source_root must contain the runtime package "
+                f"(runtime/__init__.py); got {self.source_root}"
+            )
+
+
+class LambdaPackage(pulumi.ComponentResource):
+    """The dependency layer (a LayerVersion) and the function code archive for one architecture.
+
+    Building happens when the program runs (preview included), so an oversized package fails
+    ``pulumi preview``/``pulumi up`` with :class:`PackagingError` before anything is deployed.
+    """
+
+    layer_arn: pulumi.Output[str]
+    code: pulumi.FileArchive
+    layer_build: LayerBuild
+    function_archive: FunctionArchive
+    layer: LayerVersion
+
+    def __init__(
+        self, name: str, args: LambdaPackageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("mlserve:index:LambdaPackage", name, None, opts)
+        self.layer_build = build_layer(
+            args.requirements_file, args.architecture, args.python_version
+        )
+        self.function_archive = build_function_archive(args.source_root)
+        check_size(self.layer_build, self.function_archive)
+        build = self.layer_build
+        if args.artifact_bucket is None and build.zipped_bytes > LAMBDA_DIRECT_UPLOAD_LIMIT_BYTES:
+            raise PackagingError(
+                f"Lambda layer zip is {human_mb(build.zipped_bytes)}, over Lambda's "
+                f"{human_mb(LAMBDA_DIRECT_UPLOAD_LIMIT_BYTES)} direct-upload limit "
+                f"({build.architecture}); pass LambdaPackageArgs(artifact_bucket=...) so it is "
+                "uploaded through S3."
+            )
+
+        child = pulumi.ResourceOptions(parent=self)
+        layer_args: dict[str, Any] = {
+            "layer_name": layer_name(pulumi.get_stack(), name),
+            "compatible_runtimes": [LAMBDA_RUNTIME],
+            "compatible_architectures": [build.architecture],
+            "description": (
+                f"mlserve dependencies for {LAMBDA_RUNTIME} {build.architecture}: "
+                f"{args.requirements_file.name} {build.cache_key[:12]}, "
+                f"{human_mb(build.unzipped_bytes)} unzipped"
+            ),
+            "source_code_hash": base64.b64encode(bytes.fromhex(build.sha256)).decode(),
+        }
+        if args.artifact_bucket is not None:
+            self.layer_object = BucketObjectv2(
+                f"{name}-layer-object",
+                bucket=args.artifact_bucket,
+                key=f"artifacts/lambda-layers/{build.architecture}/{build.sha256}.zip",
+                source=pulumi.FileAsset(str(build.zip_path)),
+                content_type="application/zip",
+                opts=child,
+            )
+            layer_args |= {"s3_bucket": self.layer_object.bucket, "s3_key": self.layer_object.key}
+        else:
+            layer_args["code"] = pulumi.FileArchive(str(build.zip_path))
+        self.layer = LayerVersion(f"{name}-layer", opts=child, **layer_args)
+
+        self.layer_arn = self.layer.arn
+        self.code = pulumi.FileArchive(str(self.function_archive.zip_path))
+        self.register_outputs(
+            {
+                "layer_arn": self.layer_arn,
+                "layer_unzipped_bytes": build.unzipped_bytes,
+                "function_unzipped_bytes": self.function_archive.unzipped_bytes,
+                "function_sha256": self.function_archive.sha256,
+            }
+        )

@@ -1,0 +1,186 @@
+"""RealtimePredictor: architecture `lambda` (API Gateway -> Lambda, synchronous predictions).
+
+One function serves both operations of the API (``health`` and ``predict``). The model is loaded
+from S3 at init (``MODEL_URI``, checked against ``MODEL_SHA256``); the dependencies come from the
+layer built by LambdaPackage. The execution role may do exactly two things: read the model
+object and write to the function's own log group.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import pulumi
+import pulumi_aws as aws
+
+from components import policies
+from components.api import LambdaTarget
+from components.settings import (
+    API_GATEWAY_TIMEOUT_SECONDS,
+    LAMBDA_ARCHITECTURES,
+    LOG_RETENTION_DAYS,
+)
+from runtime import contract
+
+ALIAS_NAME: Final = "live"
+OPERATIONS: Final = ("health", "predict")
+
+
+@dataclass(frozen=True)
+class RealtimePredictorArgs:
+    code: pulumi.Archive = field(compare=False)
+    layer_arn: pulumi.Input[str] = field(compare=False)
+    model_uri: pulumi.Input[str] = field(compare=False)
+    model_sha256: pulumi.Input[str] = field(compare=False)
+    model_object_arn: pulumi.Input[str] = field(compare=False)
+    lambda_architecture: str = "arm64"
+    memory: int = 1024
+    timeout: int = API_GATEWAY_TIMEOUT_SECONDS
+    max_rows: int = contract.DEFAULT_MAX_ROWS
+    allow_missing: bool = False
+    snap_start: bool = False
+    provisioned_concurrency: int = 0
+    log_retention_days: int = 14
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if not isinstance(self.code, pulumi.Archive):
+            problems.append(f"code must be a pulumi.Archive, got {type(self.code).__name__}")
+        if self.lambda_architecture not in LAMBDA_ARCHITECTURES:
+            problems.append(
+                f"lambda_architecture {self.lambda_architecture!r} not in {LAMBDA_ARCHITECTURES}"
+            )
+        if not 128 <= self.memory <= 10240:
+            problems.append(f"memory {self.memory} not in 128-10240 MB")
+        if not 1 <= self.timeout <= API_GATEWAY_TIMEOUT_SECONDS:
+            problems.append(
+                f"timeout {self.timeout} not in 1-{API_GATEWAY_TIMEOUT_SECONDS} s "
+                "(API Gateway's REST integration timeout)"
+            )
+        if not 1 <= self.max_rows <= 100_000:
+            problems.append(f"max_rows {self.max_rows} not in 1-100000")
+        if self.provisioned_concurrency < 0:
+            problems.append(f"provisioned_concurrency {self.provisioned_concurrency} < 0")
+        if self.snap_start and self.provisioned_concurrency:
+            problems.append("snap_start cannot be combined with provisioned_concurrency")
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            problems.append(
+                f"log_retention_days {self.log_retention_days} is not a CloudWatch value"
+            )
+        if problems:
+            raise ValueError("RealtimePredictorArgs: " + "; ".join(problems))
+
+    @property
+    def uses_alias(self) -> bool:
+        """SnapStart and provisioned concurrency apply to published versions, via the alias."""
+        return self.snap_start or self.provisioned_concurrency > 0
+
+    def environment(self) -> dict[str, pulumi.Input[str]]:
+        return {
+            contract.ENV_MODEL_URI: self.model_uri,
+            contract.ENV_MODEL_SHA256: self.model_sha256,
+            contract.ENV_MAX_ROWS: str(self.max_rows),
+            contract.ENV_ALLOW_MISSING: "true" if self.allow_missing else "false",
+            contract.ENV_POWERTOOLS_SERVICE_NAME: contract.SERVICE_NAME,
+            contract.ENV_POWERTOOLS_METRICS_NAMESPACE: contract.METRICS_NAMESPACE,
+        }
+
+
+class RealtimePredictor(pulumi.ComponentResource):
+    """Log group, least-privilege role and the predictor function (+ `live` alias if needed)."""
+
+    function_name: pulumi.Output[str]
+    function_arn: pulumi.Output[str]
+    invoke_target_arn: pulumi.Output[str]
+    log_group_name: pulumi.Output[str]
+    role_arn: pulumi.Output[str]
+    routes: Mapping[str, LambdaTarget]
+
+    def __init__(
+        self, name: str, args: RealtimePredictorArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("mlserve:index:RealtimePredictor", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs", retention_in_days=args.log_retention_days, opts=child
+        )
+        role = aws.iam.Role(
+            f"{name}-role",
+            description="mlserve predictor: read the model object, write its own logs",
+            assume_role_policy=json.dumps(policies.lambda_assume_role_policy()),
+            opts=child,
+        )
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-policy",
+            role=role.id,
+            policy=pulumi.Output.all(args.model_object_arn, log_group.arn).apply(
+                lambda arns: json.dumps(policies.realtime_predictor_policy(arns[0], arns[1]))
+            ),
+            opts=child,
+        )
+        function_args: dict[str, Any] = {}
+        if args.snap_start:
+            function_args["snap_start"] = {"apply_on": "PublishedVersions"}
+        function = aws.lambda_.Function(
+            f"{name}-function",
+            description="mlserve predictor: GET /health, POST /predict",
+            role=role.arn,
+            runtime=contract.LAMBDA_RUNTIME,
+            handler=contract.HANDLER_PREDICT,
+            architectures=[args.lambda_architecture],
+            memory_size=args.memory,
+            timeout=args.timeout,
+            code=args.code,
+            layers=[args.layer_arn],
+            publish=args.uses_alias,
+            logging_config={"log_format": "JSON", "log_group": log_group.name},
+            environment={"variables": args.environment()},
+            # The grants exist before the first invocation can need them.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+            **function_args,
+        )
+
+        qualifier: str | None = None
+        target_arn: pulumi.Output[str] = function.arn
+        if args.uses_alias:
+            alias = aws.lambda_.Alias(
+                f"{name}-alias",
+                name=ALIAS_NAME,
+                description="the version API Gateway invokes",
+                function_name=function.name,
+                function_version=function.version,
+                opts=child,
+            )
+            qualifier = ALIAS_NAME
+            target_arn = alias.arn
+            if args.provisioned_concurrency > 0:
+                aws.lambda_.ProvisionedConcurrencyConfig(
+                    f"{name}-provisioned-concurrency",
+                    function_name=function.name,
+                    qualifier=alias.name,
+                    provisioned_concurrent_executions=args.provisioned_concurrency,
+                    opts=child,
+                )
+
+        target = LambdaTarget(
+            key=name, function_name=function.name, function_arn=target_arn, qualifier=qualifier
+        )
+        self.routes = dict.fromkeys(OPERATIONS, target)
+        self.function_name = function.name
+        self.function_arn = function.arn
+        self.invoke_target_arn = target_arn
+        self.log_group_name = log_group.name
+        self.role_arn = role.arn
+        self.register_outputs(
+            {
+                "function_name": self.function_name,
+                "function_arn": self.function_arn,
+                "invoke_target_arn": self.invoke_target_arn,
+                "log_group_name": self.log_group_name,
+                "role_arn": self.role_arn,
+            }
+        )

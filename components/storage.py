@@ -1,0 +1,250 @@
+"""Shared data stores: the model bucket (ModelStore) and the job table (JobTable).
+
+Both live outside the architecture components and keep stable logical names, so switching
+`mlserve:architecture` never replaces them; while `protectData` is true they are
+``retain_on_delete`` (removing them from the stack leaves the AWS resources in place).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components import policies
+from components.settings import sha256_file
+from runtime import contract
+
+SSE_S3 = "AES256"
+SSE_KMS = "aws:kms"
+_SseDefault = (
+    aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs
+)
+
+
+@dataclass(frozen=True)
+class ModelStoreArgs:
+    model_path: Path
+    model_name: str
+    model_version: str
+    model_sha256: str | None = None  # computed from model_path when None
+    protect_data: bool = True
+    kms_key_arn: str | None = None  # SSE-KMS with a bucket key when set, else SSE-S3 (AES256)
+
+    def __post_init__(self) -> None:
+        if not self.model_path.is_file():
+            raise ValueError(f"ModelStoreArgs.model_path: no model file at {self.model_path}")
+        if not self.model_name or "/" in self.model_name:
+            raise ValueError(f"ModelStoreArgs.model_name: invalid name {self.model_name!r}")
+        if not self.model_version or "/" in self.model_version:
+            raise ValueError(
+                f"ModelStoreArgs.model_version: invalid version {self.model_version!r}"
+            )
+        if self.model_sha256 is not None and self.model_sha256 != sha256_file(self.model_path):
+            raise ValueError(
+                f"ModelStoreArgs.model_sha256: {self.model_sha256} is not the sha256 of "
+                f"{self.model_path}"
+            )
+        if self.kms_key_arn is not None and not self.kms_key_arn.startswith("arn:"):
+            raise ValueError(f"ModelStoreArgs.kms_key_arn: not an ARN: {self.kms_key_arn!r}")
+
+    @property
+    def sha256(self) -> str:
+        return self.model_sha256 or sha256_file(self.model_path)
+
+
+def model_metadata(model_path: Path, name: str, version: str, sha256: str) -> dict[str, Any]:
+    """The metadata.json stored next to the model object.
+
+    Taken from the ``metadata.json`` beside ``model_path`` when there is one (written by
+    ``python -m mlserve train-example``), else computed by loading the model with XGBoost.
+    A metadata file recording another sha256 describes another model: refused.
+    """
+    metadata: dict[str, Any]
+    local = model_path.parent / contract.MODEL_METADATA_NAME
+    if local.is_file():
+        metadata = json.loads(local.read_text())
+        recorded = metadata.get("sha256")
+        if recorded is not None and recorded != sha256:
+            raise ValueError(
+                f"{local} records sha256 {recorded} but {model_path} has sha256 {sha256}: "
+                "the metadata is stale; retrain (make model) or remove the metadata file"
+            )
+    else:
+        metadata = {}
+    if not {"feature_names", "objective"} <= metadata.keys():
+        metadata = {**_inspect_model(model_path), **metadata}
+    metadata.setdefault("num_features", len(metadata["feature_names"]))
+    metadata.setdefault(
+        "trained_at",
+        datetime.fromtimestamp(model_path.stat().st_mtime, UTC).isoformat(timespec="seconds"),
+    )
+    metadata.update(name=name, version=version, sha256=sha256)
+    return metadata
+
+
+def _inspect_model(model_path: Path) -> dict[str, Any]:
+    import xgboost as xgb
+
+    booster = xgb.Booster(model_file=str(model_path))
+    config = json.loads(booster.save_config())
+    count = booster.num_features()
+    names = booster.feature_names or [f"f{i}" for i in range(count)]
+    return {
+        "feature_names": list(names),
+        "num_features": count,
+        "objective": config["learner"]["objective"]["name"],
+    }
+
+
+class ModelStore(pulumi.ComponentResource):
+    """Versioned, encrypted, private, TLS-only bucket holding the model and its metadata."""
+
+    bucket_name: pulumi.Output[str]
+    bucket_arn: pulumi.Output[str]
+    model_key: str
+    metadata_key: str
+    model_uri: pulumi.Output[str]
+    model_object_arn: pulumi.Output[str]
+    model_sha256: str
+    model_version: str
+
+    def __init__(
+        self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("mlserve:index:ModelStore", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        sha256 = args.sha256
+
+        bucket = aws.s3.Bucket(
+            f"{name}-bucket",
+            # With protectData off the stack owns the data: allow deleting a non-empty bucket.
+            force_destroy=not args.protect_data,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.protect_data),
+        )
+        versioning = aws.s3.BucketVersioning(
+            f"{name}-versioning",
+            bucket=bucket.id,
+            versioning_configuration={"status": "Enabled"},
+            opts=child,
+        )
+        if args.kms_key_arn is None:
+            rule = aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=_SseDefault(sse_algorithm=SSE_S3)
+            )
+        else:
+            rule = aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=_SseDefault(
+                    sse_algorithm=SSE_KMS, kms_master_key_id=args.kms_key_arn
+                ),
+                bucket_key_enabled=True,
+            )
+        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption", bucket=bucket.id, rules=[rule], opts=child
+        )
+        public_access = aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        ownership = aws.s3.BucketOwnershipControls(
+            f"{name}-ownership",
+            bucket=bucket.id,
+            rule={"object_ownership": "BucketOwnerEnforced"},
+            opts=child,
+        )
+        bucket_policy = aws.s3.BucketPolicy(
+            f"{name}-tls-only",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(lambda arn: json.dumps(policies.tls_only_bucket_policy(arn))),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]),
+        )
+
+        self.model_key = contract.model_key(args.model_name, args.model_version)
+        self.metadata_key = contract.model_metadata_key(args.model_name, args.model_version)
+        # Objects are written once the bucket is locked down and encrypted.
+        after_bucket_setup = pulumi.ResourceOptions(
+            parent=self,
+            depends_on=[versioning, encryption, public_access, ownership, bucket_policy],
+        )
+        model_object = aws.s3.BucketObjectv2(
+            f"{name}-model",
+            bucket=bucket.id,
+            key=self.model_key,
+            source=pulumi.FileAsset(str(args.model_path)),
+            content_type="application/octet-stream",
+            metadata={"sha256": sha256},
+            opts=after_bucket_setup,
+        )
+        metadata = model_metadata(args.model_path, args.model_name, args.model_version, sha256)
+        aws.s3.BucketObjectv2(
+            f"{name}-metadata",
+            bucket=bucket.id,
+            key=self.metadata_key,
+            content=json.dumps(metadata, indent=2, sort_keys=True) + "\n",
+            content_type="application/json",
+            metadata={"sha256": sha256},
+            opts=after_bucket_setup,
+        )
+
+        self.bucket_name = bucket.bucket
+        self.bucket_arn = bucket.arn
+        self.model_sha256 = sha256
+        self.model_version = args.model_version
+        key = self.model_key
+        self.model_uri = pulumi.Output.concat("s3://", model_object.bucket, "/", key)
+        self.model_object_arn = pulumi.Output.concat(bucket.arn, "/", key)
+        self.register_outputs(
+            {
+                "bucket_name": self.bucket_name,
+                "bucket_arn": self.bucket_arn,
+                "model_key": self.model_key,
+                "model_uri": self.model_uri,
+                "model_object_arn": self.model_object_arn,
+                "model_sha256": self.model_sha256,
+                "model_version": self.model_version,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class JobTableArgs:
+    protect_data: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.protect_data, bool):
+            raise ValueError(f"JobTableArgs.protect_data must be a bool, got {self.protect_data!r}")
+
+
+class JobTable(pulumi.ComponentResource):
+    """On-demand DynamoDB table of jobs: key ``job_id``, SSE, point-in-time recovery, TTL."""
+
+    name: pulumi.Output[str]
+    arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: JobTableArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("mlserve:index:JobTable", name, None, opts)
+        table = aws.dynamodb.Table(
+            f"{name}-table",
+            billing_mode="PAY_PER_REQUEST",
+            hash_key=contract.JOB_TABLE_HASH_KEY,
+            attributes=[{"name": contract.JOB_TABLE_HASH_KEY, "type": "S"}],
+            server_side_encryption={"enabled": True},
+            point_in_time_recovery={"enabled": True},
+            ttl={"attribute_name": contract.JOB_TABLE_TTL_ATTRIBUTE, "enabled": True},
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.protect_data),
+        )
+        self.name = table.name
+        self.arn = table.arn
+        self.register_outputs({"name": self.name, "arn": self.arn})

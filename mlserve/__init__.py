@@ -1,0 +1,1 @@
+"""mlserve developer CLI: python -m mlserve {demo,local,train-example,predict,bench}."""

@@ -1,0 +1,579 @@
+"""python -m mlserve {demo,local,train-example,predict,bench}: the developer CLI.
+
+- ``train-example``: train the example model (models/example/model.ubj + metadata.json).
+- ``local``: run an architecture on this machine (embedded AWS + local API Gateway) until Ctrl-C.
+- ``demo``: start the emulator, score the example data set's held-out rows over HTTP, print the
+  predictions next to the true labels and the accuracy, stop.
+- ``predict``: POST a CSV or JSON file of rows to a deployed (or local) API and print predictions.
+- ``bench``: the benchmarks behind ``make bench`` (benchmarks/run.py).
+
+Only the standard library talks HTTP here (urllib): the CLI needs no client dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import shlex
+import signal
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from runtime import contract
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mlserve.local import Emulator
+    from mlserve.train import ExampleData
+
+DEFAULT_MODEL_DIR = Path("models/example")
+
+
+class CliError(Exception):
+    """A failure to report as one clear line (exit status 1), never as a traceback."""
+
+
+# --- HTTP ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    status: int
+    body: Any  # parsed JSON, or None when the body is not JSON
+    text: str
+
+
+class ApiError(CliError):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def call_api(
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    content_type: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 60.0,
+) -> ApiResponse:
+    """One HTTP request; a non-2xx answer raises :class:`ApiError` with the API's error."""
+    if not url.startswith(("http://", "https://")):
+        raise CliError(f"not an http(s) URL: {url!r}")
+    headers = {"Accept": "application/json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    if api_key:
+        headers[contract.API_KEY_HEADER] = api_key
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)  # noqa: S310 - scheme checked above
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CliError(f"cannot reach {url}: {reason}") from None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        parsed = None
+    if not 200 <= status < 300:
+        error = parsed.get("error") if isinstance(parsed, dict) else None
+        if isinstance(error, dict):
+            raise ApiError(status, str(error.get("code", "error")), str(error.get("message", "")))
+        message = parsed.get("message") if isinstance(parsed, dict) else None
+        raise ApiError(status, "error", str(message or text[:200] or "(empty body)"))
+    return ApiResponse(status, parsed, text)
+
+
+# --- train-example -------------------------------------------------------------------------------
+
+
+def _model_present(model_dir: Path) -> bool:
+    return (model_dir / contract.MODEL_OBJECT_NAME).is_file()
+
+
+def _train(out: Path) -> None:
+    from mlserve.train import train_example
+
+    result = train_example(out_dir=out)
+    print(f"model:    {result.model_path}")
+    print(f"metadata: {result.metadata_path}")
+    print(f"sha256:   {result.sha256}")
+    print("metrics:  " + ", ".join(f"{k}={v}" for k, v in result.metrics.items()))
+
+
+def ensure_model(model_dir: Path) -> None:
+    """Train the example model into the default directory when it is missing."""
+    if _model_present(model_dir):
+        return
+    if model_dir != DEFAULT_MODEL_DIR:
+        raise CliError(
+            f"no model at {model_dir / contract.MODEL_OBJECT_NAME}: train one with "
+            f"`python -m mlserve train-example --out {model_dir}`"
+        )
+    print(f"No model at {model_dir}: training the example model first.", file=sys.stderr)
+    _train(model_dir)
+
+
+def cmd_train_example(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    if args.if_missing and _model_present(out):
+        print(f"model already present: {out / contract.MODEL_OBJECT_NAME} (--if-missing)")
+        return 0
+    _train(out)
+    return 0
+
+
+# --- local ---------------------------------------------------------------------------------------
+
+
+def _example_row(feature_names: Sequence[str]) -> list[float]:
+    """A held-out row of the example data set, or zeros for a model of other features."""
+    from mlserve.train import load_example_data, split
+
+    data = load_example_data()
+    if list(feature_names) != data.feature_names:
+        return [0.0] * len(feature_names)
+    _, test_idx = split(data)
+    return [float(v) for v in data.x[test_idx[0]]]
+
+
+def _curl(url: str, api_key: str | None, *, body: str | None = None) -> str:
+    parts = ["curl", "-s"]
+    if api_key:
+        parts += ["-H", f"{contract.API_KEY_HEADER}: {api_key}"]
+    if body is not None:
+        parts += ["-H", "content-type: application/json", "-d", body]
+    parts.append(url)
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _configure_local_logging() -> None:
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s", "%H:%M:%S"))
+    for name in ("mlserve-local.gateway", "mlserve-local.access"):
+        log = logging.getLogger(name)
+        log.setLevel(logging.INFO)
+        log.addHandler(handler)
+        log.propagate = False
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from mlserve.local import Emulator
+
+    ensure_model(args.model_dir)
+    _configure_local_logging()
+    stop = threading.Event()
+
+    def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    emulator = Emulator()
+    try:
+        try:
+            emulator.start(
+                architecture=args.architecture,
+                api_auth=args.api_auth,
+                model_dir=args.model_dir,
+                port=args.port,
+                allow_missing=args.allow_missing,
+                max_rows=args.max_rows,
+            )
+        except OSError as exc:
+            if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+                raise
+            raise CliError(
+                f"cannot listen on 127.0.0.1:{args.port} ({exc.strerror or exc}): "
+                "pass another --port, or --port 0 for a free one"
+            ) from None
+        model = emulator.model
+        row = json.dumps({"instances": [_example_row(model.metadata.get("feature_names") or [])]})
+        print(f"mlserve local · architecture {','.join(emulator.architectures)}")
+        print(f"  API URL     {emulator.url}")
+        print(f"  API key     {emulator.api_key or '(none: --api-auth none)'}")
+        print(f"  model       {model.name} {model.version} ({emulator.model_uri})")
+        print(f"  job table   {emulator.table}")
+        print(f"  AWS         {emulator.endpoint_url} (embedded moto; AWS_ENDPOINT_URL)")
+        print()
+        print("Try:")
+        print("  " + _curl(f"{emulator.url}/health", emulator.api_key))
+        print("  " + _curl(f"{emulator.url}/predict", emulator.api_key, body=row))
+        key_arg = f" --api-key {emulator.api_key}" if emulator.api_key else ""
+        print(f"  python -m mlserve predict --url {emulator.url}{key_arg} rows.csv")
+        print()
+        print("Ctrl-C to stop.", flush=True)
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+        signal.signal(signal.SIGTERM, previous)
+    print("stopped.")
+    return 0
+
+
+# --- demo ----------------------------------------------------------------------------------------
+
+
+def _predictions(response: ApiResponse, expected_rows: int) -> list[Any]:
+    body = response.body
+    if response.status != 200 or not isinstance(body, dict) or "predictions" not in body:
+        raise CliError(
+            f"unexpected answer from POST /predict ({response.status}): {response.text[:200]}"
+        )
+    predictions = body["predictions"]
+    if len(predictions) != expected_rows:
+        raise CliError(f"sent {expected_rows} rows, got {len(predictions)} predictions")
+    return list(predictions)
+
+
+def _label(prediction: Any) -> int:
+    if isinstance(prediction, list):  # multi-class probabilities
+        return max(range(len(prediction)), key=lambda i: prediction[i])
+    return int(float(prediction) >= 0.5)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from mlserve.local import Emulator
+    from mlserve.train import load_example_data, split
+
+    console = Console()
+    ensure_model(args.model_dir)
+    data = load_example_data()
+    _, test_idx = split(data)
+    shown = test_idx[: min(args.rows, len(test_idx))]
+
+    with console.status("starting the local emulator (embedded AWS + API Gateway)..."):
+        emulator = Emulator().start(architecture=args.architecture, model_dir=args.model_dir)
+    try:
+        _demo(console, emulator, data, shown, test_idx)
+    except CliError:
+        raise
+    except Exception as exc:
+        raise CliError(f"demo failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        with console.status("stopping..."):
+            emulator.stop()
+    return 0
+
+
+def _demo(
+    console: Console, emulator: Emulator, data: ExampleData, shown: Any, test_idx: Any
+) -> None:
+    """Score the held-out rows over HTTP and print what came back."""
+    import numpy as np
+    from rich.table import Table
+
+    url, key = emulator.url, emulator.api_key
+    console.print(
+        f"[bold]mlserve demo[/] · architecture [cyan]{','.join(emulator.architectures)}[/]"
+    )
+    console.print(f"API {url} · embedded AWS {emulator.endpoint_url}")
+    health = call_api("GET", f"{url}/health", api_key=key).body
+    model = health["model"]
+    console.print(
+        f"GET /health → model [cyan]{model['name']}[/] version {model['version']} "
+        f"({model['num_features']} features, {model['objective']})"
+    )
+    names: list[str] = list(model["feature_names"])
+    if names != data.feature_names:
+        raise CliError("the served model was not trained on the example data set")
+
+    # JSON, rows as objects keyed by feature name
+    instances = [dict(zip(names, map(float, data.x[i]), strict=True)) for i in shown]
+    payload = json.dumps({"instances": instances}).encode()
+    predicted = _predictions(
+        call_api(
+            "POST", f"{url}/predict", body=payload, content_type="application/json", api_key=key
+        ),
+        len(shown),
+    )
+    # the same rows as CSV with a header row
+    lines = [",".join(names)] + [",".join(repr(float(v)) for v in data.x[i]) for i in shown]
+    csv_predicted = _predictions(
+        call_api(
+            "POST",
+            f"{url}/predict",
+            body="\n".join(lines).encode(),
+            content_type="text/csv",
+            api_key=key,
+        ),
+        len(shown),
+    )
+    same = bool(
+        np.allclose(np.asarray(predicted, dtype=float), np.asarray(csv_predicted, dtype=float))
+    )
+
+    classes = list(emulator.model.metadata.get("classes") or ["0", "1"])
+    positive = classes[1] if len(classes) > 1 else "1"
+    table = Table(title=f"{len(shown)} held-out rows, POST /predict (JSON instances)")
+    table.add_column("row", justify="right")
+    table.add_column("true label")
+    table.add_column(f"P({positive})", justify="right")
+    table.add_column("predicted")
+    table.add_column("", justify="center")
+    for i, prediction in zip(shown, predicted, strict=True):
+        truth, guess = int(data.y[i]), _label(prediction)
+        score = f"{prediction:.4f}" if not isinstance(prediction, list) else str(prediction)
+        table.add_row(
+            str(int(i)),
+            classes[truth],
+            score,
+            classes[guess],
+            "[green]✓[/]" if truth == guess else "[red]✗[/]",
+        )
+    console.print(table)
+    console.print(
+        f"text/csv with a header row, same {len(shown)} rows → "
+        + ("[green]identical predictions[/]" if same else "[red]DIFFERENT predictions[/]")
+    )
+    if not same:
+        raise CliError("the CSV and JSON forms of the same rows gave different predictions")
+
+    # the whole held-out split in one request
+    everything = json.dumps({"instances": data.x[test_idx].tolist()}).encode()
+    all_predicted = _predictions(
+        call_api(
+            "POST", f"{url}/predict", body=everything, content_type="application/json", api_key=key
+        ),
+        len(test_idx),
+    )
+    correct = sum(_label(p) == int(data.y[i]) for p, i in zip(all_predicted, test_idx, strict=True))
+    accuracy = correct / len(test_idx)
+    trained = (emulator.model.metadata.get("metrics") or {}).get("accuracy")
+    console.print(
+        f"[bold]accuracy[/] on the held-out split ({len(test_idx)} rows, one request): "
+        f"[bold green]{accuracy:.1%}[/] ({correct} correct)"
+    )
+    if trained is not None:
+        console.print(f"the training run measured {float(trained):.1%} on the same rows")
+
+
+# --- predict -------------------------------------------------------------------------------------
+
+
+def _read_rows(path: Path) -> tuple[bytes, str]:
+    """The request body and content type for a CSV or JSON file of rows."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if path.suffix.lower() == ".csv":
+        return raw, "text/csv"
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        if path.suffix.lower() == ".json":
+            raise CliError(f"{path} is not valid JSON: {exc}") from None
+        return raw, "text/csv"  # no telling suffix and not JSON: treat as CSV
+    if isinstance(document, list):
+        document = {"instances": document}
+    if not isinstance(document, dict) or "instances" not in document:
+        raise CliError(f'{path}: expected a JSON list of rows or an object with "instances"')
+    return json.dumps(document).encode(), "application/json"
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    body, content_type = _read_rows(args.file)
+    url = args.url.rstrip("/") + "/predict"
+    try:
+        response = call_api(
+            "POST",
+            url,
+            body=body,
+            content_type=content_type,
+            api_key=args.api_key,
+            timeout=args.timeout,
+        )
+    except ApiError as exc:
+        print(f"error {exc.status} {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    result = response.body
+    if not isinstance(result, dict) or "predictions" not in result:
+        raise CliError(f"unexpected answer from {url}: {response.text[:200]}")
+    if args.format == "json":
+        print(json.dumps(result))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("row", justify="right")
+    table.add_column("prediction", justify="right")
+    for i, prediction in enumerate(result["predictions"]):
+        if isinstance(prediction, list):
+            text = ", ".join(f"{p:.6g}" for p in prediction)
+        else:
+            text = f"{prediction:.6g}"
+        table.add_row(str(i), text)
+    console = Console()
+    console.print(table)
+    console.print(
+        f"{len(result['predictions'])} predictions · model version {result.get('model_version')}"
+    )
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+
+def _architecture(value: str) -> str:
+    from mlserve.local import parse_architectures
+
+    try:
+        return ",".join(parse_architectures(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid choice: {exc}") from None
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _port(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {number}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mlserve.local import API_AUTH_MODES, available
+
+    architectures = ", ".join(available())
+    parser = argparse.ArgumentParser(
+        prog="python -m mlserve", description="mlserve developer CLI (see README.md)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train-example", help="train the example model")
+    train.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_MODEL_DIR,
+        help="output directory (default: %(default)s)",
+    )
+    train.add_argument("--if-missing", action="store_true", help="do nothing when the model exists")
+    train.set_defaults(func=cmd_train_example)
+
+    def emulator_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--architecture",
+            type=_architecture,
+            metavar="{" + ",".join(available()) + "}",
+            default=contract.ARCH_LAMBDA,
+            help=f"one of: {architectures} (or a comma-separated list; default: %(default)s)",
+        )
+        sub.add_argument(
+            "--model-dir",
+            type=Path,
+            default=DEFAULT_MODEL_DIR,
+            help="model.ubj + metadata.json (default: %(default)s)",
+        )
+
+    local = commands.add_parser("local", help="run an architecture locally until Ctrl-C")
+    emulator_options(local)
+    local.add_argument(
+        "--port",
+        type=_port,
+        default=8080,
+        help="API port on 127.0.0.1; 0 = any free (default: %(default)s)",
+    )
+    local.add_argument(
+        "--api-auth", choices=API_AUTH_MODES, default="api-key", help="(default: %(default)s)"
+    )
+    local.add_argument(
+        "--allow-missing", action="store_true", help="pass null/NaN/Infinity as missing values"
+    )
+    local.add_argument(
+        "--max-rows",
+        type=_positive_int,
+        default=contract.DEFAULT_MAX_ROWS,
+        help="rows accepted inline (default: %(default)s)",
+    )
+    local.set_defaults(func=cmd_local)
+
+    demo = commands.add_parser("demo", help="start the emulator, score the example data, stop")
+    emulator_options(demo)
+    demo.add_argument(
+        "--rows", type=_positive_int, default=10, help="rows to show (default: %(default)s)"
+    )
+    demo.set_defaults(func=cmd_demo)
+
+    predict = commands.add_parser(
+        "predict", help="POST a CSV or JSON file of rows to an mlserve API"
+    )
+    predict.add_argument("--url", required=True, help="the API URL (pulumi stack output apiUrl)")
+    predict.add_argument(
+        "--api-key", default=None, help="the API key (pulumi stack output --show-secrets apiKey)"
+    )
+    predict.add_argument(
+        "--format", choices=("table", "json"), default="table", help="(default: %(default)s)"
+    )
+    predict.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds (default: %(default)s)"
+    )
+    predict.add_argument("file", type=Path, metavar="FILE.csv|FILE.json")
+    predict.set_defaults(func=cmd_predict)
+
+    bench = commands.add_parser(
+        "bench", help="latency ratios and package sizes (writes benchmarks/results.md)"
+    )
+    bench.add_argument(
+        "--iterations", type=_positive_int, default=2000, help="(default: %(default)s)"
+    )
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    try:
+        from benchmarks.run import main as run_benchmarks
+    except ImportError as exc:  # benchmarks/ lives in the repository, not in the package
+        raise CliError("run `bench` from the repository root (make bench)") from exc
+    return run_benchmarks(iterations=args.iterations)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:  # a missing model, a busy port, a bad setting
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted.", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Code that runs inside AWS (Lambda handlers, scoring entrypoint). Never imports pulumi."""

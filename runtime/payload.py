@@ -1,0 +1,340 @@
+"""Parse and validate /predict request bodies into a float32 matrix in the model's feature order.
+
+Accepted forms (DESIGN.md §4):
+- JSON ``{"instances": [[f1, ..., fn], ...]}``: values in the model's feature order;
+- JSON ``{"instances": [{"<feature name>": value, ...}, ...]}``: any order, by name;
+- ``text/csv``: rows of values, with an optional header row of feature names.
+
+Every problem raises :class:`PayloadError` carrying an HTTP status, a stable error code and a
+message that says exactly what is wrong and where. Nothing here touches AWS.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from runtime.contract import MAX_BODY_BYTES
+
+JSON_TYPES = ("application/json",)
+CSV_TYPES = ("text/csv", "application/csv")
+_NUMBER_TYPES = frozenset({int, float})
+_NUMBER_OR_NULL = frozenset({int, float, type(None)})
+_MISSING_HINT = "set mlserve:allowMissing to true to pass missing values"
+
+
+class PayloadError(Exception):
+    """The caller's mistake: answered with a 4xx and a JSON error body."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    names: tuple[str, ...]
+    index: Mapping[str, int]
+
+    @classmethod
+    def of(cls, names: Sequence[str]) -> FeatureSchema:
+        return cls(tuple(names), {n: i for i, n in enumerate(names)})
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_rows: int
+    allow_missing: bool = False
+    max_body_bytes: int = MAX_BODY_BYTES
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def parse_body(
+    body: str | bytes | None, content_type: str | None, schema: FeatureSchema, limits: Limits
+) -> np.ndarray:
+    """Return a (rows, features) float32 matrix or raise :class:`PayloadError`."""
+    raw = body if body is not None else ""
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > limits.max_body_bytes:
+        raise PayloadError(
+            "payload_too_large",
+            f"request body is {size} bytes; the limit is {limits.max_body_bytes} bytes "
+            "(Lambda's 6 MB): send larger inputs with POST /jobs and an input_uri",
+            413,
+        )
+    kind = media_type(content_type)
+    if not kind:  # no Content-Type: accept an obvious JSON object, nothing else
+        kind = "application/json" if _text(raw).lstrip().startswith("{") else ""
+    if kind in JSON_TYPES or kind.endswith("+json"):
+        return parse_json(_text(raw), schema, limits)
+    if kind in CSV_TYPES:
+        return parse_csv(_text(raw), schema, limits)
+    raise PayloadError(
+        "unsupported_media_type",
+        f"unsupported Content-Type {content_type or '(none)'!r}: send application/json or text/csv",
+        415,
+    )
+
+
+def _text(raw: str | bytes) -> str:
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PayloadError("invalid_encoding", f"request body is not UTF-8: {exc}") from exc
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+def parse_json(text: str, schema: FeatureSchema, limits: Limits) -> np.ndarray:
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, and RecursionError-free for valid depth
+        raise PayloadError("malformed_json", f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise PayloadError("malformed_json", "request body is nested too deeply") from exc
+    if not isinstance(doc, dict) or "instances" not in doc:
+        raise PayloadError(
+            "invalid_body",
+            'expected a JSON object with an "instances" array, e.g. {"instances": [[...]]}',
+        )
+    instances = doc["instances"]
+    if not isinstance(instances, list):
+        raise PayloadError("invalid_body", '"instances" must be an array of rows')
+    _check_row_count(len(instances), limits)
+    if all(type(row) is list for row in instances):
+        return _from_lists(instances, schema, limits)
+    if all(type(row) is dict for row in instances):
+        return _from_objects(instances, schema, limits)
+    bad = next((i for i, row in enumerate(instances) if type(row) not in (list, dict)), None)
+    if bad is not None:
+        raise PayloadError(
+            "invalid_body",
+            f"instances[{bad}] must be an array of feature values or an object of "
+            f"feature name -> value, got {_json_type(instances[bad])}",
+        )
+    raise PayloadError(
+        "invalid_body", "instances mixes arrays and objects: use one form for every row"
+    )
+
+
+def _check_row_count(rows: int, limits: Limits) -> None:
+    if rows == 0:
+        raise PayloadError("empty_batch", "no rows to score: instances is empty")
+    if rows > limits.max_rows:
+        raise PayloadError(
+            "too_many_rows",
+            f"{rows} rows is more than the {limits.max_rows} rows accepted inline; "
+            "use POST /jobs with an input_uri for larger batches",
+        )
+
+
+def _from_lists(rows: list[list[Any]], schema: FeatureSchema, limits: Limits) -> np.ndarray:
+    n = schema.count
+    for i, row in enumerate(rows):
+        if len(row) != n:
+            raise PayloadError(
+                "wrong_feature_count",
+                f"instances[{i}] has {len(row)} values; the model expects {n} features",
+            )
+    allowed = _NUMBER_OR_NULL if limits.allow_missing else _NUMBER_TYPES
+    if not set(map(type, itertools.chain.from_iterable(rows))) <= allowed:
+        for i, row in enumerate(rows):
+            for j, value in enumerate(row):
+                _check_value(value, i, schema.names[j], limits)
+    matrix = np.array(rows, dtype=np.float64)
+    return _finish(matrix, schema, limits)
+
+
+def _from_objects(rows: list[dict[str, Any]], schema: FeatureSchema, limits: Limits) -> np.ndarray:
+    n = schema.count
+    matrix = np.full((len(rows), n), np.nan, dtype=np.float64)
+    index = schema.index
+    for i, row in enumerate(rows):
+        unknown = [k for k in row if k not in index]
+        if unknown:
+            raise PayloadError(
+                "unknown_feature",
+                f"instances[{i}] has unknown feature {_names(unknown)}; the model's features "
+                f"are {_names(schema.names[:5])}... ({n} in all, see GET /health)",
+            )
+        if len(row) != n and not limits.allow_missing:
+            missing = [name for name in schema.names if name not in row]
+            raise PayloadError(
+                "missing_feature",
+                f"instances[{i}] is missing feature {_names(missing)} ({len(row)} of {n} "
+                f"given); {_MISSING_HINT}",
+            )
+        for name, value in row.items():
+            _check_value(value, i, name, limits)
+            if value is not None:
+                matrix[i, index[name]] = value
+    return _finish(matrix, schema, limits)
+
+
+def _check_value(value: Any, row: int, feature: str, limits: Limits) -> None:
+    kind = type(value)
+    if kind in _NUMBER_TYPES:
+        return
+    if value is None:
+        if limits.allow_missing:
+            return
+        raise PayloadError(
+            "invalid_value", f"instances[{row}] feature {feature!r} is null; {_MISSING_HINT}"
+        )
+    raise PayloadError(
+        "invalid_value",
+        f"instances[{row}] feature {feature!r} is {_json_type(value)} {_short(value)}, "
+        "not a number",
+    )
+
+
+def _finish(matrix: np.ndarray, schema: FeatureSchema, limits: Limits) -> np.ndarray:
+    finite = np.isfinite(matrix)
+    if not finite.all():
+        if not limits.allow_missing:
+            i, j = (int(v) for v in np.argwhere(~finite)[0])
+            raise PayloadError(
+                "invalid_value",
+                f"row {i} feature {schema.names[j]!r} is {_float_name(matrix[i, j])}, which is "
+                f"not a finite number; {_MISSING_HINT}",
+            )
+        matrix[~finite] = np.nan
+    too_big = np.abs(np.where(finite, matrix, 0.0)) > np.finfo(np.float32).max
+    if too_big.any():
+        i, j = (int(v) for v in np.argwhere(too_big)[0])
+        raise PayloadError(
+            "invalid_value",
+            f"row {i} feature {schema.names[j]!r} is {matrix[i, j]:g}, outside float32 range",
+        )
+    return matrix.astype(np.float32)
+
+
+# --- CSV --------------------------------------------------------------------------------------
+
+
+def parse_csv(text: str, schema: FeatureSchema, limits: Limits) -> np.ndarray:
+    lines = [
+        row for row in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in row)
+    ]
+    if not lines:
+        raise PayloadError("empty_batch", "no rows to score: the CSV body is empty")
+    columns: list[int] | None = None
+    first = lines[0]
+    if not all(_is_number(cell) for cell in first):
+        columns = _header_columns(first, schema, limits)
+        lines = lines[1:]
+    _check_row_count(len(lines), limits)
+    n = schema.count
+    width = len(columns) if columns is not None else n
+    matrix = np.full((len(lines), n), np.nan, dtype=np.float64)
+    for i, row in enumerate(lines):
+        line_no = i + (2 if columns is not None else 1)
+        if len(row) != width:
+            raise PayloadError(
+                "wrong_feature_count",
+                f"CSV line {line_no} has {len(row)} values; expected {width}"
+                + ("" if columns is not None else f" (the model expects {n} features)"),
+            )
+        for j, cell in enumerate(row):
+            target = columns[j] if columns is not None else j
+            matrix[i, target] = _csv_value(cell, line_no, schema.names[target], limits)
+    return _finish(matrix, schema, limits)
+
+
+def _header_columns(header: list[str], schema: FeatureSchema, limits: Limits) -> list[int]:
+    names = [h.strip() for h in header]
+    unknown = [h for h in names if h not in schema.index]
+    if unknown:
+        raise PayloadError(
+            "unknown_feature",
+            f"CSV header has unknown feature {_names(unknown)}; the model's features are "
+            f"{_names(schema.names[:5])}... ({schema.count} in all, see GET /health)",
+        )
+    duplicated = sorted({h for h in names if names.count(h) > 1})
+    if duplicated:
+        raise PayloadError("invalid_csv", f"CSV header repeats {_names(duplicated)}")
+    missing = [n for n in schema.names if n not in names]
+    if missing and not limits.allow_missing:
+        raise PayloadError(
+            "missing_feature",
+            f"CSV header is missing feature {_names(missing)}; {_MISSING_HINT}",
+        )
+    return [schema.index[h] for h in names]
+
+
+def _csv_value(cell: str, line_no: int, feature: str, limits: Limits) -> float:
+    text = cell.strip()
+    if not text:
+        if limits.allow_missing:
+            return math.nan
+        raise PayloadError(
+            "invalid_value", f"CSV line {line_no} feature {feature!r} is empty; {_MISSING_HINT}"
+        )
+    try:
+        return float(text)
+    except ValueError:
+        raise PayloadError(
+            "invalid_value",
+            f"CSV line {line_no} feature {feature!r} is {_short(text)}, not a number",
+        ) from None
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return not cell.strip()  # an empty cell is a missing value, not a header name
+    return True
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(n) for n in list(names)[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+def _float_name(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"

@@ -1,0 +1,357 @@
+"""A harness running the real Pulumi program (__main__.py) under Pulumi's unit-test mocks.
+
+``run_stack(config)`` runs the whole program once, without an engine, and returns a
+:class:`StackRun`: every resource registration (components included) with its type, logical
+name, URN, parent URN, inputs, mocked outputs and resource options, plus the resolved stack
+outputs.
+
+How it works:
+
+* Parents and options: ``MockResourceArgs`` carries no parent and no options, so the harness
+  installs its own ``MockMonitor`` subclass (``set_mocks(..., monitor=...)``) that records the
+  raw ``RegisterResourceRequest`` of each registration: ``parent`` (URN), ``retainOnDelete``,
+  ``protect``, ``dependencies``. That is exactly what the engine would receive.
+* Waiting: the program runs inside ``pulumi.runtime.stack.run_pulumi_func``, the SDK's own
+  driver, which after the program returns waits for every outstanding RPC and every pending
+  Output (``wait_for_rpcs``) and re-raises the program's (or an apply's) exception.
+* Re-runnable: each run happens in a fresh ``contextvars`` context with the root stack resource
+  reset, its own mocks, monitor and config (``set_all_config``), so a test can run the program
+  several times with different config in one pytest process.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import runpy
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.settings import ROOT, get_root_resource
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+REPO = Path(__file__).resolve().parents[2]
+MAIN = REPO / "__main__.py"
+PROJECT = "mlserve"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pulumi_aws warns about its own deprecated modules when they are loaded; not ours to fix.
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pulumi_aws.*")
+
+
+# --- records --------------------------------------------------------------------------------------
+@dataclass
+class Registered:
+    """One RegisterResource call: what the engine would have been asked to create."""
+
+    type: str
+    name: str
+    urn: str
+    id: str  # the mocked provider id ("" for components)
+    parent: str  # parent URN ("" only for the stack itself)
+    custom: bool
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    retain_on_delete: bool | None
+    protect: bool | None
+    delete_before_replace: bool
+    dependencies: list[str]
+
+    @property
+    def is_component(self) -> bool:
+        return not self.custom
+
+
+@dataclass
+class StackRun:
+    resources: list[Registered]
+    exports: dict[str, Any]
+    secret_exports: set[str]
+    calls: list[str] = field(default_factory=list)
+    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def of_type(self, typ: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == typ]
+
+    def one(self, typ: str, name: str | None = None) -> Registered:
+        found = [r for r in self.of_type(typ) if name is None or r.name == name]
+        assert len(found) == 1, f"expected one {typ} {name or ''}, found {[r.name for r in found]}"
+        return found[0]
+
+    def named(self, name: str) -> Registered:
+        found = [r for r in self.resources if r.name == name]
+        assert len(found) == 1, f"expected one resource named {name!r}, found {len(found)}"
+        return found[0]
+
+    def by_urn(self, urn: str) -> Registered:
+        for r in self.resources:
+            if r.urn == urn:
+                return r
+        raise KeyError(urn)
+
+    def children(self, parent: Registered) -> list[Registered]:
+        return [r for r in self.resources if r.parent == parent.urn]
+
+    @property
+    def stack(self) -> Registered:
+        return self.one(STACK_TYPE)
+
+    def types(self) -> set[str]:
+        return {r.type for r in self.resources}
+
+
+# --- mocked provider ------------------------------------------------------------------------------
+def physical_name(logical: str) -> str:
+    """An auto-name like Pulumi's: logical name + random-looking (here: stable) suffix."""
+    return f"{logical}-{hashlib.sha256(logical.encode()).hexdigest()[:7]}"
+
+
+def lambda_arn(function_name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
+
+
+def invoke_arn(function_arn: str) -> str:
+    return (
+        f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{function_arn}/invocations"
+    )
+
+
+def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Plausible (id, outputs) for a resource: its inputs plus what AWS would compute."""
+    out: dict[str, Any] = dict(inputs)
+    phys = str(inputs.get("name") or physical_name(name))
+    rid = phys
+    if typ == "aws:s3/bucket:Bucket":
+        bucket = str(inputs.get("bucket") or phys)
+        out |= {"bucket": bucket, "arn": f"arn:aws:s3:::{bucket}"}
+        rid = bucket
+    elif typ == "aws:s3/bucketObjectv2:BucketObjectv2":
+        out["arn"] = f"arn:aws:s3:::{inputs['bucket']}/{inputs['key']}"
+        rid = str(inputs["key"])
+    elif typ == "aws:dynamodb/table:Table":
+        out |= {"name": phys, "arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{phys}"}
+    elif typ == "aws:cloudwatch/logGroup:LogGroup":
+        out |= {"name": phys, "arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{phys}"}
+    elif typ == "aws:iam/role:Role":
+        out |= {"name": phys, "arn": f"arn:aws:iam::{ACCOUNT}:role/{phys}"}
+    elif typ == "aws:lambda/function:Function":
+        arn = lambda_arn(phys)
+        version = "1" if inputs.get("publish") else "$LATEST"
+        out |= {
+            "name": phys,
+            "arn": arn,
+            "invokeArn": invoke_arn(arn),
+            "version": version,
+            "qualifiedArn": f"{arn}:{version}",
+            "qualifiedInvokeArn": invoke_arn(f"{arn}:{version}"),
+        }
+    elif typ == "aws:lambda/alias:Alias":
+        arn = f"{lambda_arn(str(inputs['functionName']))}:{inputs['name']}"
+        out |= {"arn": arn, "invokeArn": invoke_arn(arn)}
+    elif typ == "aws:lambda/layerVersion:LayerVersion":
+        arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{inputs['layerName']}"
+        out |= {"layerArn": arn, "arn": f"{arn}:1", "version": "1"}
+    elif typ == "aws:apigateway/restApi:RestApi":
+        rid = hashlib.sha256(name.encode()).hexdigest()[:10]
+        out |= {
+            "arn": f"arn:aws:apigateway:{REGION}::/restapis/{rid}",
+            "executionArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{rid}",
+            "rootResourceId": "root0",
+        }
+    elif typ == "aws:apigateway/stage:Stage":
+        api_id, stage = inputs["restApi"], inputs["stageName"]
+        out |= {
+            "invokeUrl": f"https://{api_id}.execute-api.{REGION}.amazonaws.com/{stage}",
+            "executionArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/{stage}",
+        }
+        rid = f"ags-{api_id}-{stage}"
+    elif typ == "aws:apigateway/apiKey:ApiKey":
+        out |= {"value": f"mock-key-{hashlib.sha256(name.encode()).hexdigest()[:20]}"}
+    else:
+        out.setdefault("arn", f"arn:aws:mock:{REGION}:{ACCOUNT}:{typ.rsplit(':', 1)[-1]}/{phys}")
+    return f"{rid}", out
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        if not args.custom:  # a ComponentResource: no provider, no outputs of its own
+            return "", {}
+        return mock_outputs(args.typ, args.name, args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:  # type: ignore[override]
+        # A bare dict: the mock monitor reads a tuple's second item as a list of check failures.
+        self.calls.append(args.token)
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"region": REGION, "name": REGION, "id": REGION}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:root"}
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com"}
+        return {}
+
+
+class RecordingMonitor(MockMonitor):
+    """The SDK's mock monitor, additionally recording each raw registration request."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.registered: list[Registered] = []
+        self.registered_outputs: dict[str, dict[str, Any]] = {}  # component URN -> outputs
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        inputs = rpc.deserialize_properties(request.object)
+        outputs = rpc.deserialize_properties(response.object) if response.object else {}
+        self.registered.append(
+            Registered(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                id=response.id,
+                parent=request.parent,
+                custom=request.custom,
+                inputs=inputs,
+                outputs=outputs,
+                retain_on_delete=(
+                    request.retainOnDelete if request.HasField("retainOnDelete") else None
+                ),
+                protect=request.protect if request.HasField("protect") else None,
+                delete_before_replace=request.deleteBeforeReplace,
+                dependencies=list(request.dependencies),
+            )
+        )
+        return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        self.registered_outputs[request.urn] = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
+
+# --- running the program --------------------------------------------------------------------------
+def _config_map(config: Mapping[str, Any]) -> dict[str, str]:
+    """Bare keys go to the project namespace; values are strings as the CLI passes them."""
+    result: dict[str, str] = {}
+    for key, value in config.items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        result[full] = str(value)
+    return result
+
+
+def run_program(
+    body: Callable[[], object],
+    config: Mapping[str, Any] | None = None,
+    *,
+    stack: str = "test",
+    preview: bool = False,
+    runs: list[StackRun] | None = None,
+) -> StackRun:
+    """Run ``body`` as a Pulumi program under mocks and return what it registered.
+
+    Raises whatever the program raises (e.g. SettingsError), after the SDK has drained its RPCs;
+    what was registered until then is appended to ``runs`` (when given) either way.
+    """
+    mocks = RecordingMocks()
+    monitor = RecordingMonitor(mocks)
+    exports: dict[str, Any] = {}
+    secret: set[str] = set()
+
+    async def program() -> None:
+        body()
+        root = get_root_resource()
+        outputs: dict[str, Any] = getattr(root, "outputs", {})
+        for key, value in outputs.items():
+            out = pulumi.Output.from_input(value)
+            exports[key] = await out.future()
+            if await out.is_secret():
+                secret.add(key)
+
+    def run() -> None:
+        ROOT.set(None)  # a new root Stack resource for this run
+        pulumi.runtime.set_mocks(
+            mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor
+        )
+        pulumi.runtime.set_all_config(_config_map(config or {}))
+        _sync_await(run_pulumi_func(program))
+
+    result = StackRun(
+        resources=monitor.registered,
+        exports=exports,
+        secret_exports=secret,
+        calls=mocks.calls,
+        component_outputs=monitor.registered_outputs,
+    )
+    if runs is not None:
+        runs.append(result)
+    contextvars.copy_context().run(run)
+    return result
+
+
+def run_stack(
+    config: Mapping[str, Any],
+    *,
+    stack: str = "test",
+    preview: bool = False,
+    runs: list[StackRun] | None = None,
+) -> StackRun:
+    """Run the real program, __main__.py, once with ``config``."""
+    return run_program(
+        lambda: runpy.run_path(str(MAIN), run_name="__main__"),
+        config,
+        stack=stack,
+        preview=preview,
+        runs=runs,
+    )
+
+
+# --- fixtures -------------------------------------------------------------------------------------
+def train_tiny_model(out_dir: Path, feature_names: Iterable[str] = ("a", "b", "c", "d")) -> Path:
+    """A tiny binary:logistic model saved as UBJSON, with no metadata.json beside it."""
+    import numpy as np
+    import xgboost as xgb
+
+    names = list(feature_names)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, len(names)))
+    y = (x[:, 0] > 0).astype(int)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "nthread": 1, "max_depth": 2},
+        xgb.DMatrix(x, label=y, feature_names=names),
+        num_boost_round=3,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "model.ubj"
+    booster.save_model(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def base_config(tiny_model: Path) -> dict[str, str]:
+    """Config every run starts from: the tiny model instead of models/example."""
+    return {"aws:region": REGION, "modelPath": str(tiny_model)}
+
+
+@pytest.fixture(scope="session")
+def default_run(base_config: dict[str, str]) -> StackRun:
+    """The program with every default (architecture lambda, api-key auth, protectData true)."""
+    return run_stack(base_config)

@@ -1,0 +1,331 @@
+"""components/settings.py: defaults from Pulumi.yaml, validation and messages (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.settings import (
+    ARCHITECTURES,
+    LOG_RETENTION_DAYS,
+    PROJECT_FILE,
+    Settings,
+    SettingsError,
+    load_project_schema,
+)
+from runtime import contract
+
+# DESIGN.md §3 plus maxRows / allowMissing.
+DESIGN_KEYS = {
+    "architecture", "modelPath", "modelName", "modelVersion", "lambdaArchitecture",
+    "lambdaMemory", "lambdaTimeout", "lambdaPackaging", "provisionedConcurrency", "snapStart",
+    "taskCpu", "taskMemory", "image", "polling", "pollIntervalSeconds", "syncWaitSeconds",
+    "batchComputeType", "batchMaxVcpus", "jobAttempts", "apiAuth", "throttleRate",
+    "throttleBurst", "subnetIds", "securityGroupIds", "logRetentionDays", "protectData",
+    "maxRows", "allowMissing",
+}  # fmt: skip
+
+
+def snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def lookup(values: dict[str, Any]):
+    return lambda key: None if values.get(key) is None else str(values[key])
+
+
+def settings(model: Path, **values: Any) -> Settings:
+    return Settings.from_lookup(lookup({"modelPath": str(model), **values}))
+
+
+def problems(model: Path, **values: Any) -> tuple[str, ...]:
+    with pytest.raises(SettingsError) as err:
+        settings(model, **values)
+    return err.value.problems
+
+
+# --- the schema in Pulumi.yaml --------------------------------------------------------------------
+def test_project_file_declares_every_design_key_with_type_default_and_description() -> None:
+    document = yaml.safe_load(PROJECT_FILE.read_text())
+    assert document["name"] == "mlserve"
+    assert document["runtime"] == {
+        "name": "python",
+        "options": {"toolchain": "pip", "virtualenv": ".venv"},
+    }
+    config = document["config"]
+    assert set(config) == DESIGN_KEYS
+    for key, spec in config.items():
+        assert spec["type"] in {"string", "integer", "boolean", "array"}, key
+        assert "default" in spec, f"{key}: a key without default is required by the Pulumi CLI"
+        assert spec["description"].strip(), key
+        if spec["type"] == "array":
+            assert spec["items"] == {"type": "string"}, key
+
+
+@pytest.mark.parametrize(
+    ("key", "default"),
+    [
+        ("architecture", "lambda"),
+        ("modelPath", "models/example/model.ubj"),
+        ("modelName", "example"),
+        ("lambdaArchitecture", "arm64"),
+        ("lambdaMemory", 1024),
+        ("lambdaPackaging", "layer"),
+        ("provisionedConcurrency", 0),
+        ("snapStart", False),
+        ("maxRows", contract.DEFAULT_MAX_ROWS),
+        ("allowMissing", False),
+        ("apiAuth", "api-key"),
+        ("throttleRate", 50),
+        ("throttleBurst", 100),
+        ("logRetentionDays", 14),
+        ("protectData", True),
+        ("polling", "lambda"),
+        ("batchComputeType", "FARGATE"),
+    ],
+)
+def test_design_defaults(key: str, default: Any) -> None:
+    assert load_project_schema()[key]["default"] == default
+
+
+def test_every_key_has_a_settings_field() -> None:
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    renamed = {"architecture": "architectures", "modelPath": "model_path"}
+    for key in load_project_schema():
+        assert renamed.get(key, snake(key)) in fields, key
+
+
+def test_defaults_apply_and_match_the_project_file(tiny_model: Path) -> None:
+    s = settings(tiny_model)
+    schema = load_project_schema()
+    assert s.architectures == ("lambda",)
+    for key in ("lambdaMemory", "lambdaTimeout", "maxRows", "throttleRate", "throttleBurst",
+                "logRetentionDays", "taskCpu", "taskMemory", "jobAttempts", "batchMaxVcpus",
+                "pollIntervalSeconds", "syncWaitSeconds", "provisionedConcurrency"):  # fmt: skip
+        assert getattr(s, snake(key)) == schema[key]["default"], key
+    assert s.snap_start is False and s.allow_missing is False and s.protect_data is True
+    assert s.api_auth == "api-key" and s.lambda_packaging == "layer"
+    assert s.image is None and s.subnet_ids == () and s.security_group_ids == ()
+
+
+def test_defaults_are_read_from_the_project_file_not_the_code(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    document = yaml.safe_load(PROJECT_FILE.read_text())
+    document["config"]["lambdaMemory"]["default"] = 2048
+    document["config"]["apiAuth"]["default"] = "iam"
+    project = tmp_path / "Pulumi.yaml"
+    project.write_text(yaml.safe_dump(document))
+    s = Settings.from_lookup(lookup({"modelPath": str(tiny_model)}), project)
+    assert (s.lambda_memory, s.api_auth) == (2048, "iam")
+
+
+def test_relative_model_path_is_resolved_against_the_project_dir(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.ubj").write_bytes(tiny_model.read_bytes())
+    (tmp_path / "Pulumi.yaml").write_text(PROJECT_FILE.read_text())
+    s = Settings.from_lookup(lookup({"modelPath": "models/m.ubj"}), tmp_path / "Pulumi.yaml")
+    assert s.model_path == tmp_path / "models" / "m.ubj"
+
+
+# --- model ----------------------------------------------------------------------------------------
+def test_model_version_defaults_to_the_content_hash(tiny_model: Path) -> None:
+    digest = hashlib.sha256(tiny_model.read_bytes()).hexdigest()
+    s = settings(tiny_model)
+    assert s.model_sha256 == digest
+    assert s.model_version == digest[:12]
+    assert s.model_key == f"models/example/{digest[:12]}/model.ubj"
+    assert s.model_metadata_key == f"models/example/{digest[:12]}/metadata.json"
+
+
+def test_explicit_model_name_and_version(tiny_model: Path) -> None:
+    s = settings(tiny_model, modelName="churn-v2.1", modelVersion="2024-06-01")
+    assert s.model_key == "models/churn-v2.1/2024-06-01/model.ubj"
+
+
+def test_missing_model_tells_how_to_create_it(tmp_path: Path) -> None:
+    (message,) = problems(tmp_path / "nope.ubj")
+    assert message.startswith("mlserve:modelPath: model file ")
+    assert str(tmp_path / "nope.ubj") in message
+    assert "make model" in message and "python -m mlserve train-example" in message
+
+
+def test_pickled_model_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps({"not": "a booster"}))
+    (message,) = problems(path)
+    assert message.startswith("mlserve:modelPath:")
+    assert "not an XGBoost JSON/UBJSON model" in message
+
+
+@pytest.mark.parametrize("name", ["Example", "-x", "a/b", "", "sp ace"])
+def test_bad_model_name(tiny_model: Path, name: str) -> None:
+    (message,) = problems(tiny_model, modelName=name)
+    assert message == (
+        f"mlserve:modelName: invalid model name {name!r}; allowed: [a-z0-9][a-z0-9-_.]*"
+    )
+
+
+def test_bad_model_version(tiny_model: Path) -> None:
+    (message,) = problems(tiny_model, modelVersion="v1/../x")
+    assert message.startswith("mlserve:modelVersion: invalid model version 'v1/../x'; allowed:")
+
+
+# --- architecture ---------------------------------------------------------------------------------
+def test_only_implemented_architectures_are_registered() -> None:
+    assert ARCHITECTURES == (contract.ARCH_LAMBDA,)
+
+
+def test_unknown_architecture_names_key_value_and_allowed(tiny_model: Path) -> None:
+    assert problems(tiny_model, architecture="foo") == (
+        "mlserve:architecture: unknown architecture 'foo'; allowed: lambda",
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        contract.ARCH_LAMBDA_ECS,
+        contract.ARCH_STEPFUNCTIONS_ECS,
+        contract.ARCH_STEPFUNCTIONS_BATCH,
+    ],
+)
+def test_unimplemented_architectures_fail_validation(tiny_model: Path, name: str) -> None:
+    assert problems(tiny_model, architecture=f"lambda,{name}") == (
+        f"mlserve:architecture: unknown architecture {name!r}; allowed: lambda",
+    )
+
+
+def test_architecture_list_is_deduplicated_in_order(tiny_model: Path) -> None:
+    assert settings(tiny_model, architecture=" lambda , lambda,").architectures == ("lambda",)
+
+
+def test_empty_architecture_list(tiny_model: Path) -> None:
+    (message,) = problems(tiny_model, architecture=" , ")
+    assert message.startswith("mlserve:architecture: no architecture given in ','")
+    assert "allowed: lambda" in message
+
+
+# --- other keys -----------------------------------------------------------------------------------
+BAD_VALUES = [
+    ("lambdaArchitecture", "arm", "unknown value 'arm'; allowed: arm64, x86_64"),
+    ("lambdaMemory", "127", "127 is out of range; allowed: 128-10240 (MB)"),
+    ("lambdaMemory", "10241", "10241 is out of range; allowed: 128-10240 (MB)"),
+    ("lambdaMemory", "1k", "'1k' is not an integer; allowed: 128-10240 (MB)"),
+    ("lambdaTimeout", "0", "0 is out of range; allowed: 1-29"),
+    ("lambdaPackaging", "image", "unknown packaging 'image'; allowed: layer"),
+    ("provisionedConcurrency", "-1", "-1 is out of range; allowed: an integer >= 0"),
+    ("snapStart", "yes", "'yes' is not a boolean; allowed: true, false"),
+    ("allowMissing", "1", "'1' is not a boolean; allowed: true, false"),
+    ("protectData", "maybe", "'maybe' is not a boolean; allowed: true, false"),
+    ("maxRows", "0", "0 is out of range; allowed: 1-100000"),
+    ("maxRows", "100001", "100001 is out of range; allowed: 1-100000"),
+    ("apiAuth", "cognito", "unknown API auth 'cognito'; allowed: api-key, iam, none"),
+    ("throttleRate", "0", "0 is out of range; allowed: an integer > 0"),
+    ("throttleRate", "2.5", "'2.5' is not an integer"),
+    ("throttleBurst", "0", "0 is out of range; allowed: an integer >= 1"),
+    ("logRetentionDays", "10", "10 is not a CloudWatch Logs retention value; allowed: 0, 1, 3, 5"),
+    ("taskCpu", "300", "300 is not a Fargate CPU size; allowed: 256, 512, 1024"),
+    ("taskMemory", "1024", "1024 does not fit taskCpu 1024; allowed: 2048-8192 in steps of 1024"),
+    ("polling", "sync", "unknown value 'sync'; allowed: lambda, native"),
+    ("pollIntervalSeconds", "0", "0 is out of range; allowed: 1-3600 (seconds)"),
+    ("syncWaitSeconds", "26", "26 is out of range; allowed: 0-25"),
+    ("batchComputeType", "EC2", "unknown compute type 'EC2'; allowed: FARGATE, FARGATE_SPOT"),
+    ("batchMaxVcpus", "0", "0 is out of range; allowed: 1-10000"),
+    ("jobAttempts", "11", "11 is out of range; allowed: 1-10"),
+    ("image", "not an image", "'not an image' is not an image URI"),
+    ("subnetIds", '["subnet-1234567g"]', "invalid id(s) 'subnet-1234567g'; allowed: subnet-<hex>"),
+    ("subnetIds", "[1, 2]", "'[1, 2]' is not a list of strings"),
+    ("subnetIds", "[oops", "'[oops' is not a JSON list of strings"),
+    ("securityGroupIds", "sg-12345678,vpc-1", "invalid id(s) 'vpc-1'; allowed: sg-<hex>"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), BAD_VALUES)
+def test_bad_values_name_key_value_and_allowed(
+    tiny_model: Path, key: str, value: str, expected: str
+) -> None:
+    (message,) = problems(tiny_model, **{key: value})
+    assert message.startswith(f"mlserve:{key}: {expected}"), message
+
+
+def test_lambda_timeout_message_explains_the_api_gateway_limit(tiny_model: Path) -> None:
+    (message,) = problems(tiny_model, lambdaTimeout="30")
+    assert message.startswith("mlserve:lambdaTimeout: 30 is out of range; allowed: 1-29")
+    assert "API Gateway's REST integration timeout is 29 s" in message
+
+
+def test_snap_start_and_provisioned_concurrency_exclude_each_other(tiny_model: Path) -> None:
+    (message,) = problems(tiny_model, snapStart="true", provisionedConcurrency="2")
+    assert message.startswith("mlserve:snapStart: true cannot be combined with")
+    assert "provisionedConcurrency 2" in message
+
+
+def test_all_problems_are_reported_together(tiny_model: Path) -> None:
+    with pytest.raises(SettingsError) as err:
+        settings(tiny_model, architecture="foo", lambdaMemory="64", apiAuth="x", maxRows="0")
+    keys = [p.split(":")[1] for p in err.value.problems]
+    assert keys == ["architecture", "lambdaMemory", "maxRows", "apiAuth"]
+    text = str(err.value)
+    assert text.startswith("invalid mlserve configuration (4 problems):")
+    assert all(p in text for p in err.value.problems)
+    assert isinstance(err.value, ValueError)
+
+
+def test_unknown_keys_in_the_stack_are_reported(tiny_model: Path) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_lookup(
+            lookup({"modelPath": str(tiny_model)}),
+            present_keys=["modelPath", "lambdaMemroy"],
+        )
+    (message,) = err.value.problems
+    assert message.startswith("mlserve:lambdaMemroy: unknown configuration key; allowed: ")
+    assert "lambdaMemory" in message
+
+
+def test_valid_values_are_typed(tiny_model: Path) -> None:
+    s = settings(
+        tiny_model,
+        lambdaArchitecture="x86_64",
+        lambdaMemory="2048",
+        lambdaTimeout="29",
+        provisionedConcurrency="3",
+        snapStart="False",
+        allowMissing="TRUE",
+        maxRows="100000",
+        apiAuth="none",
+        throttleRate="7",
+        throttleBurst="1",
+        logRetentionDays="0",
+        protectData="false",
+        taskCpu="4096",
+        taskMemory="30720",
+        image="123456789012.dkr.ecr.us-east-1.amazonaws.com/scoring:1.2",
+        subnetIds=json.dumps(["subnet-0123456789abcdef0", "subnet-01234567"]),
+        securityGroupIds="sg-0123456789abcdef0",
+    )
+    assert s.lambda_architecture == "x86_64"
+    assert (s.lambda_memory, s.lambda_timeout, s.provisioned_concurrency) == (2048, 29, 3)
+    assert (s.snap_start, s.allow_missing, s.protect_data) == (False, True, False)
+    assert (s.max_rows, s.api_auth, s.throttle_rate, s.throttle_burst) == (100000, "none", 7, 1)
+    assert s.log_retention_days == 0 and 0 in LOG_RETENTION_DAYS
+    assert (s.task_cpu, s.task_memory) == (4096, 30720)
+    assert s.image == "123456789012.dkr.ecr.us-east-1.amazonaws.com/scoring:1.2"
+    assert s.subnet_ids == ("subnet-0123456789abcdef0", "subnet-01234567")
+    assert s.security_group_ids == ("sg-0123456789abcdef0",)
+
+
+def test_settings_are_frozen(tiny_model: Path) -> None:
+    s = settings(tiny_model)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.lambda_memory = 1  # type: ignore[misc]
