@@ -21,7 +21,18 @@ ENV_MODEL_CACHE_DIR: Final = "MODEL_CACHE_DIR"  # where the model is cached (def
 ENV_MAX_ROWS: Final = "MAX_ROWS"  # most rows accepted inline by /predict
 ENV_ALLOW_MISSING: Final = "ALLOW_MISSING"  # "true": null/NaN/Infinity are passed as missing
 ENV_JOB_TABLE: Final = "JOB_TABLE"
-ENV_ARCHITECTURE: Final = "ARCHITECTURE"
+ENV_ARCHITECTURE: Final = "ARCHITECTURE"  # which architecture a job API function serves
+ENV_MODEL_METADATA_URI: Final = "MODEL_METADATA_URI"  # s3://.../metadata.json (feature schema)
+ENV_DATA_BUCKET: Final = "DATA_BUCKET"  # the model bucket: inputs/ and results/ live there too
+ENV_JOB_ID: Final = "JOB_ID"  # the scoring container's job (container override)
+ENV_SYNC_WAIT_SECONDS: Final = "SYNC_WAIT_SECONDS"  # lambda-ecs: how long POST waits for the task
+ENV_JOB_TTL_DAYS: Final = "JOB_TTL_DAYS"  # job records expire (DynamoDB TTL) after this many days
+# ECS (lambda-ecs, stepfunctions-ecs): where and how the scoring task runs
+ENV_ECS_CLUSTER: Final = "ECS_CLUSTER"  # cluster ARN
+ENV_ECS_TASK_DEFINITION: Final = "ECS_TASK_DEFINITION"  # task definition ARN (with revision)
+ENV_ECS_SUBNETS: Final = "ECS_SUBNETS"  # comma-separated subnet ids
+ENV_ECS_SECURITY_GROUPS: Final = "ECS_SECURITY_GROUPS"  # comma-separated security group ids
+ENV_ECS_ASSIGN_PUBLIC_IP: Final = "ECS_ASSIGN_PUBLIC_IP"  # ENABLED | DISABLED
 
 # Powertools reads these itself; we set them on every function.
 ENV_POWERTOOLS_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
@@ -31,6 +42,11 @@ METRICS_NAMESPACE: Final = "mlserve"
 
 # --- Lambda handlers (module:function as Lambda's "handler" setting) --------------------------
 HANDLER_PREDICT: Final = "runtime.handlers.predict.handler"
+HANDLER_JOBS: Final = "runtime.handlers.jobs.handler"  # the job API of the async architectures
+
+# --- the scoring container ---------------------------------------------------------------------
+SCORING_CONTAINER_NAME: Final = "scoring"  # container name in the task definition (overrides)
+SCORING_MODULE: Final = "runtime.scoring"  # ENTRYPOINT ["python", "-m", "runtime.scoring"]
 
 # --- limits ------------------------------------------------------------------------------------
 MAX_BODY_BYTES: Final = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
@@ -46,6 +62,15 @@ MODEL_METADATA_NAME: Final = "metadata.json"
 JOBS_PREFIX: Final = "jobs/"
 INPUTS_PREFIX: Final = "inputs/"
 RESULTS_PREFIX: Final = "results/"
+
+
+def input_key(job_id: str) -> str:
+    """Where the job API stores an inline request too large for the job item."""
+    return f"{INPUTS_PREFIX}{job_id}.json"
+
+
+def results_key(job_id: str, name: str = "predictions.json") -> str:
+    return f"{RESULTS_PREFIX}{job_id}/{name}"
 
 
 def model_key(name: str, version: str) -> str:
@@ -68,6 +93,8 @@ def parse_model_key(key: str) -> tuple[str, str]:
 # --- job table (DynamoDB) ---------------------------------------------------------------------
 JOB_TABLE_HASH_KEY: Final = "job_id"
 JOB_TABLE_TTL_ATTRIBUTE: Final = "expires_at"
+DEFAULT_JOB_TTL_DAYS: Final = 30
+MAX_INLINE_ITEM_BYTES: Final = 350 * 1024  # inline instances/predictions only below this item size
 
 STATUS_PENDING: Final = "PENDING"
 STATUS_RUNNING: Final = "RUNNING"
