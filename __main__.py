@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pulumi
 
 from components.api import LambdaTarget, RestApi, RestApiArgs
+from components.ecs import EcsScoring, EcsScoringArgs, LambdaEcsPredictor, LambdaEcsPredictorArgs
+from components.image import ScoringImage, ScoringImageArgs
+from components.network import Network, NetworkArgs
 from components.packaging import LambdaPackage, LambdaPackageArgs
 from components.realtime import RealtimePredictor, RealtimePredictorArgs
 from components.settings import ARCHITECTURES, Settings, load_settings
@@ -22,6 +26,64 @@ from components.storage import JobTable, JobTableArgs, ModelStore, ModelStoreArg
 from runtime import contract
 
 PROJECT_DIR = Path(__file__).resolve().parent
+
+
+class Containers:
+    """The container pieces shared by the ECS architectures (lambda-ecs, later
+    stepfunctions-ecs): the network, the scoring image and the ECS cluster/task definition.
+
+    Each is created on first use, once, whatever the number of architectures asking for it; a
+    stack without container architectures creates none of them.
+    """
+
+    def __init__(self, settings: Settings, store: ModelStore, table: JobTable) -> None:
+        self._settings = settings
+        self._store = store
+        self._table = table
+
+    @cached_property
+    def network(self) -> Network:
+        s = self._settings
+        return Network(
+            "network",
+            NetworkArgs(subnet_ids=s.subnet_ids, security_group_ids=s.security_group_ids),
+        )
+
+    @cached_property
+    def image(self) -> ScoringImage:
+        s = self._settings
+        return ScoringImage(
+            "scoring-image",
+            ScoringImageArgs(
+                architecture=s.lambda_architecture,
+                image=s.image,
+                protect_data=s.protect_data,
+                source_root=PROJECT_DIR,
+            ),
+        )
+
+    @cached_property
+    def ecs(self) -> EcsScoring:
+        s = self._settings
+        return EcsScoring(
+            "scoring",
+            EcsScoringArgs(
+                image_uri=self.image.image_uri,
+                repository_arn=self.image.repository_arn,
+                table_name=self._table.name,
+                table_arn=self._table.arn,
+                bucket_name=self._store.bucket_name,
+                bucket_arn=self._store.bucket_arn,
+                model_uri=self._store.model_uri,
+                model_sha256=self._store.model_sha256,
+                model_object_arn=self._store.model_object_arn,
+                architecture=s.lambda_architecture,
+                task_cpu=s.task_cpu,
+                task_memory=s.task_memory,
+                allow_missing=s.allow_missing,
+                log_retention_days=s.log_retention_days,
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -32,6 +94,7 @@ class Shared:
     store: ModelStore
     table: JobTable
     package: LambdaPackage
+    containers: Containers
 
 
 @dataclass(frozen=True)
@@ -65,9 +128,51 @@ def build_lambda(shared: Shared) -> Built:
     return Built(routes=predictor.routes, outputs={"predictorLogGroup": predictor.log_group_name})
 
 
+def build_lambda_ecs(shared: Shared) -> Built:
+    s = shared.settings
+    network, ecs = shared.containers.network, shared.containers.ecs
+    job_api = LambdaEcsPredictor(
+        "lambda-ecs",
+        LambdaEcsPredictorArgs(
+            code=shared.package.code,
+            layer_arn=shared.package.layer_arn,
+            table_name=shared.table.name,
+            table_arn=shared.table.arn,
+            bucket_name=shared.store.bucket_name,
+            bucket_arn=shared.store.bucket_arn,
+            model_uri=shared.store.model_uri,
+            model_sha256=shared.store.model_sha256,
+            model_metadata_key=shared.store.metadata_key,
+            cluster_arn=ecs.cluster_arn,
+            task_definition_arn=ecs.task_definition_arn,
+            task_role_arn=ecs.task_role_arn,
+            execution_role_arn=ecs.execution_role_arn,
+            subnet_ids=network.subnet_ids,
+            security_group_ids=network.security_group_ids,
+            assign_public_ip=network.assign_public_ip,
+            lambda_architecture=s.lambda_architecture,
+            memory=s.lambda_memory,
+            max_rows=s.max_rows,
+            allow_missing=s.allow_missing,
+            sync_wait_seconds=s.sync_wait_seconds,
+            log_retention_days=s.log_retention_days,
+        ),
+    )
+    return Built(
+        routes=job_api.routes,
+        outputs={
+            "imageUri": shared.containers.image.image_uri,
+            "ecsCluster": ecs.cluster_name,
+            "scoringLogGroup": ecs.log_group_name,
+            "jobApiLogGroup": job_api.log_group_name,
+        },
+    )
+
+
 # name -> builder. Its names must be exactly settings.ARCHITECTURES (the names config accepts).
 BUILDERS: dict[str, Callable[[Shared], Built]] = {
     contract.ARCH_LAMBDA: build_lambda,
+    contract.ARCH_LAMBDA_ECS: build_lambda_ecs,
 }
 if set(BUILDERS) != set(ARCHITECTURES):
     raise RuntimeError(
@@ -99,7 +204,13 @@ def main() -> None:
             artifact_bucket=store.bucket_name,
         ),
     )
-    shared = Shared(settings=settings, store=store, table=table, package=package)
+    shared = Shared(
+        settings=settings,
+        store=store,
+        table=table,
+        package=package,
+        containers=Containers(settings, store, table),
+    )
 
     # Architectures in the configured order; the first one serving an operation gets it.
     routes: dict[str, LambdaTarget] = {}

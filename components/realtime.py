@@ -18,6 +18,7 @@ import pulumi_aws as aws
 
 from components import policies
 from components.api import LambdaTarget
+from components.functions import lambda_function
 from components.settings import (
     API_GATEWAY_TIMEOUT_SECONDS,
     LAMBDA_ARCHITECTURES,
@@ -105,44 +106,29 @@ class RealtimePredictor(pulumi.ComponentResource):
         super().__init__("mlserve:index:RealtimePredictor", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs", retention_in_days=args.log_retention_days, opts=child
-        )
-        role = aws.iam.Role(
-            f"{name}-role",
-            description="mlserve predictor: read the model object, write its own logs",
-            assume_role_policy=json.dumps(policies.lambda_assume_role_policy()),
-            opts=child,
-        )
-        role_policy = aws.iam.RolePolicy(
-            f"{name}-policy",
-            role=role.id,
-            policy=pulumi.Output.all(args.model_object_arn, log_group.arn).apply(
-                lambda arns: json.dumps(policies.realtime_predictor_policy(arns[0], arns[1]))
-            ),
-            opts=child,
-        )
         function_args: dict[str, Any] = {}
         if args.snap_start:
             function_args["snap_start"] = {"apply_on": "PublishedVersions"}
-        function = aws.lambda_.Function(
-            f"{name}-function",
+        parts = lambda_function(
+            self,
+            name,
             description="mlserve predictor: GET /health, POST /predict",
-            role=role.arn,
-            runtime=contract.LAMBDA_RUNTIME,
+            role_description="mlserve predictor: read the model object, write its own logs",
             handler=contract.HANDLER_PREDICT,
-            architectures=[args.lambda_architecture],
-            memory_size=args.memory,
-            timeout=args.timeout,
+            policy=lambda log_group_arn: pulumi.Output.all(
+                args.model_object_arn, log_group_arn
+            ).apply(lambda arns: json.dumps(policies.realtime_predictor_policy(arns[0], arns[1]))),
             code=args.code,
-            layers=[args.layer_arn],
+            layer_arn=args.layer_arn,
+            architecture=args.lambda_architecture,
+            memory=args.memory,
+            timeout=args.timeout,
+            environment=args.environment(),
+            log_retention_days=args.log_retention_days,
             publish=args.uses_alias,
-            logging_config={"log_format": "JSON", "log_group": log_group.name},
-            environment={"variables": args.environment()},
-            # The grants exist before the first invocation can need them.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
             **function_args,
         )
+        function, role, log_group = parts.function, parts.role, parts.log_group
 
         qualifier: str | None = None
         target_arn: pulumi.Output[str] = function.arn

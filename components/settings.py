@@ -14,6 +14,7 @@ bare key names. :func:`load_settings` is the Pulumi entry point (``pulumi.Config
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -32,7 +33,7 @@ PROJECT_FILE: Final = PROJECT_DIR / "Pulumi.yaml"
 # The registry of implemented architectures. An architecture is added here (and its builder in
 # __main__.py's BUILDERS) in the issue that implements it; until then its name fails
 # validation instead of deploying half a stack.
-ARCHITECTURES: Final[tuple[str, ...]] = (contract.ARCH_LAMBDA,)
+ARCHITECTURES: Final[tuple[str, ...]] = (contract.ARCH_LAMBDA, contract.ARCH_LAMBDA_ECS)
 
 LambdaArchitecture = Literal["arm64", "x86_64"]
 LAMBDA_ARCHITECTURES: Final[tuple[LambdaArchitecture, ...]] = ("arm64", "x86_64")
@@ -45,15 +46,15 @@ LOG_RETENTION_DAYS: Final = (
     0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
     1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )  # fmt: skip
-# Fargate task sizes: CPU units -> (min MB, max MB, step MB).
-FARGATE_MEMORY: Final[Mapping[int, tuple[int, int, int]]] = {
-    256: (512, 2048, 512),
-    512: (1024, 4096, 1024),
-    1024: (2048, 8192, 1024),
-    2048: (4096, 16384, 1024),
-    4096: (8192, 30720, 1024),
-    8192: (16384, 61440, 4096),
-    16384: (32768, 122880, 8192),
+# Fargate task sizes: CPU units -> every memory size (MB) Fargate accepts with it.
+FARGATE_MEMORY: Final[Mapping[int, tuple[int, ...]]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4096 + 1, 1024)),
+    1024: tuple(range(2048, 8192 + 1, 1024)),
+    2048: tuple(range(4096, 16384 + 1, 1024)),
+    4096: tuple(range(8192, 30720 + 1, 1024)),
+    8192: tuple(range(16384, 61440 + 1, 4096)),
+    16384: tuple(range(32768, 122880 + 1, 8192)),
 }
 API_GATEWAY_TIMEOUT_SECONDS: Final = 29
 MODEL_NAME_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9\-_.]*")
@@ -101,6 +102,19 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def describe_fargate_memory(task_cpu: int) -> str:
+    """The memory sizes Fargate accepts with ``task_cpu`` CPU units, for messages.
+
+    ``"2048-8192 in steps of 1024"`` for an evenly spaced range, else the list (``"512, 1024,
+    2048"``). Raises KeyError for a CPU size Fargate does not offer.
+    """
+    sizes = FARGATE_MEMORY[task_cpu]
+    steps = {b - a for a, b in itertools.pairwise(sizes)}
+    if len(sizes) > 3 and len(steps) == 1:
+        return f"{sizes[0]}-{sizes[-1]} in steps of {steps.pop()}"
+    return ", ".join(map(str, sizes))
 
 
 def _q(value: object) -> str:
@@ -345,14 +359,16 @@ def _container_values(r: _Reader) -> dict[str, Any]:
         r.problem("taskCpu", f"{task_cpu} is not a Fargate CPU size; allowed: {cpu_sizes}")
         task_cpu = None
     task_memory = r.integer("taskMemory", 512, 122880, "512-122880 (MB, fitting taskCpu)")
-    if task_cpu is not None and task_memory is not None:
-        lo, hi, step = FARGATE_MEMORY[task_cpu]
-        if not (lo <= task_memory <= hi and (task_memory - lo) % step == 0):
-            r.problem(
-                "taskMemory",
-                f"{task_memory} does not fit taskCpu {task_cpu}; "
-                f"allowed: {lo}-{hi} in steps of {step} (MB)",
-            )
+    if (
+        task_cpu is not None
+        and task_memory is not None
+        and task_memory not in FARGATE_MEMORY[task_cpu]
+    ):
+        r.problem(
+            "taskMemory",
+            f"{task_memory} does not fit taskCpu {task_cpu}; "
+            f"allowed: {describe_fargate_memory(task_cpu)} (MB)",
+        )
     image = r.string("image") or None
     if image is not None and not IMAGE_URI_PATTERN.fullmatch(image):
         r.problem(

@@ -3,7 +3,9 @@
 - ``train-example``: train the example model (models/example/model.ubj + metadata.json).
 - ``local``: run an architecture on this machine (embedded AWS + local API Gateway) until Ctrl-C.
 - ``demo``: start the emulator, score the example data set's held-out rows over HTTP, print the
-  predictions next to the true labels and the accuracy, stop.
+  predictions next to the true labels and the accuracy, stop. With a job API (``lambda-ecs``)
+  the rows go through the scoring task: POST /predict (answered within syncWaitSeconds), then a
+  POST /jobs polled with GET /jobs/{id} until it SUCCEEDED.
 - ``predict``: POST a CSV or JSON file of rows to a deployed (or local) API and print predictions.
 - ``bench``: the benchmarks behind ``make bench`` (benchmarks/run.py).
 
@@ -13,12 +15,17 @@ Only the standard library talks HTTP here (urllib): the CLI needs no client depe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
+import logging
+import os
 import shlex
 import signal
 import sys
+import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -153,8 +160,12 @@ def _example_row(feature_names: Sequence[str]) -> list[float]:
     return [float(v) for v in data.x[test_idx[0]]]
 
 
-def _curl(url: str, api_key: str | None, *, body: str | None = None) -> str:
+def _curl(
+    url: str, api_key: str | None, *, body: str | None = None, method: str | None = None
+) -> str:
     parts = ["curl", "-s"]
+    if method:
+        parts += ["-X", method]
     if api_key:
         parts += ["-H", f"{contract.API_KEY_HEADER}: {api_key}"]
     if body is not None:
@@ -164,15 +175,20 @@ def _curl(url: str, api_key: str | None, *, body: str | None = None) -> str:
 
 
 def _configure_local_logging() -> None:
-    import logging
-
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s", "%H:%M:%S"))
-    for name in ("mlserve-local.gateway", "mlserve-local.access"):
+    for name in ("mlserve-local.gateway", "mlserve-local.access", "mlserve-local.ecs"):
         log = logging.getLogger(name)
         log.setLevel(logging.INFO)
         log.addHandler(handler)
         log.propagate = False
+
+
+def task_log_dir() -> Path:
+    """Where the CLI keeps the logs of the emulated ECS tasks (created with the first task; kept
+    after the emulator stops, so a failed job's log can still be read)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(tempfile.gettempdir()) / f"mlserve-task-logs-{stamp}-{os.getpid()}"
 
 
 def cmd_local(args: argparse.Namespace) -> int:
@@ -196,6 +212,9 @@ def cmd_local(args: argparse.Namespace) -> int:
                 port=args.port,
                 allow_missing=args.allow_missing,
                 max_rows=args.max_rows,
+                sync_wait_seconds=args.sync_wait_seconds,
+                task_start_delay=args.task_start_delay,
+                task_log_dir=task_log_dir(),
             )
         except OSError as exc:
             if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
@@ -212,10 +231,17 @@ def cmd_local(args: argparse.Namespace) -> int:
         print(f"  model       {model.name} {model.version} ({emulator.model_uri})")
         print(f"  job table   {emulator.table}")
         print(f"  AWS         {emulator.endpoint_url} (embedded moto; AWS_ENDPOINT_URL)")
+        jobs = "submit_job" in emulator.routes
+        if jobs:
+            print(f"  task logs   {emulator.fargate.log_dir} (one file per ECS task)")
         print()
         print("Try:")
         print("  " + _curl(f"{emulator.url}/health", emulator.api_key))
         print("  " + _curl(f"{emulator.url}/predict", emulator.api_key, body=row))
+        if jobs:
+            print("  " + _curl(f"{emulator.url}/jobs", emulator.api_key, body=row))
+            print("  " + _curl(f"{emulator.url}/jobs/JOB_ID", emulator.api_key))
+            print("  " + _curl(f"{emulator.url}/jobs/JOB_ID", emulator.api_key, method="DELETE"))
         key_arg = f" --api-key {emulator.api_key}" if emulator.api_key else ""
         print(f"  python -m mlserve predict --url {emulator.url}{key_arg} rows.csv")
         print()
@@ -234,16 +260,13 @@ def cmd_local(args: argparse.Namespace) -> int:
 # --- demo ----------------------------------------------------------------------------------------
 
 
-def _predictions(response: ApiResponse, expected_rows: int) -> list[Any]:
+def _predictions(response: ApiResponse) -> list[Any]:
     body = response.body
     if response.status != 200 or not isinstance(body, dict) or "predictions" not in body:
         raise CliError(
             f"unexpected answer from POST /predict ({response.status}): {response.text[:200]}"
         )
-    predictions = body["predictions"]
-    if len(predictions) != expected_rows:
-        raise CliError(f"sent {expected_rows} rows, got {len(predictions)} predictions")
-    return list(predictions)
+    return list(body["predictions"])
 
 
 def _label(prediction: Any) -> int:
@@ -265,7 +288,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     shown = test_idx[: min(args.rows, len(test_idx))]
 
     with console.status("starting the local emulator (embedded AWS + API Gateway)..."):
-        emulator = Emulator().start(architecture=args.architecture, model_dir=args.model_dir)
+        emulator = Emulator().start(
+            architecture=args.architecture, model_dir=args.model_dir, task_log_dir=task_log_dir()
+        )
+    # The functions' INFO lines (one JSON object per job created or task started) would go to
+    # CloudWatch; here they would drown the demo's output. Warnings and errors still show.
+    logging.getLogger(contract.SERVICE_NAME).setLevel(logging.WARNING)
     try:
         _demo(console, emulator, data, shown, test_idx)
     except CliError:
@@ -283,9 +311,9 @@ def _demo(
 ) -> None:
     """Score the held-out rows over HTTP and print what came back."""
     import numpy as np
-    from rich.table import Table
 
     url, key = emulator.url, emulator.api_key
+    jobs = "submit_job" in emulator.routes
     console.print(
         f"[bold]mlserve demo[/] · architecture [cyan]{','.join(emulator.architectures)}[/]"
     )
@@ -303,27 +331,78 @@ def _demo(
     # JSON, rows as objects keyed by feature name
     instances = [dict(zip(names, map(float, data.x[i]), strict=True)) for i in shown]
     payload = json.dumps({"instances": instances}).encode()
-    predicted = _predictions(
-        call_api(
-            "POST", f"{url}/predict", body=payload, content_type="application/json", api_key=key
-        ),
-        len(shown),
-    )
-    # the same rows as CSV with a header row
-    lines = [",".join(names)] + [",".join(repr(float(v)) for v in data.x[i]) for i in shown]
-    csv_predicted = _predictions(
-        call_api(
+    started = time.monotonic()
+    predicted = _check_count(_predict(console, emulator, payload, "application/json"), len(shown))
+    if jobs and emulator.routes["predict"] is emulator.routes["submit_job"]:
+        console.print(
+            f"POST /predict → 200 in {time.monotonic() - started:.1f} s "
+            "(the job API ran an ECS task and waited for it)"
+        )
+    _print_rows(console, emulator, data, shown, predicted)
+
+    if jobs:
+        # the whole held-out split as CSV with a header row, as a job: 202, then poll
+        lines = [",".join(names)] + [
+            ",".join(repr(float(v)) for v in row) for row in data.x[test_idx]
+        ]
+        accepted = call_api(
             "POST",
-            f"{url}/predict",
+            f"{url}/jobs",
             body="\n".join(lines).encode(),
             content_type="text/csv",
             api_key=key,
-        ),
-        len(shown),
+        )
+        console.print(
+            f"POST /jobs ({len(test_idx)} rows, text/csv with a header row) → "
+            f"{accepted.status} {accepted.body['status']}"
+        )
+        started = time.monotonic()
+        job = _wait_for_job(console, emulator, accepted)
+        all_predicted = _check_count(_job_predictions(emulator, job), len(test_idx))
+        console.print(
+            f"GET /jobs/{job['job_id']} → [bold]{job['status']}[/] "
+            f"after {time.monotonic() - started:.1f} s"
+        )
+        first = all_predicted[: len(shown)]
+        what = f"the job's predictions of the same {len(shown)} rows → "
+    else:
+        # the same rows as CSV with a header row
+        lines = [",".join(names)] + [",".join(repr(float(v)) for v in data.x[i]) for i in shown]
+        first = _check_count(
+            _predict(console, emulator, "\n".join(lines).encode(), "text/csv"), len(shown)
+        )
+        what = f"text/csv with a header row, same {len(shown)} rows → "
+    same = bool(np.allclose(np.asarray(predicted, dtype=float), np.asarray(first, dtype=float)))
+    console.print(
+        what + ("[green]identical predictions[/]" if same else "[red]DIFFERENT predictions[/]")
     )
-    same = bool(
-        np.allclose(np.asarray(predicted, dtype=float), np.asarray(csv_predicted, dtype=float))
+    if not same:
+        raise CliError("two requests with the same rows gave different predictions")
+
+    if not jobs:
+        # the whole held-out split in one request
+        everything = json.dumps({"instances": data.x[test_idx].tolist()}).encode()
+        all_predicted = _check_count(
+            _predict(console, emulator, everything, "application/json"), len(test_idx)
+        )
+    correct = sum(_label(p) == int(data.y[i]) for p, i in zip(all_predicted, test_idx, strict=True))
+    accuracy = correct / len(test_idx)
+    trained = (emulator.model.metadata.get("metrics") or {}).get("accuracy")
+    console.print(
+        f"[bold]accuracy[/] on the held-out split ({len(test_idx)} rows, "
+        f"{'one job' if jobs else 'one request'}): "
+        f"[bold green]{accuracy:.1%}[/] ({correct} correct)"
     )
+    if trained is not None:
+        console.print(f"the training run measured {float(trained):.1%} on the same rows")
+    if jobs:
+        _print_tasks(console, emulator)
+
+
+def _print_rows(
+    console: Console, emulator: Emulator, data: ExampleData, shown: Any, predicted: list[Any]
+) -> None:
+    from rich.table import Table
 
     classes = list(emulator.model.metadata.get("classes") or ["0", "1"])
     positive = classes[1] if len(classes) > 1 else "1"
@@ -344,30 +423,87 @@ def _demo(
             "[green]✓[/]" if truth == guess else "[red]✗[/]",
         )
     console.print(table)
-    console.print(
-        f"text/csv with a header row, same {len(shown)} rows → "
-        + ("[green]identical predictions[/]" if same else "[red]DIFFERENT predictions[/]")
-    )
-    if not same:
-        raise CliError("the CSV and JSON forms of the same rows gave different predictions")
 
-    # the whole held-out split in one request
-    everything = json.dumps({"instances": data.x[test_idx].tolist()}).encode()
-    all_predicted = _predictions(
-        call_api(
-            "POST", f"{url}/predict", body=everything, content_type="application/json", api_key=key
-        ),
-        len(test_idx),
+
+DEMO_JOB_TIMEOUT = 120.0  # seconds the demo waits for a job before giving up
+
+
+def _check_count(predictions: list[Any], expected_rows: int) -> list[Any]:
+    if len(predictions) != expected_rows:
+        raise CliError(f"sent {expected_rows} rows, got {len(predictions)} predictions")
+    return predictions
+
+
+def _predict(console: Console, emulator: Emulator, body: bytes, content_type: str) -> list[Any]:
+    """POST /predict; a 202 (the job outlived syncWaitSeconds) is polled until it finished."""
+    response = call_api(
+        "POST",
+        f"{emulator.url}/predict",
+        body=body,
+        content_type=content_type,
+        api_key=emulator.api_key,
     )
-    correct = sum(_label(p) == int(data.y[i]) for p, i in zip(all_predicted, test_idx, strict=True))
-    accuracy = correct / len(test_idx)
-    trained = (emulator.model.metadata.get("metrics") or {}).get("accuracy")
-    console.print(
-        f"[bold]accuracy[/] on the held-out split ({len(test_idx)} rows, one request): "
-        f"[bold green]{accuracy:.1%}[/] ({correct} correct)"
-    )
-    if trained is not None:
-        console.print(f"the training run measured {float(trained):.1%} on the same rows")
+    if response.status == 202:
+        console.print(
+            f"POST /predict → 202: job {response.body.get('job_id')} still running, polling it"
+        )
+        return _job_predictions(emulator, _wait_for_job(console, emulator, response))
+    return _predictions(response)
+
+
+def _wait_for_job(console: Console, emulator: Emulator, accepted: ApiResponse) -> dict[str, Any]:
+    """Poll the job's status_url (0.25 s, doubling, at most 2 s apart) until it finished."""
+    body = accepted.body if isinstance(accepted.body, dict) else {}
+    status_url = body.get("status_url")
+    if accepted.status != 202 or not status_url:
+        raise CliError(f"expected 202 with a status_url, got {accepted.status}: {accepted.text}")
+    deadline = time.monotonic() + DEMO_JOB_TIMEOUT
+    delay = 0.25
+    with console.status(f"job {body.get('job_id')}: waiting for the scoring task..."):
+        while True:
+            job = call_api("GET", status_url, api_key=emulator.api_key).body
+            if job["status"] == contract.STATUS_SUCCEEDED:
+                return dict(job)
+            if job["status"] in contract.TERMINAL_STATUSES:
+                error = job.get("error") or {}
+                raise CliError(
+                    f"job {job['job_id']} {job['status']}: {error.get('message', '(no reason)')}"
+                )
+            if time.monotonic() > deadline:
+                raise CliError(
+                    f"job {job['job_id']} still {job['status']} after {DEMO_JOB_TIMEOUT:g} s"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def _job_predictions(emulator: Emulator, job: dict[str, Any]) -> list[Any]:
+    """A SUCCEEDED job's predictions: inline, or the output_uri object in S3."""
+    if "predictions" in job:
+        return list(job["predictions"])
+    bucket, _, key = str(job["output_uri"]).removeprefix("s3://").partition("/")
+    document = json.loads(emulator.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    return list(document["predictions"] if isinstance(document, dict) else document)
+
+
+def _print_tasks(console: Console, emulator: Emulator) -> None:
+    """Each scoring task: its job, how it stopped, its log file and last log line."""
+    from rich.markup import escape
+
+    console.print("ECS tasks (one per job; the logs are kept):")
+    for task in emulator.tasks:
+        # a container records its result, then exits: give the last one a moment to stop
+        with contextlib.suppress(TimeoutError):
+            emulator.fargate.wait(task.arn, timeout=10)
+        console.print(
+            f"  task {task.task_id[:8]}… job {task.job_id}: {task.status}, "
+            f"exit code {task.exit_code}, log {task.log_path}",
+            highlight=False,
+            soft_wrap=True,  # keep the path on one line
+        )
+        lines = task.log_text().strip().splitlines()
+        if lines:
+            console.print(f"    {escape(lines[-1])}", highlight=False, soft_wrap=True)
 
 
 # --- predict -------------------------------------------------------------------------------------
@@ -457,6 +593,26 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _sync_wait(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if not 0 <= number <= 25:
+        raise argparse.ArgumentTypeError(f"must be 0-25 (seconds), got {number}")
+    return number
+
+
+def _seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 <= number <= 3600:
+        raise argparse.ArgumentTypeError(f"must be 0-3600 (seconds), got {value}")
+    return number
+
+
 def _port(value: str) -> int:
     try:
         number = int(value)
@@ -520,6 +676,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=contract.DEFAULT_MAX_ROWS,
         help="rows accepted inline (default: %(default)s)",
+    )
+    local.add_argument(
+        "--sync-wait-seconds",
+        type=_sync_wait,
+        default=25,
+        metavar="0-25",
+        help="lambda-ecs: how long POST /predict waits for the task before answering 202 "
+        "(the syncWaitSeconds setting; default: %(default)s)",
+    )
+    local.add_argument(
+        "--task-start-delay",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="ECS tasks stay PROVISIONING/PENDING this long before their process starts, as on "
+        "Fargate (30-60 s there; default: %(default)s)",
     )
     local.set_defaults(func=cmd_local)
 

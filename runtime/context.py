@@ -7,16 +7,29 @@ local emulator passes), and clients can be injected.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime import contract
-from runtime.model import DEFAULT_CACHE_DIR, ModelCache
+from runtime.model import (
+    DEFAULT_CACHE_DIR,
+    ModelCache,
+    ModelInfo,
+    ModelUnavailable,
+    parse_s3_uri,
+)
+from runtime.payload import FeatureSchema
+
+if TYPE_CHECKING:
+    from runtime.jobs import JobStore
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
+DEFAULT_SYNC_WAIT_SECONDS = 25.0  # the mlserve:syncWaitSeconds default (DESIGN.md §3)
 
 
 def in_lambda() -> bool:
@@ -34,8 +47,10 @@ class RuntimeContext:
     ) -> None:
         self.env: Mapping[str, str] = dict(os.environ if env is None else env)
         self._clients: dict[str, Any] = dict(clients or {})
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered: a lazy property may create a client
         self._model_cache: ModelCache | None = None
+        self._model_info: ModelInfo | None = None
+        self._job_store: JobStore | None = None
 
     # --- settings -----------------------------------------------------------------------------
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -70,6 +85,36 @@ class RuntimeContext:
     def allow_missing(self) -> bool:
         return self.flag(contract.ENV_ALLOW_MISSING)
 
+    def number(self, name: str, default: float) -> float:
+        value = self.env.get(name)
+        if value is None or not value.strip():
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or number < 0:
+            raise ConfigurationError(
+                f"environment variable {name}={value!r} is not a non-negative number"
+            )
+        return number
+
+    @property
+    def architecture(self) -> str:
+        return self.require(contract.ENV_ARCHITECTURE)
+
+    @property
+    def data_bucket(self) -> str:
+        return self.require(contract.ENV_DATA_BUCKET)
+
+    @property
+    def sync_wait_seconds(self) -> float:
+        return self.number(contract.ENV_SYNC_WAIT_SECONDS, DEFAULT_SYNC_WAIT_SECONDS)
+
+    @property
+    def job_ttl_days(self) -> int:
+        return self.integer(contract.ENV_JOB_TTL_DAYS, contract.DEFAULT_JOB_TTL_DAYS)
+
     # --- clients ------------------------------------------------------------------------------
     def client(self, service: str) -> Any:
         """A boto3 client (created once; standard retry mode honours throttling)."""
@@ -103,3 +148,80 @@ class RuntimeContext:
                         Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR,
                     )
         return self._model_cache
+
+    # --- model metadata (the job API: feature schema without loading the model) ----------------
+    @property
+    def model_info(self) -> ModelInfo:
+        """What MODEL_METADATA_URI says about the model; read once, retried after a failure."""
+        if self._model_info is None:
+            s3 = self.client("s3")
+            with self._lock:
+                if self._model_info is None:
+                    self._model_info = read_model_info(
+                        s3,
+                        self.get(contract.ENV_MODEL_METADATA_URI),
+                        self.get(contract.ENV_MODEL_URI),
+                        self.get(contract.ENV_MODEL_SHA256),
+                    )
+        return self._model_info
+
+    @property
+    def feature_schema(self) -> FeatureSchema:
+        return FeatureSchema.of(self.model_info.feature_names)
+
+    # --- the job table -------------------------------------------------------------------------
+    @property
+    def jobs(self) -> JobStore:
+        if self._job_store is None:
+            from runtime.jobs import JobStore
+
+            table = self.require(contract.ENV_JOB_TABLE)
+            ttl_days = self.job_ttl_days
+            if ttl_days < 1:
+                raise ConfigurationError(f"{contract.ENV_JOB_TTL_DAYS} must be at least 1")
+            self._job_store = JobStore(self.client("dynamodb"), table, ttl_days=ttl_days)
+        return self._job_store
+
+
+def read_model_info(
+    s3: Any, metadata_uri: str | None, model_uri: str | None, model_sha256: str | None
+) -> ModelInfo:
+    """The :class:`ModelInfo` of the deployed model from its metadata.json.
+
+    Name and version come from MODEL_URI when set (that is the object the scoring task loads);
+    a metadata.json recording another sha256 than MODEL_SHA256 describes another model.
+    Raises :class:`ModelUnavailable` (503).
+    """
+    if not metadata_uri:
+        raise ModelUnavailable(f"{contract.ENV_MODEL_METADATA_URI} must be set")
+    try:
+        bucket, key = parse_s3_uri(metadata_uri)
+        doc = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except Exception as exc:
+        raise ModelUnavailable(f"cannot read the model metadata {metadata_uri}: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("feature_names"), list):
+        raise ModelUnavailable(f"{metadata_uri} has no feature_names list")
+    names = tuple(str(n) for n in doc["feature_names"])
+    name, version = str(doc.get("name", "")), str(doc.get("version", ""))
+    if model_uri:
+        try:
+            name, version = contract.parse_model_key(parse_s3_uri(model_uri)[1])
+        except ValueError as exc:
+            raise ModelUnavailable(f"MODEL_URI is not a model location: {exc}") from exc
+    recorded = str(doc.get("sha256") or "").lower()
+    expected = (model_sha256 or "").strip().lower()
+    if recorded and expected and recorded != expected:
+        raise ModelUnavailable(
+            f"{metadata_uri} describes a model with sha256 {recorded}, but "
+            f"{contract.ENV_MODEL_SHA256} is {expected}: redeploy (pulumi up) so both describe "
+            "the same model"
+        )
+    return ModelInfo(
+        name=name,
+        version=version,
+        sha256=expected or recorded,
+        num_features=len(names),
+        feature_names=names,
+        objective=str(doc.get("objective", "unknown")),
+        num_class=int(doc.get("num_class", 0) or 0),
+    )

@@ -3,6 +3,9 @@
     with Emulator().start(architecture="lambda") as emu:
         requests.post(f"{emu.url}/predict", json=..., headers={"x-api-key": emu.api_key})
 
+ECS tasks (``lambda-ecs``) run as local processes of the real scoring entrypoint
+(mlserve.local.fargate); ``task_start_delay`` makes them start as late as Fargate tasks do.
+
 One emulator runs per process at a time: the AWS environment variables and the handler modules
 (each with its one configured runtime context) are process-wide, as they are in a Lambda
 execution environment.
@@ -22,7 +25,8 @@ from typing import Any, ClassVar
 
 from mlserve.local.architectures import ARCHITECTURES, StackContext, parse_architectures
 from mlserve.local.aws import EnvironmentPatch, MotoServer
-from mlserve.local.functions import LocalFunction, Routes, RuntimeSettings
+from mlserve.local.fargate import LocalFargate, LocalTask
+from mlserve.local.functions import MAX_SYNC_WAIT_SECONDS, LocalFunction, Routes, RuntimeSettings
 from mlserve.local.gateway import ApiSpec, Gateway
 from mlserve.local.stores import ModelArtifact, SharedStores, provision_shared_stores
 from runtime import contract
@@ -45,6 +49,7 @@ class Emulator:
         self._aws: MotoServer | None = None
         self._gateway: Gateway | None = None
         self._stores: SharedStores | None = None
+        self._fargate: LocalFargate | None = None
         self._routes: Routes = {}
         self._settings = RuntimeSettings()
         self._scratch: Path | None = None
@@ -66,19 +71,38 @@ class Emulator:
         api_key: str | None = None,
         model_name: str | None = None,
         emit_metrics: bool = False,
+        sync_wait_seconds: int = MAX_SYNC_WAIT_SECONDS,
+        image: str | None = None,
+        task_start_delay: float = 0.0,
+        task_log_dir: Path | None = None,
     ) -> Emulator:
         """Provision everything and serve the API; return ``self`` (also a context manager).
 
         ``architecture`` is one registered name or a comma-separated list. ``emit_metrics``
         leaves Powertools' EMF metric lines on stdout (off by default: one JSON blob per request
         would drown the demo's output; CloudWatch is where they matter).
+
+        ECS architectures: ``sync_wait_seconds`` and ``image`` are the stack settings
+        ``syncWaitSeconds`` and ``image`` (only the scoring image of this working tree can be
+        "pulled" locally; any other image makes every task stop with CannotPullContainerError,
+        as on ECS). ``task_start_delay`` is how long a task stays PROVISIONING/PENDING before
+        its process starts (Fargate takes tens of seconds; 0 here by default).
+        ``task_log_dir`` keeps the task logs there (default: the scratch directory, removed
+        by :meth:`stop`).
         """
         names = parse_architectures(architecture)
         if api_auth not in API_AUTH_MODES:
             raise ValueError(
                 f"api_auth {api_auth!r} is not emulated (choose from {', '.join(API_AUTH_MODES)})"
             )
-        settings = RuntimeSettings(allow_missing=allow_missing, max_rows=max_rows)
+        if task_start_delay < 0:
+            raise ValueError(f"task_start_delay must be >= 0, got {task_start_delay}")
+        settings = RuntimeSettings(
+            allow_missing=allow_missing,
+            max_rows=max_rows,
+            sync_wait_seconds=sync_wait_seconds,
+            image=image,
+        )
         model = ModelArtifact.from_dir(Path(model_dir), model_name)
         with Emulator._active_lock:
             if Emulator._active is not None:
@@ -97,6 +121,8 @@ class Emulator:
                 port=port,
                 api_key=api_key,
                 emit_metrics=emit_metrics,
+                task_start_delay=task_start_delay,
+                task_log_dir=task_log_dir,
             )
         except BaseException:
             self.stop()
@@ -114,6 +140,8 @@ class Emulator:
         port: int,
         api_key: str | None,
         emit_metrics: bool,
+        task_start_delay: float,
+        task_log_dir: Path | None,
     ) -> None:
         self.architectures = names
         self.api_auth = api_auth
@@ -124,18 +152,22 @@ class Emulator:
 
         self._aws = MotoServer(host=host)
         self._aws.start()
+        self._fargate = LocalFargate(
+            endpoint_url=self._aws.endpoint_url,
+            work_dir=self._scratch / "fargate",
+            task_start_delay=task_start_delay,
+            log_dir=task_log_dir,
+        )
+        self._fargate.install()
         self._stores = provision_shared_stores(
             self._aws.client("s3"), self._aws.client("dynamodb"), model
         )
         context = StackContext(self._aws, self._stores, self._scratch)
         routes: Routes = {}
         for name in names:
+            # the first architecture serving an operation gets it, as in __main__.py
             for operation_id, function in ARCHITECTURES[name](context).items():
-                if operation_id in routes and routes[operation_id] is not function:
-                    raise ValueError(
-                        f"architectures {', '.join(names)} both serve {operation_id!r}"
-                    )
-                routes[operation_id] = function
+                routes.setdefault(operation_id, function)
         self._routes = routes
         for function in self.functions:
             function.cold_start(settings, self._scratch)
@@ -145,21 +177,36 @@ class Emulator:
         self._gateway.start()
 
     def reconfigure(
-        self, *, allow_missing: bool | None = None, max_rows: int | None = None
+        self,
+        *,
+        allow_missing: bool | None = None,
+        max_rows: int | None = None,
+        sync_wait_seconds: int | None = None,
+        image: str | None = None,
+        default_image: bool = False,
     ) -> None:
-        """Change function settings, like ``pulumi config set`` + ``pulumi up``: every function
-        gets the new environment in a fresh execution environment (cold start, empty /tmp)."""
+        """Change stack settings, like ``pulumi config set`` + ``pulumi up``: every function
+        gets the new environment in a fresh execution environment (cold start, empty /tmp), and
+        a setting of the scoring task (image, allow_missing) registers a new task definition
+        revision. ``default_image=True`` goes back to the scoring image of images/scoring."""
         if self._scratch is None:
             raise RuntimeError("the emulator is not running")
+        current = self._settings
         self._settings = RuntimeSettings(
-            allow_missing=self._settings.allow_missing if allow_missing is None else allow_missing,
-            max_rows=self._settings.max_rows if max_rows is None else max_rows,
+            allow_missing=current.allow_missing if allow_missing is None else allow_missing,
+            max_rows=current.max_rows if max_rows is None else max_rows,
+            sync_wait_seconds=(
+                current.sync_wait_seconds if sync_wait_seconds is None else sync_wait_seconds
+            ),
+            image=None if default_image else (current.image if image is None else image),
         )
         for function in self.functions:
             function.cold_start(self._settings, self._scratch)
 
     def stop(self) -> None:
+        """Stop the API, stop and reap every task process, stop the embedded AWS, clean up."""
         gateway, self._gateway = self._gateway, None
+        fargate, self._fargate = self._fargate, None
         aws, self._aws = self._aws, None
         scratch, self._scratch = self._scratch, None
         try:
@@ -167,6 +214,8 @@ class Emulator:
                 gateway.stop()
         finally:
             try:
+                if fargate is not None:
+                    fargate.shutdown()
                 if aws is not None:
                     aws.stop()
             finally:
@@ -235,6 +284,28 @@ class Emulator:
     @property
     def settings(self) -> RuntimeSettings:
         return self._settings
+
+    # --- ECS tasks (lambda-ecs) ----------------------------------------------------------------
+    @property
+    def fargate(self) -> LocalFargate:
+        """The local Fargate behind the embedded ECS: its tasks, their processes and logs."""
+        return self._require(self._fargate)
+
+    @property
+    def tasks(self) -> list[LocalTask]:
+        """Every task RunTask started, in start order."""
+        return self.fargate.tasks
+
+    @property
+    def task_start_delay(self) -> float:
+        return self.fargate.task_start_delay
+
+    @task_start_delay.setter
+    def task_start_delay(self, seconds: float) -> None:
+        """Seconds a task started from now on stays PROVISIONING/PENDING before its process."""
+        if seconds < 0:
+            raise ValueError(f"task_start_delay must be >= 0, got {seconds}")
+        self.fargate.task_start_delay = seconds
 
     @property
     def routes(self) -> Routes:

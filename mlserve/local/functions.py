@@ -22,6 +22,7 @@ from runtime import contract
 
 Handler = Callable[[dict[str, Any], Any], Any]
 Configure = Callable[..., object]
+MAX_SYNC_WAIT_SECONDS = 25  # mlserve:syncWaitSeconds: default and most (Pulumi.yaml)
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,19 @@ class RuntimeSettings:
 
     allow_missing: bool = False
     max_rows: int = contract.DEFAULT_MAX_ROWS
+    # lambda-ecs: how long POST /predict waits for the task (mlserve:syncWaitSeconds, 0-25)
+    sync_wait_seconds: int = MAX_SYNC_WAIT_SECONDS
+    # the scoring image (mlserve:image); None: the one built from images/scoring
+    image: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_rows < 1:
             raise ValueError(f"max_rows must be at least 1, got {self.max_rows}")
+        if not 0 <= self.sync_wait_seconds <= MAX_SYNC_WAIT_SECONDS:
+            raise ValueError(
+                f"sync_wait_seconds must be 0-{MAX_SYNC_WAIT_SECONDS} (API Gateway answers "
+                f"within 29 s), got {self.sync_wait_seconds}"
+            )
 
 
 @dataclass

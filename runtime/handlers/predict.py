@@ -16,13 +16,13 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from runtime import contract
-from runtime.context import ConfigurationError, RuntimeContext, in_lambda
-from runtime.model import LoadedModel, ModelUnavailable
-from runtime.payload import FeatureSchema, Limits, PayloadError, parse_body
+from runtime.context import RuntimeContext, in_lambda
+from runtime.handlers.common import install_error_handlers, json_response, metric
+from runtime.model import LoadedModel
+from runtime.payload import FeatureSchema, Limits, parse_body
 
 # /health and rejected requests publish no metric; an empty EMF flush is expected, not a warning.
 warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
@@ -47,24 +47,6 @@ def runtime_context() -> RuntimeContext:
     return _context if _context is not None else configure()
 
 
-def error_response(status: int, code: str, message: str) -> Response[str]:
-    body = json.dumps({"error": {"code": code, "message": message}})
-    return Response(status_code=status, content_type="application/json", body=body)
-
-
-def _json(body: Any) -> Response[str]:
-    return Response(
-        status_code=200, content_type="application/json", body=json.dumps(body, allow_nan=False)
-    )
-
-
-def _metric(name: str, unit: MetricUnit, value: float) -> None:
-    # Powertools keeps collecting while POWERTOOLS_METRICS_DISABLED is set and prints a batch
-    # every 100 values anyway; not adding them at all keeps a disabled sink silent.
-    if not is_metrics_disabled():
-        metrics.add_metric(name=name, unit=unit, value=value)
-
-
 def _schema(model: LoadedModel) -> FeatureSchema:
     return FeatureSchema(model.info.feature_names, model.feature_index)
 
@@ -72,7 +54,7 @@ def _schema(model: LoadedModel) -> FeatureSchema:
 @app.get("/health")
 def health() -> Response[str]:
     model = runtime_context().models.get()
-    return _json({"status": "ok", "model": model.info.as_dict()})
+    return json_response({"status": "ok", "model": model.info.as_dict()})
 
 
 @app.post("/predict")
@@ -93,41 +75,13 @@ def predict() -> Response[str]:
         {"predictions": predictions.tolist(), "model_version": model.info.version},
         allow_nan=False,
     )
-    _metric("PredictRows", MetricUnit.Count, len(rows))
-    _metric("PredictLatency", MetricUnit.Milliseconds, (time.perf_counter() - started) * 1000)
+    metric(metrics, "PredictRows", MetricUnit.Count, len(rows))
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    metric(metrics, "PredictLatency", MetricUnit.Milliseconds, elapsed_ms)
     return Response(status_code=200, content_type="application/json", body=body)
 
 
-@app.exception_handler(PayloadError)
-def _bad_request(exc: PayloadError) -> Response[str]:
-    logger.info("rejected request", extra={"code": exc.code, "reason": exc.message})
-    _metric("RejectedRequests", MetricUnit.Count, 1)
-    return error_response(exc.status, exc.code, exc.message)
-
-
-@app.exception_handler(ModelUnavailable)
-def _model_unavailable(exc: ModelUnavailable) -> Response[str]:
-    logger.error("model unavailable", extra={"reason": str(exc)})
-    return error_response(503, exc.code, f"the model is unavailable: {exc}")
-
-
-@app.exception_handler(ConfigurationError)
-def _misconfigured(exc: ConfigurationError) -> Response[str]:
-    logger.error("function misconfigured", extra={"reason": str(exc)})
-    return error_response(503, "misconfigured", f"the function is misconfigured: {exc}")
-
-
-@app.exception_handler(Exception)
-def _internal(exc: Exception) -> Response[str]:
-    logger.exception("unhandled error")
-    request_id = app.current_event.request_context.request_id
-    return error_response(500, "internal", f"internal error (request id {request_id})")
-
-
-@app.not_found
-def _not_found(_exc: Exception) -> Response[str]:
-    event = app.current_event
-    return error_response(404, "not_found", f"no route {event.http_method} {event.path}")
+install_error_handlers(app, logger, metrics)
 
 
 @logger.inject_lambda_context(clear_state=True)

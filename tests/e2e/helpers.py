@@ -40,6 +40,9 @@ class Api:
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return self.session.post(self.url + path, timeout=30, **kwargs)
 
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.delete(self.url + path, timeout=30, **kwargs)
+
     def predict_json(self, document: Any) -> requests.Response:
         return self.post("/predict", json=document)
 

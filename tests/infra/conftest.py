@@ -43,6 +43,12 @@ PROJECT = "mlserve"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 STACK_TYPE = "pulumi:pulumi:Stack"
+ECR_REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+# The mocked default VPC and its default subnets (getVpc / getSubnets).
+DEFAULT_VPC_ID = "vpc-0d3fa017a11c0ffee"
+DEFAULT_SUBNET_IDS = ("subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002")
+# The VPC getSubnet reports for any configured subnet.
+CONFIGURED_VPC_ID = "vpc-0123456789abcdef0"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -79,6 +85,8 @@ class StackRun:
     exports: dict[str, Any]
     secret_exports: set[str]
     calls: list[str] = field(default_factory=list)
+    # (token, arguments) of every invoke, in call order (``calls`` holds just the tokens).
+    invocations: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def of_type(self, typ: str) -> list[Registered]:
@@ -178,6 +186,28 @@ def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, d
         rid = f"ags-{api_id}-{stage}"
     elif typ == "aws:apigateway/apiKey:ApiKey":
         out |= {"value": f"mock-key-{hashlib.sha256(name.encode()).hexdigest()[:20]}"}
+    elif typ == "aws:ecr/repository:Repository":
+        out |= {
+            "name": phys,
+            "arn": f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{phys}",
+            "registryId": ACCOUNT,
+            "repositoryUrl": f"{ECR_REGISTRY}/{phys}",
+        }
+    elif typ == "docker-build:index:Image":
+        tag = str(inputs["tags"][0])
+        digest = f"sha256:{hashlib.sha256(tag.encode()).hexdigest()}"
+        out |= {"digest": digest, "ref": f"{tag}@{digest}", "contextHash": "0" * 64}
+        rid = digest
+    elif typ == "aws:ecs/cluster:Cluster":
+        out |= {"name": phys, "arn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{phys}"}
+    elif typ == "aws:ecs/taskDefinition:TaskDefinition":
+        family = str(inputs["family"])
+        base = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{family}"
+        out |= {"arn": f"{base}:1", "arnWithoutRevision": base, "revision": 1}
+        rid = family
+    elif typ == "aws:ec2/securityGroup:SecurityGroup":
+        rid = f"sg-{hashlib.sha256(name.encode()).hexdigest()[:17]}"
+        out |= {"arn": f"arn:aws:ec2:{REGION}:{ACCOUNT}:security-group/{rid}", "name": phys}
     else:
         out.setdefault("arn", f"arn:aws:mock:{REGION}:{ACCOUNT}:{typ.rsplit(':', 1)[-1]}/{phys}")
     return f"{rid}", out
@@ -186,6 +216,7 @@ def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, d
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.invocations: list[tuple[str, dict[str, Any]]] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
         if not args.custom:  # a ComponentResource: no provider, no outputs of its own
@@ -195,12 +226,39 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:  # type: ignore[override]
         # A bare dict: the mock monitor reads a tuple's second item as a list of check failures.
         self.calls.append(args.token)
+        self.invocations.append((args.token, dict(args.args)))
         if args.token == "aws:index/getRegion:getRegion":
             return {"region": REGION, "name": REGION, "id": REGION}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:root"}
         if args.token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com"}
+        if args.token == "aws:ec2/getVpc:getVpc":
+            return {
+                "id": DEFAULT_VPC_ID,
+                "default": True,
+                "cidrBlock": "172.31.0.0/16",
+                "arn": f"arn:aws:ec2:{REGION}:{ACCOUNT}:vpc/{DEFAULT_VPC_ID}",
+            }
+        if args.token == "aws:ec2/getSubnets:getSubnets":
+            return {"id": REGION, "ids": list(DEFAULT_SUBNET_IDS)}
+        if args.token == "aws:ec2/getSubnet:getSubnet":
+            subnet = args.args.get("id", "subnet-unknown")
+            return {
+                "id": subnet,
+                "vpcId": CONFIGURED_VPC_ID,
+                "arn": f"arn:aws:ec2:{REGION}:{ACCOUNT}:subnet/{subnet}",
+            }
+        if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {
+                "id": REGION,
+                "registryId": args.args.get("registryId", ACCOUNT),
+                "userName": "AWS",
+                "password": "mock-ecr-password",
+                "authorizationToken": "QVdTOm1vY2stZWNyLXBhc3N3b3Jk",
+                "proxyEndpoint": f"https://{ECR_REGISTRY}",
+                "expiresAt": "2030-01-01T00:00:00Z",
+            }
         return {}
 
 
@@ -294,6 +352,7 @@ def run_program(
         exports=exports,
         secret_exports=secret,
         calls=mocks.calls,
+        invocations=mocks.invocations,
         component_outputs=monitor.registered_outputs,
     )
     if runs is not None:

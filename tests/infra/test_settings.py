@@ -183,27 +183,38 @@ def test_bad_model_version(tiny_model: Path) -> None:
 
 # --- architecture ---------------------------------------------------------------------------------
 def test_only_implemented_architectures_are_registered() -> None:
-    assert ARCHITECTURES == (contract.ARCH_LAMBDA,)
+    assert ARCHITECTURES == (contract.ARCH_LAMBDA, contract.ARCH_LAMBDA_ECS)
 
 
 def test_unknown_architecture_names_key_value_and_allowed(tiny_model: Path) -> None:
     assert problems(tiny_model, architecture="foo") == (
-        "mlserve:architecture: unknown architecture 'foo'; allowed: lambda",
+        "mlserve:architecture: unknown architecture 'foo'; allowed: lambda, lambda-ecs",
     )
 
 
 @pytest.mark.parametrize(
     "name",
     [
-        contract.ARCH_LAMBDA_ECS,
         contract.ARCH_STEPFUNCTIONS_ECS,
         contract.ARCH_STEPFUNCTIONS_BATCH,
     ],
 )
 def test_unimplemented_architectures_fail_validation(tiny_model: Path, name: str) -> None:
     assert problems(tiny_model, architecture=f"lambda,{name}") == (
-        f"mlserve:architecture: unknown architecture {name!r}; allowed: lambda",
+        f"mlserve:architecture: unknown architecture {name!r}; allowed: lambda, lambda-ecs",
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("lambda-ecs", ("lambda-ecs",)),
+        ("lambda,lambda-ecs", ("lambda", "lambda-ecs")),
+        ("lambda-ecs, lambda, lambda-ecs", ("lambda-ecs", "lambda")),
+    ],
+)
+def test_lambda_ecs_is_implemented(tiny_model: Path, value: str, expected: tuple[str, ...]) -> None:
+    assert settings(tiny_model, architecture=value).architectures == expected
 
 
 def test_architecture_list_is_deduplicated_in_order(tiny_model: Path) -> None:
@@ -257,6 +268,66 @@ def test_bad_values_name_key_value_and_allowed(
 ) -> None:
     (message,) = problems(tiny_model, **{key: value})
     assert message.startswith(f"mlserve:{key}: {expected}"), message
+
+
+# --- Fargate task size ----------------------------------------------------------------------------
+FARGATE_VALID = [
+    (256, 512), (256, 1024), (256, 2048),
+    (512, 1024), (512, 4096),
+    (1024, 2048), (1024, 5120), (1024, 8192),
+    (2048, 4096), (2048, 16384),
+    (4096, 8192), (4096, 30720),
+    (8192, 16384), (8192, 20480), (8192, 61440),
+    (16384, 32768), (16384, 40960), (16384, 122880),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("cpu", "memory"), FARGATE_VALID)
+def test_valid_fargate_sizes(tiny_model: Path, cpu: int, memory: int) -> None:
+    s = settings(tiny_model, taskCpu=str(cpu), taskMemory=str(memory))
+    assert (s.task_cpu, s.task_memory) == (cpu, memory)
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "allowed"),
+    [
+        (256, 1536, "512, 1024, 2048"),  # 0.25 vCPU: 0.5, 1 or 2 GB only
+        (256, 4096, "512, 1024, 2048"),
+        (512, 512, "1024-4096 in steps of 1024"),
+        (1024, 1024, "2048-8192 in steps of 1024"),
+        (1024, 2560, "2048-8192 in steps of 1024"),
+        (2048, 17408, "4096-16384 in steps of 1024"),
+        (4096, 31744, "8192-30720 in steps of 1024"),
+        (8192, 17408, "16384-61440 in steps of 4096"),
+        (16384, 36864, "32768-122880 in steps of 8192"),
+    ],
+)
+def test_invalid_fargate_combinations_name_key_value_and_allowed_memory(
+    tiny_model: Path, cpu: int, memory: int, allowed: str
+) -> None:
+    (message,) = problems(tiny_model, taskCpu=str(cpu), taskMemory=str(memory))
+    assert message == (
+        f"mlserve:taskMemory: {memory} does not fit taskCpu {cpu}; allowed: {allowed} (MB)"
+    )
+
+
+def test_unknown_fargate_cpu_lists_the_sizes(tiny_model: Path) -> None:
+    (message,) = problems(tiny_model, taskCpu="3072")
+    assert message == (
+        "mlserve:taskCpu: 3072 is not a Fargate CPU size; "
+        "allowed: 256, 512, 1024, 2048, 4096, 8192, 16384"
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "25"])
+def test_sync_wait_bounds_are_accepted(tiny_model: Path, value: str) -> None:
+    assert settings(tiny_model, syncWaitSeconds=value).sync_wait_seconds == int(value)
+
+
+def test_sync_wait_message_explains_the_api_gateway_limit(tiny_model: Path) -> None:
+    (message,) = problems(tiny_model, syncWaitSeconds="-1")
+    assert message.startswith("mlserve:syncWaitSeconds: -1 is out of range; allowed: 0-25")
+    assert "29 s integration timeout" in message
 
 
 def test_lambda_timeout_message_explains_the_api_gateway_limit(tiny_model: Path) -> None:

@@ -1,0 +1,259 @@
+"""ScoringImage: the container image the ECS task (and later AWS Batch) runs.
+
+Two modes:
+
+* ``mlserve:image`` set: that URI is used as is. No repository, no build. When it is an ECR
+  URI, :func:`ecr_repository_arn` names its repository so the task execution role may pull
+  from exactly that repository; any other registry gets no ECR grant.
+* unset (the default): an ECR repository (immutable tags, scan on push, AES256, lifecycle
+  policy keeping the last :data:`KEEP_IMAGES` images) and ``images/scoring/Dockerfile`` built and
+  pushed with pulumi-docker-build for the CPU architecture of the task
+  (``mlserve:lambdaArchitecture``).
+
+The tag is a content hash of the build inputs (:func:`build_inputs_hash`: the Dockerfile, the
+``.dockerignore`` and every file it lets into the context, plus the platform), so an unchanged
+tree keeps its tag and a changed one gets a new tag: immutable tags never collide. The
+``image_uri`` output is the digest-pinned reference (``repo:tag@sha256:...``), so a task
+definition always names exactly the image that was pushed.
+
+Note: the docker-build provider decides to rebuild from its own context hash. Should it rebuild
+an unchanged tree (reported on some CI runners), pushing the same tag to the immutable repository
+fails with "tag already exists": the update stops instead of replacing the image a running task
+definition names. Any change to a build input gives a new tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_docker_build as docker_build
+
+from components.settings import IMAGE_URI_PATTERN, LAMBDA_ARCHITECTURES
+
+PROJECT_DIR: Final = Path(__file__).resolve().parent.parent
+DOCKERFILE: Final = "images/scoring/Dockerfile"
+DOCKERIGNORE: Final = ".dockerignore"
+# What the root .dockerignore lets into the build context (the Dockerfile copies exactly these);
+# tests/infra/test_image.py checks the .dockerignore allows exactly these paths.
+CONTEXT_PATHS: Final = ("runtime", "images/scoring/requirements.txt")
+# ...and what it keeps out of them again.
+EXCLUDED_DIR_NAMES: Final = frozenset({"__pycache__"})
+EXCLUDED_SUFFIXES: Final = frozenset({".pyc", ".pyo"})
+
+# Lambda architecture name -> Docker platform of the image (same CPU as the task definition).
+PLATFORMS: Final = {
+    "arm64": docker_build.Platform.LINUX_ARM64,
+    "x86_64": docker_build.Platform.LINUX_AMD64,
+}
+KEEP_IMAGES: Final = 10
+TAG_HEX_CHARS: Final = 20
+# Bump when the way the tag is computed changes.
+HASH_VERSION: Final = "1"
+
+_ECR_URI: Final = re.compile(
+    r"(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com"
+    r"(?P<cn>\.cn)?/(?P<repository>[a-z0-9][a-z0-9._/-]*?)(?::[\w.-]+)?(?:@sha256:[0-9a-f]{64})?"
+)
+
+
+def ecr_repository_arn(image_uri: str) -> str | None:
+    """The ARN of the ECR repository an image URI points into, or None if not an ECR URI.
+
+    ``123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/scoring:1.2`` ->
+    ``arn:aws:ecr:eu-west-1:123456789012:repository/team/scoring``.
+    """
+    match = _ECR_URI.fullmatch(image_uri)
+    if match is None:
+        return None
+    partition = "aws-cn" if match["cn"] else "aws"
+    return (
+        f"arn:{partition}:ecr:{match['region']}:{match['account']}:repository/{match['repository']}"
+    )
+
+
+def build_input_files(root: Path = PROJECT_DIR) -> list[tuple[str, Path]]:
+    """(posix path relative to ``root``, path) of every file the build reads, sorted.
+
+    The Dockerfile, the .dockerignore, and the files of :data:`CONTEXT_PATHS` minus byte code
+    and ``__pycache__`` (what the .dockerignore excludes again).
+    """
+    root = Path(root)
+    files = [(DOCKERFILE, root / DOCKERFILE), (DOCKERIGNORE, root / DOCKERIGNORE)]
+    for entry in CONTEXT_PATHS:
+        path = root / entry
+        if path.is_file():
+            files.append((entry, path))
+        elif path.is_dir():
+            files.extend((f"{entry}/{rel}", p) for rel, p in _walk(path))
+        else:
+            raise FileNotFoundError(f"scoring image build input missing: {path}")
+    for rel, path in files[:2]:
+        if not path.is_file():
+            raise FileNotFoundError(f"scoring image build input missing: {root / rel}")
+    return sorted(files)
+
+
+def _walk(directory: Path) -> Iterator[tuple[str, Path]]:
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames[:] = sorted(d for d in dirnames if d not in EXCLUDED_DIR_NAMES)
+        base = Path(dirpath)
+        for name in sorted(filenames):
+            path = base / name
+            if path.suffix in EXCLUDED_SUFFIXES:
+                continue
+            yield path.relative_to(directory).as_posix(), path
+
+
+def build_inputs_hash(platform: str, root: Path = PROJECT_DIR) -> str:
+    """sha256 over the platform and each build input's path, executable bit and content."""
+    digest = hashlib.sha256(f"mlserve-scoring-image:{HASH_VERSION}\0{platform}\0".encode())
+    for rel, path in build_input_files(root):
+        executable = bool(path.stat().st_mode & stat.S_IXUSR)
+        digest.update(f"{rel}\0{int(executable)}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def image_tag(platform: str, root: Path = PROJECT_DIR) -> str:
+    """The immutable tag of a build: the first :data:`TAG_HEX_CHARS` of the content hash."""
+    return build_inputs_hash(platform, root)[:TAG_HEX_CHARS]
+
+
+def lifecycle_policy(keep: int = KEEP_IMAGES) -> dict[str, object]:
+    """ECR lifecycle policy: expire everything but the ``keep`` most recently pushed images."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    return {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": f"keep the last {keep} images",
+                "selection": {
+                    "tagStatus": "any",
+                    "countType": "imageCountMoreThan",
+                    "countNumber": keep,
+                },
+                "action": {"type": "expire"},
+            }
+        ]
+    }
+
+
+@dataclass(frozen=True)
+class ScoringImageArgs:
+    """``image``: a prebuilt image URI used as is; None builds ``images/scoring``."""
+
+    architecture: str = "arm64"  # the Lambda/task CPU architecture name: arm64 | x86_64
+    image: str | None = None
+    protect_data: bool = True  # False: the repository may be deleted with its images
+    keep_images: int = KEEP_IMAGES
+    source_root: Path = PROJECT_DIR
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if self.architecture not in LAMBDA_ARCHITECTURES:
+            problems.append(f"architecture {self.architecture!r} not in {LAMBDA_ARCHITECTURES}")
+        if self.image is not None and not IMAGE_URI_PATTERN.fullmatch(self.image):
+            problems.append(f"image {self.image!r} is not an image URI")
+        if self.keep_images < 1:
+            problems.append(f"keep_images {self.keep_images} < 1")
+        object.__setattr__(self, "source_root", Path(self.source_root))
+        if self.image is None and not (self.source_root / DOCKERFILE).is_file():
+            problems.append(f"no {DOCKERFILE} under source_root {self.source_root}")
+        if problems:
+            raise ValueError("ScoringImageArgs: " + "; ".join(problems))
+
+    @property
+    def platform(self) -> docker_build.Platform:
+        return PLATFORMS[self.architecture]
+
+
+class ScoringImage(pulumi.ComponentResource):
+    """The scoring image URI, and the ECR repository + build when no image is given."""
+
+    image_uri: pulumi.Output[str]
+    # The ECR repository holding the image (the execution role pulls from it); None when the
+    # given image is not in ECR.
+    repository_arn: pulumi.Output[str] | None
+    repository_url: pulumi.Output[str] | None
+    tag: str | None
+
+    def __init__(
+        self, name: str, args: ScoringImageArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("mlserve:index:ScoringImage", name, None, opts)
+        if args.image is not None:
+            self.image_uri = pulumi.Output.from_input(args.image)
+            given_arn = ecr_repository_arn(args.image)
+            self.repository_arn = None if given_arn is None else pulumi.Output.from_input(given_arn)
+            self.repository_url = None
+            self.tag = None
+        else:
+            self._build(name, args)
+        self.register_outputs(
+            {
+                "image_uri": self.image_uri,
+                "repository_arn": self.repository_arn,
+                "repository_url": self.repository_url,
+                "tag": self.tag,
+            }
+        )
+
+    def _build(self, name: str, args: ScoringImageArgs) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        repository = aws.ecr.Repository(
+            f"{name}-repository",
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration={"scan_on_push": True},
+            encryption_configurations=[{"encryption_type": "AES256"}],
+            # With protectData off the stack owns everything: allow deleting a non-empty repo.
+            force_delete=not args.protect_data,
+            opts=child,
+        )
+        aws.ecr.LifecyclePolicy(
+            f"{name}-lifecycle",
+            repository=repository.name,
+            policy=pulumi.Output.json_dumps(lifecycle_policy(args.keep_images)),
+            opts=child,
+        )
+        token = aws.ecr.get_authorization_token_output(
+            registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
+        self.tag = image_tag(args.platform.value, args.source_root)
+        tagged = pulumi.Output.concat(repository.repository_url, ":", self.tag)
+        image = docker_build.Image(
+            f"{name}-image",
+            # Paths relative to the working directory (the project directory under Pulumi), so
+            # the inputs are the same on every machine and do not trigger rebuilds.
+            context={"location": _relative(args.source_root)},
+            dockerfile={"location": _relative(args.source_root / DOCKERFILE)},
+            platforms=[args.platform],
+            push=True,
+            tags=[tagged],
+            registries=[
+                {
+                    "address": repository.repository_url,
+                    "username": token.user_name,
+                    "password": pulumi.Output.secret(token.password),
+                }
+            ],
+            opts=child,
+        )
+        # The digest-pinned reference once pushed; the tag if the provider reports none.
+        self.image_uri = pulumi.Output.all(image.ref, tagged).apply(lambda refs: refs[0] or refs[1])
+        self.repository_arn = repository.arn
+        self.repository_url = repository.repository_url
+
+
+def _relative(path: Path) -> str:
+    relative = os.path.relpath(path, Path.cwd())
+    return Path(relative).as_posix()

@@ -1,0 +1,604 @@
+"""Job records in DynamoDB, and the requests that create them.
+
+A job is one item of the job table (hash key ``job_id``). Its status only moves forward, and
+only by conditional updates (DESIGN.md §5)::
+
+    PENDING -> RUNNING | SUCCEEDED | FAILED | CANCELLED
+    RUNNING -> SUCCEEDED | FAILED | CANCELLED
+
+Nothing leaves a terminal status: a late or duplicate writer gets ``ConditionalCheckFailed`` from
+DynamoDB, which :class:`JobStore` raises as :class:`TransitionRejected` carrying the status the
+record has now, so no retry or duplicate moves data backwards.
+
+The DynamoDB client is injected (a low-level ``boto3.client("dynamodb")``); everything else here
+(ids, timestamps, item sizes, request normalisation, the API view of a job) is pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+import numpy as np
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from runtime import contract
+from runtime.model import parse_s3_uri
+from runtime.payload import FeatureSchema, Limits, PayloadError, media_type, parse_body
+
+# Namespace of the job ids derived from an Idempotency-Key (uuid5). Never change it: a retried
+# POST must keep finding the job its first attempt created.
+NAMESPACE: Final = uuid.UUID("5b0e1f7c-1a4e-5d0b-9c57-6d6c73657276")
+
+ALLOWED_TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
+    contract.STATUS_PENDING: frozenset(
+        {
+            contract.STATUS_RUNNING,
+            contract.STATUS_SUCCEEDED,
+            contract.STATUS_FAILED,
+            contract.STATUS_CANCELLED,
+        }
+    ),
+    contract.STATUS_RUNNING: frozenset(
+        {contract.STATUS_SUCCEEDED, contract.STATUS_FAILED, contract.STATUS_CANCELLED}
+    ),
+}
+ACTIVE_STATUSES: Final = frozenset(ALLOWED_TRANSITIONS)  # PENDING, RUNNING
+
+# Formats of an input_uri object scored in job mode (parquet comes with batch mode).
+INPUT_FORMATS: Final = ("csv", "json", "jsonl")
+_SUFFIX_FORMATS: Final = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_DAY_SECONDS: Final = 86_400
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class JobExists(Exception):
+    """``create`` found an item with this id already (an idempotent retry or a duplicate)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} already exists")
+        self.job_id = job_id
+
+
+class JobNotFound(Exception):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job {job_id}")
+        self.job_id = job_id
+
+
+class TransitionRejected(Exception):
+    """A conditional update found the record in another status; nothing was written.
+
+    ``current`` is the status the record has now (None when there is no such record).
+    """
+
+    def __init__(self, job_id: str, target: str, current: str | None) -> None:
+        now = current if current is not None else "absent"
+        super().__init__(f"job {job_id}: cannot move to {target}, the record is {now}")
+        self.job_id = job_id
+        self.target = target
+        self.current = current
+
+
+# --- ids, time ----------------------------------------------------------------------------------
+
+
+def new_job_id() -> str:
+    """32 lowercase hex characters."""
+    return uuid.uuid4().hex
+
+
+def idempotent_job_id(principal: str | None, key: str) -> str:
+    """The job id of an ``Idempotency-Key``: stable per (caller, key), 32 lowercase hex."""
+    return uuid.uuid5(NAMESPACE, f"{principal or 'anonymous'}:{key}").hex
+
+
+def iso_timestamp(epoch: float) -> str:
+    """``2026-11-25T01:02:03.123Z`` (UTC, milliseconds)."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> float:
+    """Epoch seconds of an :func:`iso_timestamp` string."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+
+
+def expiry(epoch: float, ttl_days: int) -> int:
+    """The ``expires_at`` TTL attribute: epoch seconds ``ttl_days`` from ``epoch``."""
+    return int(epoch) + ttl_days * _DAY_SECONDS
+
+
+# --- the record ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobError:
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job item. ``extra`` keeps attributes this version does not know (later issues)."""
+
+    job_id: str
+    status: str
+    architecture: str
+    created_at: str
+    updated_at: str
+    model_version: str
+    request_sha256: str = ""
+    rows: int | None = None
+    attempts: int = 0
+    instances: str | None = None  # compact JSON list of rows, NaN as null
+    input_uri: str | None = None
+    output_uri: str | None = None
+    format: str | None = None
+    predictions: str | None = None  # compact JSON list
+    error: JobError | None = None
+    task_arn: str | None = None
+    expires_at: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in contract.TERMINAL_STATUSES
+
+    def to_item(self) -> dict[str, Any]:
+        """The DynamoDB item (attribute-value format); None attributes are left out."""
+        plain: dict[str, Any] = dict(self.extra)
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            plain[f.name] = value.as_dict() if isinstance(value, JobError) else value
+        return {name: to_attribute(value) for name, value in plain.items()}
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Job:
+        plain = {name: from_attribute(value) for name, value in item.items()}
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kwargs: dict[str, Any] = {k: v for k, v in plain.items() if k in known}
+        error = kwargs.get("error")
+        if isinstance(error, Mapping):
+            kwargs["error"] = JobError(str(error.get("code", "")), str(error.get("message", "")))
+        extra = {k: v for k, v in plain.items() if k not in known}
+        return cls(**kwargs, extra=extra)
+
+
+def to_api(job: Job, status_url: str | None = None) -> dict[str, Any]:
+    """The JSON of a job as GET /jobs/{id} answers it (runtime/openapi.yaml ``Job``)."""
+    body: dict[str, Any] = {
+        "job_id": job.job_id,
+        "status": job.status,
+        "architecture": job.architecture,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "model_version": job.model_version,
+        "attempts": job.attempts,
+    }
+    if job.rows is not None:
+        body["rows"] = job.rows
+    if job.predictions is not None:
+        body["predictions"] = json.loads(job.predictions)
+    elif job.output_uri is not None:
+        body["output_uri"] = job.output_uri
+    if job.input_uri is not None:
+        body["input_uri"] = job.input_uri
+    if job.error is not None and job.status in (contract.STATUS_FAILED, contract.STATUS_CANCELLED):
+        body["error"] = job.error.as_dict()
+    if status_url is not None:
+        body["status_url"] = status_url
+    return body
+
+
+# --- DynamoDB attribute values and item size ----------------------------------------------------
+
+
+_SERIALIZER: Final = TypeSerializer()
+_DESERIALIZER: Final = TypeDeserializer()
+
+
+def to_attribute(value: Any) -> dict[str, Any]:
+    """A Python value as a DynamoDB attribute value (str, int, bool, None, list, dict ...)."""
+    return _SERIALIZER.serialize(value)
+
+
+def from_attribute(value: Mapping[str, Any]) -> Any:
+    """A DynamoDB attribute value as Python; integral numbers as int, others as float."""
+    return _plain(_DESERIALIZER.deserialize(dict(value)))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _number_size(raw: str) -> int:
+    digits = raw.lstrip("-").lower().split("e")[0].replace(".", "").strip("0")
+    return (len(digits) + 1) // 2 + 1
+
+
+_SCALAR_SIZES: Final[Mapping[str, Callable[[Any], int]]] = {
+    "S": lambda raw: len(raw.encode("utf-8")),
+    "N": _number_size,
+    "B": len,
+    "BOOL": lambda _raw: 1,
+    "NULL": lambda _raw: 1,
+}
+
+
+def attribute_size(value: Mapping[str, Any]) -> int:
+    """Bytes DynamoDB counts for one attribute value (its documented item-size rules)."""
+    (kind, raw), *_ = value.items()
+    if kind in _SCALAR_SIZES:
+        return _SCALAR_SIZES[kind](raw)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + attribute_size(v) + 1 for k, v in raw.items())
+    if kind == "L":
+        return 3 + sum(attribute_size(v) + 1 for v in raw)
+    if kind in ("SS", "NS", "BS"):
+        return sum(_SCALAR_SIZES[kind[0]](v) for v in raw)
+    raise TypeError(f"unexpected DynamoDB attribute type {kind}")
+
+
+def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
+    """Size in bytes of a DynamoDB item: attribute names plus values."""
+    return sum(len(name.encode("utf-8")) + attribute_size(v) for name, v in item.items())
+
+
+def fits_inline(job: Job, **attributes: Any) -> bool:
+    """Whether ``job`` with ``attributes`` set stays under contract.MAX_INLINE_ITEM_BYTES."""
+    return item_size(replace(job, **attributes).to_item()) < contract.MAX_INLINE_ITEM_BYTES
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+
+class JobStore:
+    """Reads and conditionally writes job items. Every write sets ``updated_at``."""
+
+    def __init__(
+        self,
+        dynamodb: Any,
+        table: str,
+        *,
+        ttl_days: int = contract.DEFAULT_JOB_TTL_DAYS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.dynamodb = dynamodb
+        self.table = table
+        self.ttl_days = ttl_days
+        self.clock = clock
+
+    def new_job(
+        self,
+        job_id: str,
+        *,
+        architecture: str,
+        model_version: str,
+        request_sha256: str = "",
+        **attributes: Any,
+    ) -> Job:
+        """A PENDING job with timestamps and TTL, not stored yet (see :meth:`create`)."""
+        now = self.clock()
+        stamp = iso_timestamp(now)
+        return Job(
+            job_id=job_id,
+            status=contract.STATUS_PENDING,
+            architecture=architecture,
+            created_at=stamp,
+            updated_at=stamp,
+            model_version=model_version,
+            request_sha256=request_sha256,
+            expires_at=expiry(now, self.ttl_days),
+            **attributes,
+        )
+
+    def create(self, job: Job) -> Job:
+        """Put the item only if no item has this id; else raise :class:`JobExists`."""
+        try:
+            self.dynamodb.put_item(
+                TableName=self.table,
+                Item=job.to_item(),
+                ConditionExpression="attribute_not_exists(#k)",
+                ExpressionAttributeNames={"#k": contract.JOB_TABLE_HASH_KEY},
+            )
+        except self.dynamodb.exceptions.ConditionalCheckFailedException:
+            raise JobExists(job.job_id) from None
+        return job
+
+    def get(self, job_id: str, *, consistent: bool = True) -> Job | None:
+        response = self.dynamodb.get_item(
+            TableName=self.table,
+            Key={contract.JOB_TABLE_HASH_KEY: {"S": job_id}},
+            ConsistentRead=consistent,
+        )
+        item = response.get("Item")
+        return Job.from_item(item) if item else None
+
+    def require(self, job_id: str) -> Job:
+        job = self.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    def transition(
+        self,
+        job_id: str,
+        target: str,
+        *,
+        expected: Iterable[str] | None = None,
+        error: JobError | None = None,
+        values: Mapping[str, Any] | None = None,
+        remove: Iterable[str] = (),
+    ) -> Job:
+        """Move the job to ``target`` if its status allows it (and is in ``expected``, when
+        given), setting ``values``/``error`` in the same write. Returns the updated job; raises
+        :class:`TransitionRejected` (nothing written) otherwise."""
+        sources = {s for s, targets in ALLOWED_TRANSITIONS.items() if target in targets}
+        if expected is not None:
+            sources &= set(expected)
+        if not sources:
+            raise ValueError(f"no status may move to {target} (expected {expected})")
+        assignments: dict[str, Any] = {**(values or {}), "status": target}
+        if error is not None:
+            assignments["error"] = error.as_dict()
+        return self._update(job_id, target, assignments, statuses=sorted(sources), remove=remove)
+
+    def update(
+        self,
+        job_id: str,
+        values: Mapping[str, Any],
+        *,
+        increment: Mapping[str, int] | None = None,
+        statuses: Iterable[str] | None = None,
+    ) -> Job:
+        """Set attributes (and add to counters) without changing the status; only while the
+        status is one of ``statuses`` when given. Raises :class:`TransitionRejected`."""
+        if "status" in values:
+            raise ValueError("use transition() to change a job's status")
+        return self._update(
+            job_id,
+            "(unchanged)",
+            dict(values),
+            statuses=None if statuses is None else sorted(set(statuses)),
+            increment=increment,
+        )
+
+    def _update(
+        self,
+        job_id: str,
+        target: str,
+        assignments: dict[str, Any],
+        *,
+        statuses: list[str] | None,
+        increment: Mapping[str, int] | None = None,
+        remove: Iterable[str] = (),
+    ) -> Job:
+        assignments["updated_at"] = iso_timestamp(self.clock())
+        names: dict[str, str] = {"#k": contract.JOB_TABLE_HASH_KEY}
+        values: dict[str, Any] = {}
+        sets: list[str] = []
+        for i, (name, value) in enumerate(assignments.items()):
+            names[f"#a{i}"] = name
+            values[f":a{i}"] = to_attribute(value)
+            sets.append(f"#a{i} = :a{i}")
+        adds: list[str] = []
+        for i, (name, amount) in enumerate((increment or {}).items()):
+            names[f"#n{i}"] = name
+            values[f":n{i}"] = to_attribute(amount)
+            adds.append(f"#n{i} :n{i}")
+        removes: list[str] = []
+        for i, name in enumerate(remove):
+            names[f"#r{i}"] = name
+            removes.append(f"#r{i}")
+        expression = "SET " + ", ".join(sets)
+        if adds:
+            expression += " ADD " + ", ".join(adds)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        condition = "attribute_exists(#k)"
+        if statuses is not None:
+            names["#status"] = "status"
+            placeholders = []
+            for i, status in enumerate(statuses):
+                values[f":s{i}"] = {"S": status}
+                placeholders.append(f":s{i}")
+            condition += f" AND #status IN ({', '.join(placeholders)})"
+        try:
+            response = self.dynamodb.update_item(
+                TableName=self.table,
+                Key={contract.JOB_TABLE_HASH_KEY: {"S": job_id}},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self.dynamodb.exceptions.ConditionalCheckFailedException as exc:
+            old = getattr(exc, "response", {}).get("Item")
+            if old is not None:
+                current = from_attribute(old.get("status", {"NULL": True}))
+            else:
+                record = self.get(job_id)
+                current = record.status if record is not None else None
+            raise TransitionRejected(job_id, target, current) from None
+        return Job.from_item(response["Attributes"])
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated, normalised request for a job: inline rows or an S3 input."""
+
+    rows: int | None = None
+    instances: str | None = None  # compact JSON list of rows in feature order, NaN as null
+    input_uri: str | None = None
+    output_uri: str | None = None
+    format: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        """Digest of the normalised request: an Idempotency-Key reused with another body
+        differs here, the same rows sent as JSON arrays, objects or CSV do not."""
+        canonical = {
+            "instances": self.instances,
+            "input_uri": self.input_uri,
+            "output_uri": self.output_uri,
+            "format": self.format,
+        }
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def encode_rows(matrix: np.ndarray) -> str:
+    """A (rows, features) float32 matrix as compact JSON, NaN (missing) as null.
+
+    Each value is the shortest decimal that reads back as the same float32, so scoring the
+    stored rows scores exactly the rows the API validated.
+    """
+    text = np.asarray(matrix, dtype=np.float32).astype(str)
+    text[np.isnan(matrix)] = "null"
+    return "[" + ",".join("[" + ",".join(row) + "]" for row in text.tolist()) + "]"
+
+
+def encode_predictions(predictions: np.ndarray) -> str:
+    """Predictions (one number, or one list of class probabilities, per row) as compact JSON,
+    each value the shortest decimal that reads back as the same float32."""
+    values = np.asarray(predictions, dtype=np.float32)
+    if values.ndim not in (1, 2):
+        raise ValueError(f"predictions must be 1- or 2-dimensional, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError("the model produced a non-finite prediction (JSON cannot carry it)")
+    text = values.astype(str)
+    if values.ndim == 1:
+        return "[" + ",".join(text.tolist()) + "]"
+    return "[" + ",".join("[" + ",".join(row) + "]" for row in text.tolist()) + "]"
+
+
+def predictions_document(job_id: str, model_version: str, predictions: str) -> bytes:
+    """The results/{job_id}/predictions.json object (``predictions`` from encode_predictions)."""
+    head = json.dumps({"job_id": job_id, "model_version": model_version})[:-1]
+    return f'{head}, "predictions": {predictions}}}'.encode()
+
+
+def decode_predictions(document: bytes | str) -> list[Any]:
+    """The predictions list of a :func:`predictions_document`."""
+    doc = json.loads(document)
+    predictions = doc.get("predictions") if isinstance(doc, dict) else None
+    if not isinstance(predictions, list):
+        raise ValueError("not a predictions document: no predictions list")
+    return predictions
+
+
+def inline_request(matrix: np.ndarray) -> JobRequest:
+    return JobRequest(rows=int(matrix.shape[0]), instances=encode_rows(matrix))
+
+
+def parse_job_request(
+    body: str | bytes | None,
+    content_type: str | None,
+    schema: FeatureSchema,
+    limits: Limits,
+    data_bucket: str,
+) -> JobRequest:
+    """POST /jobs: inline rows (any /predict form) or ``{"input_uri", "output_uri", "format"}``.
+
+    Raises :class:`PayloadError` (a 4xx) for anything the job could not run with.
+    """
+    kind = media_type(content_type)
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    if (kind == "application/json" or (not kind and text.lstrip().startswith("{"))) and (
+        '"input_uri"' in text
+    ):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None  # parse_body reports the JSON error with its position
+        if isinstance(doc, dict) and "input_uri" in doc:
+            return _uri_request(doc, data_bucket)
+    return inline_request(parse_body(body, content_type, schema, limits))
+
+
+def _uri_request(doc: Mapping[str, Any], data_bucket: str) -> JobRequest:
+    if "instances" in doc:
+        raise PayloadError("invalid_body", "send either instances or input_uri, not both")
+    if doc.get("shards") not in (None, 1) or doc.get("id_column") is not None:
+        raise PayloadError(
+            "unsupported_option",
+            "shards and id_column need batch mode (the stepfunctions-batch architecture); "
+            "this job runs as one task",
+        )
+    input_uri = _s3_uri(doc["input_uri"], "input_uri", data_bucket, contract.INPUTS_PREFIX)
+    output_uri = doc.get("output_uri")
+    if output_uri is not None:
+        output_uri = _s3_uri(output_uri, "output_uri", data_bucket, contract.RESULTS_PREFIX)
+    fmt = doc.get("format")
+    if fmt is None:
+        suffix = "." + input_uri.rsplit(".", 1)[-1].lower() if "." in input_uri else ""
+        fmt = _SUFFIX_FORMATS.get(suffix)
+        if fmt is None:
+            raise PayloadError(
+                "invalid_format",
+                f"cannot tell the format of {input_uri}: set format to one of "
+                f"{', '.join(INPUT_FORMATS)}",
+            )
+    if fmt not in INPUT_FORMATS:
+        raise PayloadError(
+            "unsupported_format",
+            f"format {fmt!r} is not supported here; accepted today: {', '.join(INPUT_FORMATS)}",
+        )
+    return JobRequest(input_uri=input_uri, output_uri=output_uri, format=fmt)
+
+
+def _s3_uri(value: Any, name: str, bucket: str, prefix: str) -> str:
+    where = f"s3://{bucket}/{prefix}"
+    if not isinstance(value, str):
+        raise PayloadError("invalid_uri", f"{name} must be a string {where}...")
+    try:
+        got_bucket, key = parse_s3_uri(value)
+    except ValueError:
+        message = f"{name} {value!r} is not an s3://bucket/key URI"
+        raise PayloadError("invalid_uri", message) from None
+    if got_bucket != bucket or not key.startswith(prefix) or key == prefix or ".." in key:
+        raise PayloadError(
+            "invalid_uri", f"{name} must be under {where} (the scoring task can use only that)"
+        )
+    return value
+
+
+def input_uri_for(data_bucket: str, job_id: str) -> str:
+    """Where the job API puts inline rows too large for the item."""
+    return f"s3://{data_bucket}/{contract.input_key(job_id)}"
+
+
+def results_uri_for(data_bucket: str, job_id: str) -> str:
+    return f"s3://{data_bucket}/{contract.results_key(job_id)}"
+
+
+def age_seconds(job: Job, now: float) -> float:
+    return now - parse_timestamp(job.created_at)

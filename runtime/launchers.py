@@ -1,0 +1,230 @@
+"""What the job API does per architecture: start, cancel, reconcile and wait for a job.
+
+The job API Lambda (runtime/handlers/jobs.py) is the same for every asynchronous architecture;
+what differs is how a job's work is started and watched. A :class:`Launcher` does that for one
+architecture, and :func:`launcher_for` picks it by the function's ARCHITECTURE variable from
+:data:`LAUNCHERS`. Only ``lambda-ecs`` exists now; ``stepfunctions-ecs`` (StartExecution /
+StopExecution) and ``stepfunctions-batch`` register next to it with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from runtime import contract
+from runtime.compute import (
+    ComputeError,
+    EcsTarget,
+    TaskState,
+    describe_task,
+    ecs_outcome,
+    poll,
+    run_task,
+    stop_task,
+)
+from runtime.context import ConfigurationError, RuntimeContext
+from runtime.jobs import ACTIVE_STATUSES, Job, JobError, JobStore, TransitionRejected, age_seconds
+
+log = logging.getLogger(f"{contract.SERVICE_NAME}.launchers")
+
+# A PENDING job with no task this long after its creation lost its starter (a Lambda timeout
+# is at most 15 minutes): it is failed on read instead of staying PENDING for ever.
+STALE_START_SECONDS: Final = 15 * 60
+CANCEL_REASON: Final = "cancelled by the caller (DELETE /jobs/{id})"
+
+
+class LaunchFailed(Exception):
+    """The work of a job could not be started; ``job`` is its record (now FAILED)."""
+
+    def __init__(self, job: Job, reason: str) -> None:
+        super().__init__(f"job {job.job_id} was not started: {reason}")
+        self.job = job
+        self.reason = reason
+
+
+class Launcher(Protocol):
+    """How one architecture runs the work of a job. Every method returns the job's record as
+    it is after the call (re-read when it may have changed)."""
+
+    architecture: str
+
+    def start(self, job: Job) -> Job:
+        """Start the work of a PENDING job; :class:`LaunchFailed` (job FAILED) if refused."""
+        ...
+
+    def cancel(self, job: Job) -> Job:
+        """Move the job to CANCELLED and stop its work; :class:`TransitionRejected` if it had
+        already finished."""
+        ...
+
+    def reconcile(self, job: Job) -> Job:
+        """Settle a PENDING/RUNNING record whose work has ended without recording it."""
+        ...
+
+    def wait(self, job: Job, seconds: float) -> Job:
+        """Wait up to ``seconds`` for the job to finish; the record then (maybe not final)."""
+        ...
+
+
+LauncherFactory = Callable[[RuntimeContext], Launcher]
+LAUNCHERS: dict[str, LauncherFactory] = {}
+
+
+def register(architecture: str) -> Callable[[LauncherFactory], LauncherFactory]:
+    def decorate(factory: LauncherFactory) -> LauncherFactory:
+        LAUNCHERS[architecture] = factory
+        return factory
+
+    return decorate
+
+
+def launcher_for(ctx: RuntimeContext) -> Launcher:
+    """The launcher of the function's ARCHITECTURE (ConfigurationError if none)."""
+    architecture = ctx.architecture
+    factory = LAUNCHERS.get(architecture)
+    if factory is None:
+        raise ConfigurationError(
+            f"{contract.ENV_ARCHITECTURE}={architecture!r} has no job launcher "
+            f"(available: {', '.join(sorted(LAUNCHERS))})"
+        )
+    return factory(ctx)
+
+
+def fail_stale_start(store: JobStore, job: Job, now: float) -> Job:
+    """A PENDING job without started work, older than STALE_START_SECONDS -> FAILED."""
+    if job.status != contract.STATUS_PENDING or age_seconds(job, now) < STALE_START_SECONDS:
+        return job
+    error = JobError(
+        "task_not_started", "the job API stopped before it started the job's work; submit again"
+    )
+    try:
+        return store.transition(
+            job.job_id, contract.STATUS_FAILED, expected=[contract.STATUS_PENDING], error=error
+        )
+    except TransitionRejected:
+        return store.require(job.job_id)
+
+
+# --- lambda-ecs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class LambdaEcsLauncher:
+    """``lambda-ecs``: the job API itself runs one Fargate task per job and watches it."""
+
+    store: JobStore
+    ecs: Any
+    target: EcsTarget
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
+    architecture: str = contract.ARCH_LAMBDA_ECS
+
+    def start(self, job: Job) -> Job:
+        try:
+            task_arn = run_task(self.ecs, self.target, job.job_id)
+        except ComputeError as exc:
+            error = JobError("task_not_started", f"ECS did not start the task: {exc.reason}")
+            try:
+                failed = self.store.transition(
+                    job.job_id, contract.STATUS_FAILED, expected=ACTIVE_STATUSES, error=error
+                )
+            except TransitionRejected:
+                failed = self.store.require(job.job_id)
+            raise LaunchFailed(failed, exc.reason) from exc
+        # Recorded whatever the status now is: a job cancelled meanwhile still needs its task
+        # stopped, and GET needs the ARN to reconcile.
+        started = self.store.update(job.job_id, {"task_arn": task_arn}, increment={"attempts": 1})
+        log.info("task started", extra={"task_arn": task_arn})
+        if started.status == contract.STATUS_CANCELLED:
+            self._stop(task_arn, CANCEL_REASON)
+        return started
+
+    def cancel(self, job: Job) -> Job:
+        cancelled = self.store.transition(
+            job.job_id,
+            contract.STATUS_CANCELLED,
+            expected=ACTIVE_STATUSES,
+            error=JobError("cancelled", CANCEL_REASON),
+        )
+        if cancelled.task_arn:
+            self._stop(cancelled.task_arn, CANCEL_REASON)
+        return cancelled
+
+    def reconcile(self, job: Job) -> Job:
+        if job.terminal:
+            return job
+        if not job.task_arn:
+            return fail_stale_start(self.store, job, self.wall_clock())
+        try:
+            state = describe_task(self.ecs, self.target.cluster, job.task_arn)
+        except ComputeError as exc:  # the record stays as it is; the next read retries
+            log.warning("cannot describe the task", extra={"reason": exc.reason})
+            return job
+        return self._settle(job, state) if state.stopped else job
+
+    def wait(self, job: Job, seconds: float) -> Job:
+        if job.terminal or not job.task_arn:
+            return job
+        task_arn = job.task_arn
+        deadline = self.clock() + max(0.0, seconds)
+
+        def snapshot() -> tuple[Job, TaskState | None]:
+            # The record first: the container writes SUCCEEDED before it exits, and Fargate
+            # takes a while to report STOPPED after that.
+            record = self.store.require(job.job_id)
+            if record.terminal:
+                return record, None
+            return record, describe_task(self.ecs, self.target.cluster, task_arn)
+
+        try:
+            record, state = poll(
+                snapshot,
+                lambda snap: snap[0].terminal or (snap[1] is not None and snap[1].stopped),
+                deadline,
+                sleep=self.sleep,
+                clock=self.clock,
+            )
+        except ComputeError as exc:
+            log.warning("cannot describe the task", extra={"reason": exc.reason})
+            return self.store.require(job.job_id)
+        if state is not None and state.stopped and not record.terminal:
+            return self._settle(record, state)
+        return record
+
+    def _settle(self, job: Job, state: TaskState) -> Job:
+        """The task stopped: re-read the record (the container wrote it before exiting) and
+        fail it when it is still PENDING/RUNNING. A terminal record is never changed."""
+        record = self.store.require(job.job_id)
+        if record.terminal:
+            return record
+        outcome = ecs_outcome(state, record.status)
+        if outcome is None or outcome.succeeded:  # success is only ever recorded by the task
+            return record
+        log.warning(
+            "task stopped without a result",
+            extra={"task_arn": state.task_arn, "reason": outcome.error and outcome.error.message},
+        )
+        try:
+            return self.store.transition(
+                job.job_id, outcome.status, expected=ACTIVE_STATUSES, error=outcome.error
+            )
+        except TransitionRejected:
+            return self.store.require(job.job_id)
+
+    def _stop(self, task_arn: str, reason: str) -> None:
+        try:
+            stop_task(self.ecs, self.target.cluster, task_arn, reason)
+        except ComputeError as exc:  # the record is CANCELLED; the task cannot record success
+            log.warning("StopTask failed", extra={"task_arn": task_arn, "reason": exc.reason})
+
+
+@register(contract.ARCH_LAMBDA_ECS)
+def _lambda_ecs(ctx: RuntimeContext) -> Launcher:
+    return LambdaEcsLauncher(
+        store=ctx.jobs, ecs=ctx.client("ecs"), target=EcsTarget.from_context(ctx)
+    )

@@ -1,0 +1,251 @@
+"""Helpers shared by the job tests: the job table, the deployed model, ECS, simulated tasks.
+
+Plain functions and classes (no fixtures), used inside moto's ``mock_aws`` (the ``aws`` fixture).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import xgboost as xgb
+from moto.moto_api import state_manager
+
+from mlserve.train import TrainResult
+from runtime import contract
+
+REGION = "us-east-1"
+BUCKET = "mlserve-models-test"  # created by the ``s3`` fixture
+TABLE = "mlserve-jobs-test"
+VERSION = "abc123"
+
+
+def create_job_table(dynamodb: Any) -> str:
+    dynamodb.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": contract.JOB_TABLE_HASH_KEY, "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": contract.JOB_TABLE_HASH_KEY, "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return TABLE
+
+
+def job_count(dynamodb: Any) -> int:
+    return int(dynamodb.scan(TableName=TABLE, Select="COUNT")["Count"])
+
+
+def deploy_model(s3: Any, model: TrainResult, version: str = VERSION) -> dict[str, str]:
+    """Upload the model and its metadata.json as components/storage.py does; their env vars."""
+    key = contract.model_key("example", version)
+    s3.upload_file(str(model.model_path), BUCKET, key)
+    metadata = json.loads(Path(model.metadata_path).read_text())
+    metadata.update(name="example", version=version, sha256=model.sha256)
+    metadata_key = contract.model_metadata_key("example", version)
+    s3.put_object(Bucket=BUCKET, Key=metadata_key, Body=json.dumps(metadata).encode())
+    return {
+        contract.ENV_MODEL_URI: f"s3://{BUCKET}/{key}",
+        contract.ENV_MODEL_SHA256: model.sha256,
+        contract.ENV_MODEL_METADATA_URI: f"s3://{BUCKET}/{metadata_key}",
+    }
+
+
+def create_ecs() -> dict[str, str]:
+    """A cluster and a Fargate task definition in moto, on the default VPC; the ECS_* vars.
+
+    moto needs container ``memory`` and, for awsvpc, a VPC with DNS hostnames (the default VPC).
+    """
+    ec2 = boto3.client("ec2", region_name=REGION)
+    subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])
+    groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["default"]}])
+    ecs = boto3.client("ecs", region_name=REGION)
+    cluster = ecs.create_cluster(clusterName="mlserve-test")["cluster"]["clusterArn"]
+    task_definition = ecs.register_task_definition(
+        family="mlserve-scoring",
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="1024",
+        memory="2048",
+        containerDefinitions=[
+            {
+                "name": contract.SCORING_CONTAINER_NAME,
+                "image": "mlserve-scoring:test",
+                "memory": 2048,
+                "essential": True,
+            }
+        ],
+    )["taskDefinition"]["taskDefinitionArn"]
+    return {
+        contract.ENV_ECS_CLUSTER: cluster,
+        contract.ENV_ECS_TASK_DEFINITION: task_definition,
+        contract.ENV_ECS_SUBNETS: ",".join(s["SubnetId"] for s in subnets["Subnets"][:2]),
+        contract.ENV_ECS_SECURITY_GROUPS: groups["SecurityGroups"][0]["GroupId"],
+        contract.ENV_ECS_ASSIGN_PUBLIC_IP: "DISABLED",
+    }
+
+
+@contextmanager
+def tasks_stay_running() -> Iterator[None]:
+    """moto steps a task towards STOPPED on every DescribeTasks; hold it RUNNING instead."""
+    state_manager.set_transition(
+        model_name="ecs::task", transition={"progression": "manual", "times": 10**9}
+    )
+    try:
+        yield
+    finally:
+        state_manager.unset_transition("ecs::task")
+
+
+def scoring_env(model_env: Mapping[str, str], cache_dir: Path) -> dict[str, str]:
+    """The scoring container's environment (the task definition's, without JOB_ID)."""
+    return {
+        contract.ENV_JOB_TABLE: TABLE,
+        contract.ENV_DATA_BUCKET: BUCKET,
+        contract.ENV_MODEL_URI: model_env[contract.ENV_MODEL_URI],
+        contract.ENV_MODEL_SHA256: model_env[contract.ENV_MODEL_SHA256],
+        contract.ENV_ALLOW_MISSING: "false",
+        contract.ENV_MODEL_CACHE_DIR: str(cache_dir),
+    }
+
+
+def reference(model: TrainResult, rows: np.ndarray) -> np.ndarray:
+    """What ``xgboost.Booster.predict`` says for ``rows``."""
+    booster = xgb.Booster(model_file=str(model.model_path))
+    return booster.predict(xgb.DMatrix(rows, feature_names=booster.feature_names))
+
+
+# --- DescribeTasks payloads ---------------------------------------------------------------------
+
+
+def stopped_task(
+    task_arn: str,
+    *,
+    exit_code: int | None,
+    stopped_reason: str = "Essential container in task exited",
+    stop_code: str = "EssentialContainerExited",
+    container_reason: str | None = None,
+) -> dict[str, Any]:
+    """A STOPPED task as DescribeTasks returns it (shape of the boto3 ECS reference)."""
+    cluster_arn = task_arn.replace(":task/", ":cluster/").rsplit("/", 1)[0]
+    container: dict[str, Any] = {
+        "containerArn": task_arn.replace(":task/", ":container/") + "/0d1e2f",
+        "taskArn": task_arn,
+        "name": contract.SCORING_CONTAINER_NAME,
+        "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlserve-scoring:latest",
+        "lastStatus": "STOPPED",
+        "networkBindings": [],
+        "networkInterfaces": [{"attachmentId": "a1b2", "privateIpv4Address": "172.31.5.6"}],
+        "healthStatus": "UNKNOWN",
+        "cpu": "0",
+        "memory": "2048",
+    }
+    if exit_code is not None:
+        container["exitCode"] = exit_code
+    if container_reason is not None:
+        container["reason"] = container_reason
+    return {
+        "taskArn": task_arn,
+        "clusterArn": cluster_arn,
+        "taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/mlserve-scoring:3",
+        "lastStatus": "STOPPED",
+        "desiredStatus": "STOPPED",
+        "launchType": "FARGATE",
+        "platformVersion": "1.4.0",
+        "cpu": "1024",
+        "memory": "2048",
+        "startedBy": "mlserve",
+        "stopCode": stop_code,
+        "stoppedReason": stopped_reason,
+        "stoppingAt": "2026-11-25T01:02:03.123000+00:00",
+        "stoppedAt": "2026-11-25T01:02:09.456000+00:00",
+        "containers": [container],
+        "overrides": {"containerOverrides": [{"name": contract.SCORING_CONTAINER_NAME}]},
+        "version": 4,
+    }
+
+
+class StubEcs:
+    """An ECS client answering DescribeTasks from canned payloads (a list is consumed in turn)."""
+
+    def __init__(self, *responses: Mapping[str, Any]) -> None:
+        self.responses = list(responses)
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def describe_tasks(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("describe_tasks", kwargs))
+        response = self.responses.pop(0) if len(self.responses) > 1 else self.responses[0]
+        return copy.deepcopy(dict(response))
+
+    def run_task(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("run_task", kwargs))
+        return copy.deepcopy(dict(self.responses[0]))
+
+    def stop_task(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("stop_task", kwargs))
+        return {"task": {"taskArn": kwargs["task"], "lastStatus": "STOPPED"}}
+
+
+EXITED = "Essential container in task exited"
+PULL_FAILED = (
+    "CannotPullContainerError: pull image manifest has been retried 5 time(s): "
+    "failed to resolve ref mlserve-scoring:latest: not found"
+)
+
+
+class SimulatedEcs:
+    """moto's ECS plus a simulated container: ``container(job_id)`` runs when a task starts
+    (e.g. the scoring entrypoint in-process) and returns its exit code; DescribeTasks then
+    reports that task STOPPED with that exit code, as ECS does. ``container=None`` leaves tasks
+    RUNNING (pair with :func:`tasks_stay_running`), and so does ``stops=False`` after the
+    container ran (Fargate takes a while to report STOPPED after the container exited)."""
+
+    def __init__(
+        self, container: Callable[[str], int | None] | None = None, *, stops: bool = True
+    ) -> None:
+        self.ecs = boto3.client("ecs", region_name=REGION)
+        self.container = container
+        self.stops = stops
+        self.exit_codes: dict[str, int | None] = {}
+        self.run_calls: list[dict[str, Any]] = []
+        self.stop_calls: list[dict[str, Any]] = []
+
+    def run_task(self, **kwargs: Any) -> dict[str, Any]:
+        self.run_calls.append(kwargs)
+        response = self.ecs.run_task(**kwargs)
+        if self.container is not None:
+            override = kwargs["overrides"]["containerOverrides"][0]
+            job_id = next(e["value"] for e in override["environment"] if e["name"] == "JOB_ID")
+            for task in response["tasks"]:
+                exit_code = self.container(job_id)
+                if self.stops:
+                    self.exit_codes[task["taskArn"]] = exit_code
+        return response
+
+    def finish(self, task_arn: str, exit_code: int | None) -> None:
+        """The task of ``task_arn`` stops now with ``exit_code`` (None: no exit code)."""
+        self.exit_codes[task_arn] = exit_code
+
+    def describe_tasks(self, **kwargs: Any) -> dict[str, Any]:
+        response = self.ecs.describe_tasks(**kwargs)
+        tasks = []
+        for task in response["tasks"]:
+            if task["taskArn"] in self.exit_codes:
+                code = self.exit_codes[task["taskArn"]]
+                exited = code is not None
+                task = stopped_task(
+                    task["taskArn"],
+                    exit_code=code,
+                    stopped_reason=EXITED if exited else PULL_FAILED,
+                    stop_code="EssentialContainerExited" if exited else "TaskFailedToStart",
+                )
+            tasks.append(task)
+        return {**response, "tasks": tasks}
+
+    def stop_task(self, **kwargs: Any) -> dict[str, Any]:
+        self.stop_calls.append(kwargs)
+        return self.ecs.stop_task(**kwargs)
