@@ -22,6 +22,7 @@ from components.network import Network, NetworkArgs
 from components.packaging import LambdaPackage, LambdaPackageArgs
 from components.realtime import RealtimePredictor, RealtimePredictorArgs
 from components.settings import ARCHITECTURES, Settings, load_settings
+from components.stepfunctions import StepFunctionsEcsPredictor, StepFunctionsEcsPredictorArgs
 from components.storage import JobTable, JobTableArgs, ModelStore, ModelStoreArgs
 from runtime import contract
 
@@ -29,8 +30,8 @@ PROJECT_DIR = Path(__file__).resolve().parent
 
 
 class Containers:
-    """The container pieces shared by the ECS architectures (lambda-ecs, later
-    stepfunctions-ecs): the network, the scoring image and the ECS cluster/task definition.
+    """The container pieces shared by the ECS architectures (lambda-ecs, stepfunctions-ecs):
+    the network, the scoring image and the ECS cluster/task definition.
 
     Each is created on first use, once, whatever the number of architectures asking for it; a
     stack without container architectures creates none of them.
@@ -128,43 +129,74 @@ def build_lambda(shared: Shared) -> Built:
     return Built(routes=predictor.routes, outputs={"predictorLogGroup": predictor.log_group_name})
 
 
-def build_lambda_ecs(shared: Shared) -> Built:
+def job_api_args(shared: Shared) -> dict[str, Any]:
+    """What every job API (lambda-ecs, stepfunctions-ecs) is given: code, stores, ECS, network."""
     s = shared.settings
     network, ecs = shared.containers.network, shared.containers.ecs
+    return {
+        "code": shared.package.code,
+        "layer_arn": shared.package.layer_arn,
+        "table_name": shared.table.name,
+        "table_arn": shared.table.arn,
+        "bucket_name": shared.store.bucket_name,
+        "bucket_arn": shared.store.bucket_arn,
+        "model_uri": shared.store.model_uri,
+        "model_sha256": shared.store.model_sha256,
+        "model_metadata_key": shared.store.metadata_key,
+        "cluster_arn": ecs.cluster_arn,
+        "task_definition_arn": ecs.task_definition_arn,
+        "task_role_arn": ecs.task_role_arn,
+        "execution_role_arn": ecs.execution_role_arn,
+        "subnet_ids": network.subnet_ids,
+        "security_group_ids": network.security_group_ids,
+        "assign_public_ip": network.assign_public_ip,
+        "lambda_architecture": s.lambda_architecture,
+        "memory": s.lambda_memory,
+        "max_rows": s.max_rows,
+        "allow_missing": s.allow_missing,
+        "log_retention_days": s.log_retention_days,
+    }
+
+
+def container_outputs(shared: Shared) -> dict[str, Any]:
+    ecs = shared.containers.ecs
+    return {
+        "imageUri": shared.containers.image.image_uri,
+        "ecsCluster": ecs.cluster_name,
+        "scoringLogGroup": ecs.log_group_name,
+    }
+
+
+def build_lambda_ecs(shared: Shared) -> Built:
     job_api = LambdaEcsPredictor(
         "lambda-ecs",
         LambdaEcsPredictorArgs(
-            code=shared.package.code,
-            layer_arn=shared.package.layer_arn,
-            table_name=shared.table.name,
-            table_arn=shared.table.arn,
-            bucket_name=shared.store.bucket_name,
-            bucket_arn=shared.store.bucket_arn,
-            model_uri=shared.store.model_uri,
-            model_sha256=shared.store.model_sha256,
-            model_metadata_key=shared.store.metadata_key,
-            cluster_arn=ecs.cluster_arn,
-            task_definition_arn=ecs.task_definition_arn,
-            task_role_arn=ecs.task_role_arn,
-            execution_role_arn=ecs.execution_role_arn,
-            subnet_ids=network.subnet_ids,
-            security_group_ids=network.security_group_ids,
-            assign_public_ip=network.assign_public_ip,
-            lambda_architecture=s.lambda_architecture,
-            memory=s.lambda_memory,
-            max_rows=s.max_rows,
-            allow_missing=s.allow_missing,
-            sync_wait_seconds=s.sync_wait_seconds,
-            log_retention_days=s.log_retention_days,
+            **job_api_args(shared),
+            sync_wait_seconds=shared.settings.sync_wait_seconds,
         ),
     )
     return Built(
         routes=job_api.routes,
+        outputs={**container_outputs(shared), "jobApiLogGroup": job_api.log_group_name},
+    )
+
+
+def build_stepfunctions_ecs(shared: Shared) -> Built:
+    workflow = StepFunctionsEcsPredictor(
+        "stepfunctions-ecs",
+        StepFunctionsEcsPredictorArgs(
+            **job_api_args(shared),
+            polling=shared.settings.polling,
+            poll_interval_seconds=shared.settings.poll_interval_seconds,
+        ),
+    )
+    return Built(
+        routes=workflow.routes,
         outputs={
-            "imageUri": shared.containers.image.image_uri,
-            "ecsCluster": ecs.cluster_name,
-            "scoringLogGroup": ecs.log_group_name,
-            "jobApiLogGroup": job_api.log_group_name,
+            **container_outputs(shared),
+            "stateMachineArn": workflow.state_machine_arn,
+            "stepFunctionsLogGroup": workflow.state_machine_log_group_name,
+            "sfnJobApiLogGroup": workflow.log_group_name,
         },
     )
 
@@ -173,6 +205,7 @@ def build_lambda_ecs(shared: Shared) -> Built:
 BUILDERS: dict[str, Callable[[Shared], Built]] = {
     contract.ARCH_LAMBDA: build_lambda,
     contract.ARCH_LAMBDA_ECS: build_lambda_ecs,
+    contract.ARCH_STEPFUNCTIONS_ECS: build_stepfunctions_ecs,
 }
 if set(BUILDERS) != set(ARCHITECTURES):
     raise RuntimeError(

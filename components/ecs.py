@@ -1,7 +1,7 @@
 """Architecture `lambda-ecs`: a job API Lambda that runs the scoring image as an ECS Fargate task.
 
-* :class:`EcsScoring` is the compute shared by every ECS architecture (lambda-ecs now,
-  stepfunctions-ecs later): a cluster with Container Insights, the task's log group, the task
+* :class:`EcsScoring` is the compute shared by every ECS architecture (lambda-ecs and
+  stepfunctions-ecs): a cluster with Container Insights, the task's log group, the task
   role (what the scoring code may do), the execution role (what ECS needs to pull the image and
   ship logs) and the Fargate task definition with one essential container,
   ``contract.SCORING_CONTAINER_NAME``.
@@ -9,6 +9,8 @@
   ``POST /predict`` runs a task and waits up to ``syncWaitSeconds`` for it, ``POST /jobs``
   answers 202 at once, ``GET``/``DELETE /jobs/{id}`` read and cancel. Its role may run only the
   scoring task definition in the scoring cluster and pass only the two task roles to ECS.
+* :class:`JobApiArgs` holds what every ECS job API shares (inputs, checks, environment):
+  :class:`LambdaEcsPredictorArgs` and ``components.stepfunctions``'s args extend it.
 
 Names the runtime reads (environment variables, the container name) come from runtime/contract.py.
 """
@@ -261,7 +263,11 @@ class EcsScoring(pulumi.ComponentResource):
 
 
 @dataclass(frozen=True)
-class LambdaEcsPredictorArgs:
+class JobApiArgs:
+    """What every ECS job API function (``runtime.handlers.jobs``) is built from, whatever
+    launches its tasks: lambda-ecs (the function itself) or stepfunctions-ecs (a workflow).
+    Subclasses add their own fields and checks (:meth:`_problems`)."""
+
     code: pulumi.Archive = field(compare=False)
     layer_arn: pulumi.Input[str] = field(compare=False)
     table_name: pulumi.Input[str] = field(compare=False)
@@ -282,11 +288,15 @@ class LambdaEcsPredictorArgs:
     memory: int = 1024
     max_rows: int = contract.DEFAULT_MAX_ROWS
     allow_missing: bool = False
-    sync_wait_seconds: int = MAX_SYNC_WAIT_SECONDS
     job_ttl_days: int = contract.DEFAULT_JOB_TTL_DAYS
     log_retention_days: int = 14
 
     def __post_init__(self) -> None:
+        problems = self._problems()
+        if problems:
+            raise ValueError(f"{type(self).__name__}: " + "; ".join(problems))
+
+    def _problems(self) -> list[str]:
         problems: list[str] = []
         if not isinstance(self.code, pulumi.Archive):
             problems.append(f"code must be a pulumi.Archive, got {type(self.code).__name__}")
@@ -304,19 +314,9 @@ class LambdaEcsPredictorArgs:
             problems.append(f"memory {self.memory} not in 128-10240 MB")
         if not 1 <= self.max_rows <= 100_000:
             problems.append(f"max_rows {self.max_rows} not in 1-100000")
-        if not 0 <= self.sync_wait_seconds <= MAX_SYNC_WAIT_SECONDS:
-            problems.append(
-                f"sync_wait_seconds {self.sync_wait_seconds} not in 0-{MAX_SYNC_WAIT_SECONDS} "
-                f"(API Gateway's {API_GATEWAY_TIMEOUT_SECONDS} s integration timeout)"
-            )
         if self.job_ttl_days < 1:
             problems.append(f"job_ttl_days {self.job_ttl_days} < 1")
-        if problems:
-            raise ValueError("LambdaEcsPredictorArgs: " + "; ".join(problems))
-
-    @property
-    def timeout(self) -> int:
-        return job_api_timeout(self.sync_wait_seconds)
+        return problems
 
     @property
     def metadata_uri(self) -> pulumi.Output[str]:
@@ -326,18 +326,9 @@ class LambdaEcsPredictorArgs:
     def metadata_object_arn(self) -> pulumi.Output[str]:
         return pulumi.Output.concat(self.bucket_arn, "/", self.model_metadata_key)
 
-    def environment(self) -> dict[str, pulumi.Input[str]]:
+    def ecs_environment(self) -> dict[str, pulumi.Input[str]]:
+        """Where and how the scoring task runs (``runtime.compute.EcsTarget`` reads these)."""
         return {
-            contract.ENV_ARCHITECTURE: contract.ARCH_LAMBDA_ECS,
-            contract.ENV_JOB_TABLE: self.table_name,
-            contract.ENV_DATA_BUCKET: self.bucket_name,
-            contract.ENV_MODEL_URI: self.model_uri,
-            contract.ENV_MODEL_SHA256: self.model_sha256,
-            contract.ENV_MODEL_METADATA_URI: self.metadata_uri,
-            contract.ENV_MAX_ROWS: str(self.max_rows),
-            contract.ENV_ALLOW_MISSING: "true" if self.allow_missing else "false",
-            contract.ENV_SYNC_WAIT_SECONDS: str(self.sync_wait_seconds),
-            contract.ENV_JOB_TTL_DAYS: str(self.job_ttl_days),
             contract.ENV_ECS_CLUSTER: self.cluster_arn,
             contract.ENV_ECS_TASK_DEFINITION: self.task_definition_arn,
             contract.ENV_ECS_SUBNETS: pulumi.Output.from_input(self.subnet_ids).apply(",".join),
@@ -345,8 +336,53 @@ class LambdaEcsPredictorArgs:
                 self.security_group_ids
             ).apply(",".join),
             contract.ENV_ECS_ASSIGN_PUBLIC_IP: self.assign_public_ip,
-            contract.ENV_POWERTOOLS_SERVICE_NAME: contract.SERVICE_NAME,
-            contract.ENV_POWERTOOLS_METRICS_NAMESPACE: contract.METRICS_NAMESPACE,
+        }
+
+    def job_api_environment(self, architecture: str) -> dict[str, pulumi.Input[str]]:
+        """The job API's environment shared by every ECS architecture (``architecture`` is
+        what the function serves: it selects the launcher)."""
+        return {
+            contract.ENV_ARCHITECTURE: architecture,
+            contract.ENV_JOB_TABLE: self.table_name,
+            contract.ENV_DATA_BUCKET: self.bucket_name,
+            contract.ENV_MODEL_URI: self.model_uri,
+            contract.ENV_MODEL_SHA256: self.model_sha256,
+            contract.ENV_MODEL_METADATA_URI: self.metadata_uri,
+            contract.ENV_MAX_ROWS: str(self.max_rows),
+            contract.ENV_ALLOW_MISSING: "true" if self.allow_missing else "false",
+            contract.ENV_JOB_TTL_DAYS: str(self.job_ttl_days),
+            **self.ecs_environment(),
+            **POWERTOOLS_ENVIRONMENT,
+        }
+
+
+POWERTOOLS_ENVIRONMENT: Final[Mapping[str, str]] = {
+    contract.ENV_POWERTOOLS_SERVICE_NAME: contract.SERVICE_NAME,
+    contract.ENV_POWERTOOLS_METRICS_NAMESPACE: contract.METRICS_NAMESPACE,
+}
+
+
+@dataclass(frozen=True)
+class LambdaEcsPredictorArgs(JobApiArgs):
+    sync_wait_seconds: int = MAX_SYNC_WAIT_SECONDS
+
+    def _problems(self) -> list[str]:
+        problems = super()._problems()
+        if not 0 <= self.sync_wait_seconds <= MAX_SYNC_WAIT_SECONDS:
+            problems.append(
+                f"sync_wait_seconds {self.sync_wait_seconds} not in 0-{MAX_SYNC_WAIT_SECONDS} "
+                f"(API Gateway's {API_GATEWAY_TIMEOUT_SECONDS} s integration timeout)"
+            )
+        return problems
+
+    @property
+    def timeout(self) -> int:
+        return job_api_timeout(self.sync_wait_seconds)
+
+    def environment(self) -> dict[str, pulumi.Input[str]]:
+        return {
+            **self.job_api_environment(contract.ARCH_LAMBDA_ECS),
+            contract.ENV_SYNC_WAIT_SECONDS: str(self.sync_wait_seconds),
         }
 
 

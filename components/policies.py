@@ -179,18 +179,36 @@ def job_api_ecs_policy(
 
     ``task_definition_arn`` may be given with or without its ``:<revision>``.
     """
-    for value, name in (
-        (table_arn, "table_arn"),
-        (bucket_arn, "bucket_arn"),
-        (metadata_object_arn, "metadata_object_arn"),
-        (task_definition_arn, "task_definition_arn"),
-        (cluster_arn, "cluster_arn"),
-        (task_role_arn, "task_role_arn"),
-        (execution_role_arn, "execution_role_arn"),
-        (log_group_arn, "log_group_arn"),
-    ):
-        _require_arn(value, name)
+    _require_arns(
+        table_arn=table_arn,
+        bucket_arn=bucket_arn,
+        metadata_object_arn=metadata_object_arn,
+        task_definition_arn=task_definition_arn,
+        cluster_arn=cluster_arn,
+        task_role_arn=task_role_arn,
+        execution_role_arn=execution_role_arn,
+        log_group_arn=log_group_arn,
+    )
     return _document(
+        *_job_api_data_statements(table_arn, bucket_arn, metadata_object_arn),
+        _run_scoring_task_statement(task_definition_arn, cluster_arn),
+        {
+            "Sid": "WatchScoringTasks",
+            "Effect": "Allow",
+            "Action": ["ecs:DescribeTasks", "ecs:StopTask"],
+            "Resource": [cluster_tasks_arn(cluster_arn)],
+        },
+        _pass_scoring_roles_statement(task_role_arn, execution_role_arn),
+        _own_logs_statement(log_group_arn),
+    )
+
+
+def _job_api_data_statements(
+    table_arn: str, bucket_arn: str, metadata_object_arn: str
+) -> list[dict[str, Any]]:
+    """What every job API (``runtime.handlers.jobs``) does with its data, whatever the compute:
+    create/read/update job records, read the model metadata and results, write inputs."""
+    return [
         {
             "Sid": "JobRecords",
             "Effect": "Allow",
@@ -209,33 +227,287 @@ def job_api_ecs_policy(
             "Action": ["s3:PutObject"],
             "Resource": [_prefix_arn(bucket_arn, INPUTS_PREFIX)],
         },
+    ]
+
+
+def _run_scoring_task_statement(task_definition_arn: str, cluster_arn: str) -> dict[str, Any]:
+    """``ecs:RunTask`` on every revision of the scoring family, only in the scoring cluster."""
+    return {
+        "Sid": "RunScoringTask",
+        "Effect": "Allow",
+        "Action": ["ecs:RunTask"],
+        "Resource": [task_definition_family_arn(task_definition_arn)],
+        "Condition": {"ArnEquals": {"ecs:cluster": cluster_arn}},
+    }
+
+
+def _pass_scoring_roles_statement(task_role_arn: str, execution_role_arn: str) -> dict[str, Any]:
+    """``iam:PassRole`` on the scoring task's two roles, and only to ECS tasks."""
+    return {
+        "Sid": "PassScoringRoles",
+        "Effect": "Allow",
+        "Action": ["iam:PassRole"],
+        "Resource": [task_role_arn, execution_role_arn],
+        "Condition": {"StringEquals": {"iam:PassedToService": ECS_TASKS_SERVICE}},
+    }
+
+
+def _own_logs_statement(log_group_arn: str) -> dict[str, Any]:
+    return {
+        "Sid": "WriteOwnLogs",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": [_log_streams_arn(log_group_arn)],
+    }
+
+
+# --- Step Functions (stepfunctions-ecs) -----------------------------------------------------------
+STATES_SERVICE: Final = "states.amazonaws.com"
+# The EventBridge rule Step Functions creates and manages itself for `ecs:runTask.sync`.
+ECS_SYNC_RULE_NAME: Final = "StepFunctionsGetEventsForECSTaskRule"
+# Actions AWS supports only with Resource "*": a state machine's CloudWatch Logs delivery (Step
+# Functions sets up a vended log delivery to the group) and X-Ray tracing. No resource-level
+# permissions exist for them, so "*" is the only possible grant.
+LOG_DELIVERY_ACTIONS: Final = (
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+)
+XRAY_ACTIONS: Final = (
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+)
+
+
+def states_assume_role_policy() -> PolicyDocument:
+    """Trust policy letting Step Functions assume a state machine's role."""
+    return _document(
         {
-            "Sid": "RunScoringTask",
             "Effect": "Allow",
-            "Action": ["ecs:RunTask"],
-            "Resource": [task_definition_family_arn(task_definition_arn)],
-            "Condition": {"ArnEquals": {"ecs:cluster": cluster_arn}},
+            "Principal": {"Service": STATES_SERVICE},
+            "Action": "sts:AssumeRole",
+        }
+    )
+
+
+def job_api_sfn_policy(
+    *,
+    table_arn: str,
+    bucket_arn: str,
+    metadata_object_arn: str,
+    state_machine_arn: str,
+    cluster_arn: str,
+    log_group_arn: str,
+) -> PolicyDocument:
+    """The stepfunctions-ecs job API's grants: job records, its S3 prefixes, the workflow.
+
+    It starts executions of its state machine (one per job, named after the job id), stops and
+    describes them (cancel, reconcile), and stops a recorded scoring task on cancel. It never
+    runs a task itself: the workflow does.
+    """
+    _require_arns(
+        table_arn=table_arn,
+        bucket_arn=bucket_arn,
+        metadata_object_arn=metadata_object_arn,
+        state_machine_arn=state_machine_arn,
+        cluster_arn=cluster_arn,
+        log_group_arn=log_group_arn,
+    )
+    return _document(
+        *_job_api_data_statements(table_arn, bucket_arn, metadata_object_arn),
+        {
+            "Sid": "StartWorkflow",
+            "Effect": "Allow",
+            "Action": ["states:StartExecution"],
+            "Resource": [state_machine_arn],
         },
         {
-            "Sid": "WatchScoringTasks",
+            "Sid": "WatchWorkflows",
             "Effect": "Allow",
-            "Action": ["ecs:DescribeTasks", "ecs:StopTask"],
+            "Action": ["states:StopExecution", "states:DescribeExecution"],
+            "Resource": [state_machine_executions_arn(state_machine_arn)],
+        },
+        {
+            "Sid": "StopScoringTasks",
+            "Effect": "Allow",
+            "Action": ["ecs:StopTask"],
+            "Resource": [cluster_tasks_arn(cluster_arn)],
+        },
+        _own_logs_statement(log_group_arn),
+    )
+
+
+def run_ecs_policy(
+    *,
+    table_arn: str,
+    task_definition_arn: str,
+    cluster_arn: str,
+    task_role_arn: str,
+    execution_role_arn: str,
+    log_group_arn: str,
+) -> PolicyDocument:
+    """The RunECS step's grants: run the scoring task, record its ARN on the job."""
+    _require_arns(
+        table_arn=table_arn,
+        task_definition_arn=task_definition_arn,
+        cluster_arn=cluster_arn,
+        task_role_arn=task_role_arn,
+        execution_role_arn=execution_role_arn,
+        log_group_arn=log_group_arn,
+    )
+    return _document(
+        _run_scoring_task_statement(task_definition_arn, cluster_arn),
+        _pass_scoring_roles_statement(task_role_arn, execution_role_arn),
+        {
+            "Sid": "RecordTask",
+            "Effect": "Allow",
+            "Action": ["dynamodb:UpdateItem"],
+            "Resource": [table_arn],
+        },
+        _own_logs_statement(log_group_arn),
+    )
+
+
+def check_job_status_policy(
+    *, table_arn: str, cluster_arn: str, log_group_arn: str
+) -> PolicyDocument:
+    """The CheckJobStatus step's grants: describe the scoring tasks, read the job record."""
+    _require_arns(table_arn=table_arn, cluster_arn=cluster_arn, log_group_arn=log_group_arn)
+    return _document(
+        {
+            "Sid": "DescribeScoringTasks",
+            "Effect": "Allow",
+            "Action": ["ecs:DescribeTasks"],
             "Resource": [cluster_tasks_arn(cluster_arn)],
         },
         {
-            "Sid": "PassScoringRoles",
+            "Sid": "ReadJobRecord",
             "Effect": "Allow",
-            "Action": ["iam:PassRole"],
-            "Resource": [task_role_arn, execution_role_arn],
-            "Condition": {"StringEquals": {"iam:PassedToService": ECS_TASKS_SERVICE}},
+            "Action": ["dynamodb:GetItem"],
+            "Resource": [table_arn],
+        },
+        _own_logs_statement(log_group_arn),
+    )
+
+
+def state_machine_policy(
+    *,
+    table_arn: str,
+    function_arns: list[str] | tuple[str, ...],
+    native: bool,
+    task_definition_arn: str | None = None,
+    cluster_arn: str | None = None,
+    task_role_arn: str | None = None,
+    execution_role_arn: str | None = None,
+) -> PolicyDocument:
+    """The stepfunctions-ecs state machine's grants.
+
+    * ``lambda:InvokeFunction`` on the step functions (``function_arns``: RunECS and
+      CheckJobStatus with ``polling: lambda``; none with ``polling: native``), each as its ARN
+      and its qualified ARNs (``ARN:*``).
+    * ``dynamodb:UpdateItem`` on the job table (RecordRunning, MarkSucceeded, MarkFailed).
+    * ``native`` (``ecs:runTask.sync``): run the scoring task in its cluster, pass its two roles
+      to ECS, stop and describe its tasks, and manage the EventBridge rule Step Functions uses
+      to learn that a task stopped (``rule/StepFunctionsGetEventsForECSTaskRule``).
+    * CloudWatch Logs delivery and X-Ray: Resource "*" (see LOG_DELIVERY_ACTIONS).
+    """
+    _require_arns(table_arn=table_arn)
+    for index, function_arn in enumerate(function_arns):
+        _require_arn(function_arn, f"function_arns[{index}]")
+    statements: list[dict[str, Any]] = []
+    if function_arns:
+        statements.append(
+            {
+                "Sid": "InvokeStepFunctions",
+                "Effect": "Allow",
+                "Action": ["lambda:InvokeFunction"],
+                "Resource": [arn for f in function_arns for arn in (f, f"{f}:*")],
+            }
+        )
+    statements.append(
+        {
+            "Sid": "UpdateJobRecords",
+            "Effect": "Allow",
+            "Action": ["dynamodb:UpdateItem"],
+            "Resource": [table_arn],
+        }
+    )
+    if native:
+        if (
+            task_definition_arn is None
+            or cluster_arn is None
+            or task_role_arn is None
+            or execution_role_arn is None
+        ):
+            raise ValueError(
+                "native polling needs task_definition_arn, cluster_arn, task_role_arn "
+                "and execution_role_arn"
+            )
+        _require_arns(
+            task_definition_arn=task_definition_arn,
+            cluster_arn=cluster_arn,
+            task_role_arn=task_role_arn,
+            execution_role_arn=execution_role_arn,
+        )
+        statements += [
+            _run_scoring_task_statement(task_definition_arn, cluster_arn),
+            {
+                "Sid": "WatchScoringTasks",
+                "Effect": "Allow",
+                "Action": ["ecs:StopTask", "ecs:DescribeTasks"],
+                "Resource": [cluster_tasks_arn(cluster_arn)],
+            },
+            _pass_scoring_roles_statement(task_role_arn, execution_role_arn),
+            {
+                "Sid": "ManageEcsSyncRule",
+                "Effect": "Allow",
+                "Action": ["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                "Resource": [ecs_sync_rule_arn(cluster_arn)],
+            },
+        ]
+    statements += [
+        {
+            "Sid": "DeliverLogs",
+            "Effect": "Allow",
+            "Action": list(LOG_DELIVERY_ACTIONS),
+            # AWS requires "*": the log delivery actions have no resource-level permissions.
+            "Resource": ["*"],
         },
         {
-            "Sid": "WriteOwnLogs",
+            "Sid": "XRayTracing",
             "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": [_log_streams_arn(log_group_arn)],
+            "Action": list(XRAY_ACTIONS),
+            # AWS requires "*": the X-Ray actions have no resource-level permissions.
+            "Resource": ["*"],
         },
-    )
+    ]
+    return _document(*statements)
+
+
+def state_machine_executions_arn(state_machine_arn: str) -> str:
+    """``arn:...:stateMachine:<name>`` -> ``arn:...:execution:<name>:*`` (its executions)."""
+    _require_arn(state_machine_arn, "state_machine_arn")
+    head, sep, name = state_machine_arn.partition(":stateMachine:")
+    if not sep or not name or ":" in name:
+        raise ValueError(f"not a state machine ARN: {state_machine_arn!r}")
+    return f"{head}:execution:{name}:*"
+
+
+def ecs_sync_rule_arn(cluster_arn: str) -> str:
+    """The EventBridge rule of ``ecs:runTask.sync`` in the cluster's partition/region/account."""
+    _require_arn(cluster_arn, "cluster_arn")
+    parts = cluster_arn.split(":", 5)
+    if len(parts) != 6 or parts[2] != "ecs" or not parts[5].startswith("cluster/"):
+        raise ValueError(f"not an ECS cluster ARN: {cluster_arn!r}")
+    _, partition, _, region, account, _ = parts
+    return f"arn:{partition}:events:{region}:{account}:rule/{ECS_SYNC_RULE_NAME}"
 
 
 def task_definition_family_arn(task_definition_arn: str) -> str:
@@ -263,6 +535,11 @@ def _prefix_arn(bucket_arn: str, prefix: str) -> str:
 
 def _log_streams_arn(log_group_arn: str) -> str:
     return f"{log_group_arn.removesuffix(':*')}:*"
+
+
+def _require_arns(**arns: str) -> None:
+    for name, value in arns.items():
+        _require_arn(value, name)
 
 
 def _require_arn(value: str, name: str) -> None:

@@ -33,7 +33,11 @@ PROJECT_FILE: Final = PROJECT_DIR / "Pulumi.yaml"
 # The registry of implemented architectures. An architecture is added here (and its builder in
 # __main__.py's BUILDERS) in the issue that implements it; until then its name fails
 # validation instead of deploying half a stack.
-ARCHITECTURES: Final[tuple[str, ...]] = (contract.ARCH_LAMBDA, contract.ARCH_LAMBDA_ECS)
+ARCHITECTURES: Final[tuple[str, ...]] = (
+    contract.ARCH_LAMBDA,
+    contract.ARCH_LAMBDA_ECS,
+    contract.ARCH_STEPFUNCTIONS_ECS,
+)
 
 LambdaArchitecture = Literal["arm64", "x86_64"]
 LAMBDA_ARCHITECTURES: Final[tuple[LambdaArchitecture, ...]] = ("arm64", "x86_64")

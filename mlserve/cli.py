@@ -5,7 +5,9 @@
 - ``demo``: start the emulator, score the example data set's held-out rows over HTTP, print the
   predictions next to the true labels and the accuracy, stop. With a job API (``lambda-ecs``)
   the rows go through the scoring task: POST /predict (answered within syncWaitSeconds), then a
-  POST /jobs polled with GET /jobs/{id} until it SUCCEEDED.
+  POST /jobs polled with GET /jobs/{id} until it SUCCEEDED. With ``stepfunctions-ecs``
+  (``--polling lambda|native``) each job is an execution of the state machine: the demo shows
+  the statuses it went through and the execution's state transitions.
 - ``predict``: POST a CSV or JSON file of rows to a deployed (or local) API and print predictions.
 - ``bench``: the benchmarks behind ``make bench`` (benchmarks/run.py).
 
@@ -177,7 +179,12 @@ def _curl(
 def _configure_local_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s", "%H:%M:%S"))
-    for name in ("mlserve-local.gateway", "mlserve-local.access", "mlserve-local.ecs"):
+    for name in (
+        "mlserve-local.gateway",
+        "mlserve-local.access",
+        "mlserve-local.ecs",
+        "mlserve-local.stepfunctions",
+    ):
         log = logging.getLogger(name)
         log.setLevel(logging.INFO)
         log.addHandler(handler)
@@ -215,6 +222,8 @@ def cmd_local(args: argparse.Namespace) -> int:
                 sync_wait_seconds=args.sync_wait_seconds,
                 task_start_delay=args.task_start_delay,
                 task_log_dir=task_log_dir(),
+                polling=args.polling,
+                poll_interval_seconds=args.poll_interval_seconds,
             )
         except OSError as exc:
             if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
@@ -234,6 +243,11 @@ def cmd_local(args: argparse.Namespace) -> int:
         jobs = "submit_job" in emulator.routes
         if jobs:
             print(f"  task logs   {emulator.fargate.log_dir} (one file per ECS task)")
+        if "stateMachineArn" in emulator.outputs:
+            print(
+                f"  workflow    {emulator.state_machine_arn} (polling: {emulator.options.polling};"
+                " executions are named after the job id)"
+            )
         print()
         print("Try:")
         print("  " + _curl(f"{emulator.url}/health", emulator.api_key))
@@ -289,7 +303,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     with console.status("starting the local emulator (embedded AWS + API Gateway)..."):
         emulator = Emulator().start(
-            architecture=args.architecture, model_dir=args.model_dir, task_log_dir=task_log_dir()
+            architecture=args.architecture,
+            model_dir=args.model_dir,
+            task_log_dir=task_log_dir(),
+            polling=args.polling,
+            poll_interval_seconds=args.poll_interval_seconds,
         )
     # The functions' INFO lines (one JSON object per job created or task started) would go to
     # CloudWatch; here they would drown the demo's output. Warnings and errors still show.
@@ -314,8 +332,13 @@ def _demo(
 
     url, key = emulator.url, emulator.api_key
     jobs = "submit_job" in emulator.routes
+    workflow = jobs and (
+        emulator.routes["submit_job"].env.get(contract.ENV_ARCHITECTURE)
+        == contract.ARCH_STEPFUNCTIONS_ECS
+    )
     console.print(
         f"[bold]mlserve demo[/] · architecture [cyan]{','.join(emulator.architectures)}[/]"
+        + (f" (polling: {emulator.options.polling})" if workflow else "")
     )
     console.print(f"API {url} · embedded AWS {emulator.endpoint_url}")
     health = call_api("GET", f"{url}/health", api_key=key).body
@@ -334,35 +357,21 @@ def _demo(
     started = time.monotonic()
     predicted = _check_count(_predict(console, emulator, payload, "application/json"), len(shown))
     if jobs and emulator.routes["predict"] is emulator.routes["submit_job"]:
-        console.print(
-            f"POST /predict → 200 in {time.monotonic() - started:.1f} s "
-            "(the job API ran an ECS task and waited for it)"
-        )
+        elapsed = time.monotonic() - started
+        if workflow:
+            console.print(
+                f"  predictions after {elapsed:.1f} s (a state machine execution ran the ECS "
+                "task; POST /predict never waits for it here)"
+            )
+        else:
+            console.print(
+                f"POST /predict → 200 in {elapsed:.1f} s "
+                "(the job API ran an ECS task and waited for it)"
+            )
     _print_rows(console, emulator, data, shown, predicted)
 
     if jobs:
-        # the whole held-out split as CSV with a header row, as a job: 202, then poll
-        lines = [",".join(names)] + [
-            ",".join(repr(float(v)) for v in row) for row in data.x[test_idx]
-        ]
-        accepted = call_api(
-            "POST",
-            f"{url}/jobs",
-            body="\n".join(lines).encode(),
-            content_type="text/csv",
-            api_key=key,
-        )
-        console.print(
-            f"POST /jobs ({len(test_idx)} rows, text/csv with a header row) → "
-            f"{accepted.status} {accepted.body['status']}"
-        )
-        started = time.monotonic()
-        job = _wait_for_job(console, emulator, accepted)
-        all_predicted = _check_count(_job_predictions(emulator, job), len(test_idx))
-        console.print(
-            f"GET /jobs/{job['job_id']} → [bold]{job['status']}[/] "
-            f"after {time.monotonic() - started:.1f} s"
-        )
+        all_predicted = _demo_job(console, emulator, data, names, test_idx, workflow=workflow)
         first = all_predicted[: len(shown)]
         what = f"the job's predictions of the same {len(shown)} rows → "
     else:
@@ -397,6 +406,38 @@ def _demo(
         console.print(f"the training run measured {float(trained):.1%} on the same rows")
     if jobs:
         _print_tasks(console, emulator)
+
+
+def _demo_job(
+    console: Console,
+    emulator: Emulator,
+    data: ExampleData,
+    names: list[str],
+    test_idx: Any,
+    *,
+    workflow: bool,
+) -> list[Any]:
+    """The whole held-out split as CSV with a header row, as a job: 202, then poll."""
+    url, key = emulator.url, emulator.api_key
+    lines = [",".join(names)] + [",".join(repr(float(v)) for v in row) for row in data.x[test_idx]]
+    accepted = call_api(
+        "POST", f"{url}/jobs", body="\n".join(lines).encode(), content_type="text/csv", api_key=key
+    )
+    console.print(
+        f"POST /jobs ({len(test_idx)} rows, text/csv with a header row) → "
+        f"{accepted.status} {accepted.body['status']}"
+    )
+    started = time.monotonic()
+    seen: list[str] = []
+    job = _wait_for_job(console, emulator, accepted, seen)
+    all_predicted = _check_count(_job_predictions(emulator, job), len(test_idx))
+    console.print(
+        f"GET /jobs/{job['job_id']} → [bold]{job['status']}[/] "
+        f"after {time.monotonic() - started:.1f} s (seen: {' → '.join(seen)})"
+    )
+    if workflow:
+        _print_execution(console, emulator, str(job["job_id"]))
+    return all_predicted
 
 
 def _print_rows(
@@ -451,17 +492,24 @@ def _predict(console: Console, emulator: Emulator, body: bytes, content_type: st
     return _predictions(response)
 
 
-def _wait_for_job(console: Console, emulator: Emulator, accepted: ApiResponse) -> dict[str, Any]:
-    """Poll the job's status_url (0.25 s, doubling, at most 2 s apart) until it finished."""
+def _wait_for_job(
+    console: Console, emulator: Emulator, accepted: ApiResponse, seen: list[str] | None = None
+) -> dict[str, Any]:
+    """Poll the job's status_url (0.25 s, doubling, at most 2 s apart) until it finished;
+    ``seen`` collects each status the job was seen in."""
     body = accepted.body if isinstance(accepted.body, dict) else {}
     status_url = body.get("status_url")
     if accepted.status != 202 or not status_url:
         raise CliError(f"expected 202 with a status_url, got {accepted.status}: {accepted.text}")
     deadline = time.monotonic() + DEMO_JOB_TIMEOUT
     delay = 0.25
+    if seen is not None:
+        seen.append(str(body.get("status") or contract.STATUS_PENDING))
     with console.status(f"job {body.get('job_id')}: waiting for the scoring task..."):
         while True:
             job = call_api("GET", status_url, api_key=emulator.api_key).body
+            if seen is not None and job["status"] != seen[-1]:
+                seen.append(str(job["status"]))
             if job["status"] == contract.STATUS_SUCCEEDED:
                 return dict(job)
             if job["status"] in contract.TERMINAL_STATUSES:
@@ -484,6 +532,33 @@ def _job_predictions(emulator: Emulator, job: dict[str, Any]) -> list[Any]:
     bucket, _, key = str(job["output_uri"]).removeprefix("s3://").partition("/")
     document = json.loads(emulator.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     return list(document["predictions"] if isinstance(document, dict) else document)
+
+
+def _print_execution(console: Console, emulator: Emulator, job_id: str) -> None:
+    """The job's Step Functions execution: its status, state transitions and Lambda calls."""
+    client = emulator.client("stepfunctions")
+    arn = emulator.execution_arn(job_id)
+    deadline = time.monotonic() + 10
+    execution = client.describe_execution(executionArn=arn)
+    while execution["status"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.1)  # the job is recorded SUCCEEDED before the execution's last state
+        execution = client.describe_execution(executionArn=arn)
+    events = client.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    entered = [
+        e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")
+    ]
+    lambdas = sum(
+        1
+        for e in events
+        if e["type"] == "TaskScheduled"
+        and e.get("taskScheduledEventDetails", {}).get("resourceType") == "lambda"
+    )
+    console.print(
+        f"execution {job_id}: [bold]{execution['status']}[/], "
+        f"[bold]{len(entered)} state transitions[/], {lambdas} Lambda invocations "
+        f"(polling: {emulator.options.polling}, {len(events)} history events)"
+    )
+    console.print("  " + " → ".join(entered), highlight=False, soft_wrap=True)
 
 
 def _print_tasks(console: Console, emulator: Emulator) -> None:
@@ -546,6 +621,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"error {exc.status} {exc.code}: {exc.message}", file=sys.stderr)
         return 1
     result = response.body
+    if response.status == 202 and isinstance(result, dict) and result.get("status_url"):
+        # an asynchronous architecture accepted the rows as a job: poll it
+        job = _poll_job(str(result["status_url"]), args.api_key, args.timeout)
+        if job["status"] != contract.STATUS_SUCCEEDED:
+            error = job.get("error") or {}
+            print(
+                f"error: job {job['job_id']} {job['status']}: "
+                f"{error.get('message', '(no reason recorded)')}",
+                file=sys.stderr,
+            )
+            return 1
+        if "predictions" not in job:
+            print(f"job {job['job_id']} SUCCEEDED: predictions at {job.get('output_uri')}")
+            return 0
+        result = {"predictions": job["predictions"], "model_version": job.get("model_version")}
     if not isinstance(result, dict) or "predictions" not in result:
         raise CliError(f"unexpected answer from {url}: {response.text[:200]}")
     if args.format == "json":
@@ -569,6 +659,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
         f"{len(result['predictions'])} predictions · model version {result.get('model_version')}"
     )
     return 0
+
+
+def _poll_job(status_url: str, api_key: str | None, timeout: float) -> dict[str, Any]:
+    """GET the job (0.25 s, doubling, at most 2 s apart) until it finished or ``timeout``."""
+    print(f"202 Accepted: polling {status_url}", file=sys.stderr)
+    deadline = time.monotonic() + timeout
+    delay = 0.25
+    while True:
+        job = call_api("GET", status_url, api_key=api_key, timeout=timeout).body
+        if not isinstance(job, dict) or "status" not in job:
+            raise CliError(f"unexpected answer from {status_url}: {job!r}"[:300])
+        if job["status"] in contract.TERMINAL_STATUSES:
+            return dict(job)
+        if time.monotonic() + delay > deadline:
+            raise CliError(f"job {job.get('job_id')} still {job['status']} after {timeout:g} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -625,6 +732,7 @@ def _port(value: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from mlserve.local import API_AUTH_MODES, available
+    from mlserve.local.architectures import LOCAL_POLL_INTERVAL_SECONDS, POLLING_MODES
 
     architectures = ", ".join(available())
     parser = argparse.ArgumentParser(
@@ -655,6 +763,21 @@ def build_parser() -> argparse.ArgumentParser:
             type=Path,
             default=DEFAULT_MODEL_DIR,
             help="model.ubj + metadata.json (default: %(default)s)",
+        )
+        sub.add_argument(
+            "--polling",
+            choices=POLLING_MODES,
+            default=POLLING_MODES[0],
+            help="stepfunctions-ecs: how the workflow watches the task: lambda (Wait + the "
+            "CheckJobStatus Lambda) or native (ecs:runTask.sync) (default: %(default)s)",
+        )
+        sub.add_argument(
+            "--poll-interval-seconds",
+            type=_positive_int,
+            default=LOCAL_POLL_INTERVAL_SECONDS,
+            metavar="SECONDS",
+            help="stepfunctions-ecs, polling lambda: the Wait between two CheckJobStatus calls "
+            "(pollIntervalSeconds; default here: %(default)s)",
         )
 
     local = commands.add_parser("local", help="run an architecture locally until Ctrl-C")

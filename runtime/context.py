@@ -112,6 +112,11 @@ class RuntimeContext:
         return self.number(contract.ENV_SYNC_WAIT_SECONDS, DEFAULT_SYNC_WAIT_SECONDS)
 
     @property
+    def state_machine_arn(self) -> str:
+        """The Step Functions architectures' state machine (the job API starts its executions)."""
+        return self.require(contract.ENV_STATE_MACHINE_ARN)
+
+    @property
     def job_ttl_days(self) -> int:
         return self.integer(contract.ENV_JOB_TTL_DAYS, contract.DEFAULT_JOB_TTL_DAYS)
 

@@ -33,6 +33,8 @@ ENV_ECS_TASK_DEFINITION: Final = "ECS_TASK_DEFINITION"  # task definition ARN (w
 ENV_ECS_SUBNETS: Final = "ECS_SUBNETS"  # comma-separated subnet ids
 ENV_ECS_SECURITY_GROUPS: Final = "ECS_SECURITY_GROUPS"  # comma-separated security group ids
 ENV_ECS_ASSIGN_PUBLIC_IP: Final = "ECS_ASSIGN_PUBLIC_IP"  # ENABLED | DISABLED
+# Step Functions architectures: the job API starts executions of this state machine
+ENV_STATE_MACHINE_ARN: Final = "STATE_MACHINE_ARN"
 
 # Powertools reads these itself; we set them on every function.
 ENV_POWERTOOLS_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
@@ -43,6 +45,8 @@ METRICS_NAMESPACE: Final = "mlserve"
 # --- Lambda handlers (module:function as Lambda's "handler" setting) --------------------------
 HANDLER_PREDICT: Final = "runtime.handlers.predict.handler"
 HANDLER_JOBS: Final = "runtime.handlers.jobs.handler"  # the job API of the async architectures
+HANDLER_RUN_ECS: Final = "runtime.handlers.steps.run_ecs"  # stepfunctions-ecs: RunECS state
+HANDLER_CHECK_JOB_STATUS: Final = "runtime.handlers.steps.check_job_status"  # CheckJobStatus state
 
 # --- the scoring container ---------------------------------------------------------------------
 SCORING_CONTAINER_NAME: Final = "scoring"  # container name in the task definition (overrides)

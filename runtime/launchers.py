@@ -3,12 +3,14 @@
 The job API Lambda (runtime/handlers/jobs.py) is the same for every asynchronous architecture;
 what differs is how a job's work is started and watched. A :class:`Launcher` does that for one
 architecture, and :func:`launcher_for` picks it by the function's ARCHITECTURE variable from
-:data:`LAUNCHERS`. Only ``lambda-ecs`` exists now; ``stepfunctions-ecs`` (StartExecution /
-StopExecution) and ``stepfunctions-batch`` register next to it with :func:`register`.
+:data:`LAUNCHERS`. ``lambda-ecs`` runs and watches the task itself; ``stepfunctions-ecs``
+(:class:`StepFunctionsEcsLauncher`) starts, stops and reconciles Step Functions executions;
+``stepfunctions-batch`` registers the same way with :func:`register`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -227,4 +229,165 @@ class LambdaEcsLauncher:
 def _lambda_ecs(ctx: RuntimeContext) -> Launcher:
     return LambdaEcsLauncher(
         store=ctx.jobs, ecs=ctx.client("ecs"), target=EcsTarget.from_context(ctx)
+    )
+
+
+# --- stepfunctions-ecs --------------------------------------------------------------------------
+
+EXECUTION_FAILED_STATUSES: Final = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
+STOP_EXECUTION_ERROR: Final = "JobCancelled"
+
+
+def execution_arn(state_machine_arn: str, job_id: str) -> str:
+    """The ARN of the execution named ``job_id`` of ``state_machine_arn``
+    (``arn:aws:states:REGION:ACCOUNT:stateMachine:NAME`` -> ``...:execution:NAME:job_id``)."""
+    parts = state_machine_arn.split(":")
+    if len(parts) != 7 or parts[5] != "stateMachine" or not parts[6]:
+        raise ConfigurationError(
+            f"{contract.ENV_STATE_MACHINE_ARN}={state_machine_arn!r} is not a state machine ARN"
+        )
+    return ":".join([*parts[:5], "execution", parts[6], job_id])
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str((response.get("Error") or {}).get("Code") or "")
+    return ""
+
+
+def _reason(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        err = response.get("Error") or {}
+        if err.get("Code") or err.get("Message"):
+            return f"{err.get('Code')}: {err.get('Message')}"
+    return str(exc) or type(exc).__name__
+
+
+@dataclass
+class StepFunctionsEcsLauncher:
+    """``stepfunctions-ecs``: one Standard execution per job, named after the job id, runs and
+    watches the Fargate task (components/workflows.py); the job API only starts, stops and
+    reconciles executions, and never waits (POST /predict answers 202)."""
+
+    store: JobStore
+    sfn: Any
+    state_machine_arn: str
+    ecs: Any
+    cluster: str | None = None  # where StopTask stops a cancelled job's task
+    wall_clock: Callable[[], float] = time.time
+    architecture: str = contract.ARCH_STEPFUNCTIONS_ECS
+
+    def execution_arn(self, job_id: str) -> str:
+        return execution_arn(self.state_machine_arn, job_id)
+
+    def start(self, job: Job) -> Job:
+        """StartExecution(name=job_id, input {"job_id"}). Step Functions itself refuses a second
+        execution with that name (ExecutionAlreadyExists): that job is started already."""
+        try:
+            self.sfn.start_execution(
+                stateMachineArn=self.state_machine_arn,
+                name=job.job_id,
+                input=json.dumps({"job_id": job.job_id}),
+            )
+        except Exception as exc:  # botocore ClientError / connection errors
+            if _error_code(exc) == "ExecutionAlreadyExists":
+                log.info("execution already started", extra={"job_id": job.job_id})
+                return job
+            reason = _reason(exc)
+            error = JobError("task_not_started", f"Step Functions did not start the job: {reason}")
+            try:
+                failed = self.store.transition(
+                    job.job_id, contract.STATUS_FAILED, expected=ACTIVE_STATUSES, error=error
+                )
+            except TransitionRejected:
+                failed = self.store.require(job.job_id)
+            raise LaunchFailed(failed, reason) from exc
+        log.info("execution started", extra={"execution_arn": self.execution_arn(job.job_id)})
+        return job
+
+    def cancel(self, job: Job) -> Job:
+        """CANCELLED first (conditional: TransitionRejected if the job finished), then stop the
+        execution and the task. The workflow's updates are conditional, so even an execution
+        that is not stopped in time cannot move the record out of CANCELLED."""
+        cancelled = self.store.transition(
+            job.job_id,
+            contract.STATUS_CANCELLED,
+            expected=ACTIVE_STATUSES,
+            error=JobError("cancelled", CANCEL_REASON),
+        )
+        try:
+            self.sfn.stop_execution(
+                executionArn=self.execution_arn(job.job_id),
+                error=STOP_EXECUTION_ERROR,
+                cause=CANCEL_REASON,
+            )
+        except Exception as exc:  # e.g. ExecutionDoesNotExist: it never started
+            log.warning("StopExecution failed", extra={"reason": _reason(exc)})
+        if cancelled.task_arn:
+            self._stop_task(cancelled.task_arn, CANCEL_REASON)
+        return cancelled
+
+    def reconcile(self, job: Job) -> Job:
+        """A PENDING/RUNNING record whose execution ended FAILED/TIMED_OUT/ABORTED is marked
+        FAILED (workflow_error with the execution's error and cause), and its task stopped; a
+        PENDING record without an execution for STALE_START_SECONDS fails as not started."""
+        if job.terminal:
+            return job
+        try:
+            execution = self.sfn.describe_execution(executionArn=self.execution_arn(job.job_id))
+        except Exception as exc:
+            if _error_code(exc) == "ExecutionDoesNotExist":
+                return fail_stale_start(self.store, job, self.wall_clock())
+            log.warning("cannot describe the execution", extra={"reason": _reason(exc)})
+            return job
+        status = str(execution.get("status", ""))
+        if status not in EXECUTION_FAILED_STATUSES:
+            return job
+        detail = ": ".join(
+            str(part) for part in (execution.get("error"), execution.get("cause")) if part
+        )
+        message = f"the workflow execution ended {status}" + (f": {detail}" if detail else "")
+        try:
+            failed = self.store.transition(
+                job.job_id,
+                contract.STATUS_FAILED,
+                expected=ACTIVE_STATUSES,
+                error=JobError("workflow_error", message[:4096]),
+            )
+        except TransitionRejected:
+            return self.store.require(job.job_id)
+        log.warning("execution ended without recording the job", extra={"status": status})
+        if failed.task_arn:
+            self._stop_task(failed.task_arn, message)
+        return failed
+
+    def wait(self, job: Job, seconds: float) -> Job:
+        """No waiting: the state machine watches the task (POST /predict answers 202)."""
+        return job
+
+    def _stop_task(self, task_arn: str, reason: str) -> None:
+        cluster = self.cluster or _cluster_of(task_arn)
+        try:
+            stop_task(self.ecs, cluster, task_arn, reason)
+        except ComputeError as exc:
+            log.warning("StopTask failed", extra={"task_arn": task_arn, "reason": exc.reason})
+
+
+def _cluster_of(task_arn: str) -> str:
+    """``arn:...:task/<cluster>/<id>`` -> the cluster name (ECS accepts names and ARNs)."""
+    resource = task_arn.split(":", 5)[-1]
+    parts = resource.split("/")
+    return parts[1] if len(parts) == 3 else "default"
+
+
+@register(contract.ARCH_STEPFUNCTIONS_ECS)
+def _stepfunctions_ecs(ctx: RuntimeContext) -> Launcher:
+    return StepFunctionsEcsLauncher(
+        store=ctx.jobs,
+        sfn=ctx.client("stepfunctions"),
+        state_machine_arn=ctx.state_machine_arn,
+        ecs=ctx.client("ecs"),
+        cluster=ctx.get(contract.ENV_ECS_CLUSTER) or None,
     )

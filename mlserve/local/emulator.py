@@ -3,8 +3,10 @@
     with Emulator().start(architecture="lambda") as emu:
         requests.post(f"{emu.url}/predict", json=..., headers={"x-api-key": emu.api_key})
 
-ECS tasks (``lambda-ecs``) run as local processes of the real scoring entrypoint
-(mlserve.local.fargate); ``task_start_delay`` makes them start as late as Fargate tasks do.
+ECS tasks (``lambda-ecs``, ``stepfunctions-ecs``) run as local processes of the real scoring
+entrypoint (mlserve.local.fargate); ``task_start_delay`` makes them start as late as Fargate
+tasks do. Step Functions executions (``stepfunctions-ecs``) run in moto's state machine engine,
+their Lambda tasks in this process (mlserve.local.stepfunctions).
 
 One emulator runs per process at a time: the AWS environment variables and the handler modules
 (each with its one configured runtime context) are process-wide, as they are in a Lambda
@@ -23,11 +25,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
-from mlserve.local.architectures import ARCHITECTURES, StackContext, parse_architectures
+from mlserve.local.architectures import (
+    ARCHITECTURES,
+    LOCAL_POLL_INTERVAL_SECONDS,
+    POLLING_LAMBDA,
+    ArchitectureOptions,
+    SettingsListener,
+    StackContext,
+    parse_architectures,
+)
 from mlserve.local.aws import EnvironmentPatch, MotoServer
 from mlserve.local.fargate import LocalFargate, LocalTask
 from mlserve.local.functions import MAX_SYNC_WAIT_SECONDS, LocalFunction, Routes, RuntimeSettings
 from mlserve.local.gateway import ApiSpec, Gateway
+from mlserve.local.stepfunctions import LocalStepFunctions
 from mlserve.local.stores import ModelArtifact, SharedStores, provision_shared_stores
 from runtime import contract
 
@@ -50,7 +61,12 @@ class Emulator:
         self._gateway: Gateway | None = None
         self._stores: SharedStores | None = None
         self._fargate: LocalFargate | None = None
+        self._stepfunctions: LocalStepFunctions | None = None
         self._routes: Routes = {}
+        self._other_functions: list[LocalFunction] = []
+        self._on_settings: list[SettingsListener] = []
+        self._outputs: dict[str, str] = {}
+        self.options = ArchitectureOptions()
         self._settings = RuntimeSettings()
         self._scratch: Path | None = None
         self._env = EnvironmentPatch()
@@ -75,6 +91,8 @@ class Emulator:
         image: str | None = None,
         task_start_delay: float = 0.0,
         task_log_dir: Path | None = None,
+        polling: str = POLLING_LAMBDA,
+        poll_interval_seconds: int = LOCAL_POLL_INTERVAL_SECONDS,
     ) -> Emulator:
         """Provision everything and serve the API; return ``self`` (also a context manager).
 
@@ -89,6 +107,10 @@ class Emulator:
         its process starts (Fargate takes tens of seconds; 0 here by default).
         ``task_log_dir`` keeps the task logs there (default: the scratch directory, removed
         by :meth:`stop`).
+
+        ``stepfunctions-ecs``: ``polling`` is the stack setting ``polling`` (``lambda``: Wait +
+        the CheckJobStatus Lambda in a loop; ``native``: ``ecs:runTask.sync``) and
+        ``poll_interval_seconds`` its ``pollIntervalSeconds`` (1 s locally by default).
         """
         names = parse_architectures(architecture)
         if api_auth not in API_AUTH_MODES:
@@ -97,6 +119,7 @@ class Emulator:
             )
         if task_start_delay < 0:
             raise ValueError(f"task_start_delay must be >= 0, got {task_start_delay}")
+        options = ArchitectureOptions(polling=polling, poll_interval_seconds=poll_interval_seconds)
         settings = RuntimeSettings(
             allow_missing=allow_missing,
             max_rows=max_rows,
@@ -123,6 +146,7 @@ class Emulator:
                 emit_metrics=emit_metrics,
                 task_start_delay=task_start_delay,
                 task_log_dir=task_log_dir,
+                options=options,
             )
         except BaseException:
             self.stop()
@@ -142,8 +166,10 @@ class Emulator:
         emit_metrics: bool,
         task_start_delay: float,
         task_log_dir: Path | None,
+        options: ArchitectureOptions,
     ) -> None:
         self.architectures = names
+        self.options = options
         self.api_auth = api_auth
         self._settings = settings
         self._scratch = Path(tempfile.mkdtemp(prefix="mlserve-local-"))
@@ -159,16 +185,29 @@ class Emulator:
             log_dir=task_log_dir,
         )
         self._fargate.install()
+        if any(name.startswith("stepfunctions-") for name in names):
+            self._stepfunctions = LocalStepFunctions()
+            self._stepfunctions.install()
         self._stores = provision_shared_stores(
             self._aws.client("s3"), self._aws.client("dynamodb"), model
         )
-        context = StackContext(self._aws, self._stores, self._scratch)
+        context = StackContext(
+            self._aws,
+            self._stores,
+            self._scratch,
+            stepfunctions=self._stepfunctions,
+            options=options,
+            settings=settings,
+        )
         routes: Routes = {}
         for name in names:
             # the first architecture serving an operation gets it, as in __main__.py
             for operation_id, function in ARCHITECTURES[name](context).items():
                 routes.setdefault(operation_id, function)
         self._routes = routes
+        self._other_functions = list(context.functions)
+        self._on_settings = list(context.on_settings)
+        self._outputs = dict(context.outputs)
         for function in self.functions:
             function.cold_start(settings, self._scratch)
 
@@ -188,7 +227,8 @@ class Emulator:
         """Change stack settings, like ``pulumi config set`` + ``pulumi up``: every function
         gets the new environment in a fresh execution environment (cold start, empty /tmp), and
         a setting of the scoring task (image, allow_missing) registers a new task definition
-        revision. ``default_image=True`` goes back to the scoring image of images/scoring."""
+        revision (and a state machine definition that names it is updated).
+        ``default_image=True`` goes back to the scoring image of images/scoring."""
         if self._scratch is None:
             raise RuntimeError("the emulator is not running")
         current = self._settings
@@ -202,10 +242,13 @@ class Emulator:
         )
         for function in self.functions:
             function.cold_start(self._settings, self._scratch)
+        for listener in self._on_settings:
+            listener(self._settings)
 
     def stop(self) -> None:
         """Stop the API, stop and reap every task process, stop the embedded AWS, clean up."""
         gateway, self._gateway = self._gateway, None
+        stepfunctions, self._stepfunctions = self._stepfunctions, None
         fargate, self._fargate = self._fargate, None
         aws, self._aws = self._aws, None
         scratch, self._scratch = self._scratch, None
@@ -214,6 +257,9 @@ class Emulator:
                 gateway.stop()
         finally:
             try:
+                # executions first: a running one would start or poll tasks
+                if stepfunctions is not None:
+                    stepfunctions.shutdown()
                 if fargate is not None:
                     fargate.shutdown()
                 if aws is not None:
@@ -313,10 +359,33 @@ class Emulator:
 
     @property
     def functions(self) -> list[LocalFunction]:
+        """Every deployed function: those behind the API, then those other services invoke."""
         unique: dict[int, LocalFunction] = {}
-        for function in self._routes.values():
+        for function in [*self._routes.values(), *self._other_functions]:
             unique.setdefault(id(function), function)
         return list(unique.values())
+
+    # --- Step Functions (stepfunctions-ecs) ------------------------------------------------------
+    @property
+    def outputs(self) -> dict[str, str]:
+        """Stack outputs of the architectures beyond the API (e.g. ``stateMachineArn``)."""
+        return dict(self._outputs)
+
+    @property
+    def stepfunctions(self) -> LocalStepFunctions:
+        """moto's Step Functions engine with its Lambda and ECS hooks."""
+        return self._require(self._stepfunctions)
+
+    @property
+    def state_machine_arn(self) -> str:
+        arn = self._outputs.get("stateMachineArn")
+        if arn is None:
+            raise RuntimeError("no state machine: start a stepfunctions-* architecture")
+        return arn
+
+    def execution_arn(self, job_id: str) -> str:
+        """The ARN of a job's execution (executions are named after the job id)."""
+        return f"{self.state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{job_id}"
 
     def client(self, service: str) -> Any:
         """A boto3 client for the embedded AWS."""

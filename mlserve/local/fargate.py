@@ -141,6 +141,9 @@ class LocalFargate:
         self._threads: list[threading.Thread] = []
         self._backend: Any = None
         self._original_describe: Any = None
+        self._original_run_task: Any = None
+        self._client_tokens: dict[str, list[Any]] = {}  # RunTask clientToken -> its tasks
+        self._token_lock = threading.Lock()
         self._logs_client: Any = None
         self.run_task_calls = 0  # RunTask requests that created tasks
 
@@ -172,6 +175,17 @@ class LocalFargate:
                     "describe_tasks",
                     _describe_tasks_reporting_missing(original),
                 )
+            # moto defect: RunTask ignores clientToken, so a retried request (a Lambda retry
+            # of RunECS, which passes clientToken=job_id) starts a second task; ECS answers
+            # with the tasks the first request started.
+            if self._original_run_task is None:
+                original_run = EC2ContainerServiceResponse.run_task
+                self._original_run_task = original_run
+                setattr(  # noqa: B010 - a method, patched on the class
+                    EC2ContainerServiceResponse,
+                    "run_task",
+                    _run_task_honouring_client_token(original_run),
+                )
         atexit.register(self._kill_all)
 
     def uninstall(self) -> None:
@@ -185,6 +199,9 @@ class LocalFargate:
             original, self._original_describe = self._original_describe, None
             if original is not None:
                 setattr(EC2ContainerServiceResponse, "describe_tasks", original)  # noqa: B010
+            original_run, self._original_run_task = self._original_run_task, None
+            if original_run is not None:
+                setattr(EC2ContainerServiceResponse, "run_task", original_run)  # noqa: B010
         atexit.unregister(self._kill_all)
 
     # --- what tests and the CLI look at ---------------------------------------------------------
@@ -602,6 +619,26 @@ def _log_stream(container: Mapping[str, Any], task_id: str) -> str:
 def _pairs(items: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
     """ECS ``[{"name": ..., "value": ...}]`` -> a dict (later entries win, as in ECS)."""
     return {str(item["name"]): str(item.get("value", "")) for item in items or [] if "name" in item}
+
+
+def _run_task_honouring_client_token(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def run_task(response: Any) -> Any:
+        runner: LocalFargate | None = getattr(response.ecs_backend, _MARKER, None)
+        token = response._get_param("clientToken")
+        if runner is None or not token:
+            return original(response)
+        from moto.core.responses import ActionResult
+
+        with runner._token_lock:
+            tasks = runner._client_tokens.get(str(token))
+            if tasks is not None:
+                logger.info("RunTask with a known clientToken: the same task(s), none started")
+                return ActionResult({"tasks": tasks, "failures": []})
+            result = original(response)
+            runner._client_tokens[str(token)] = list(result.result["tasks"])
+            return result
+
+    return run_task
 
 
 def _describe_tasks_reporting_missing(original: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -205,6 +205,10 @@ def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, d
         base = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{family}"
         out |= {"arn": f"{base}:1", "arnWithoutRevision": base, "revision": 1}
         rid = family
+    elif typ == "aws:sfn/stateMachine:StateMachine":
+        arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{phys}"
+        out |= {"name": phys, "arn": arn, "status": "ACTIVE"}
+        rid = arn
     elif typ == "aws:ec2/securityGroup:SecurityGroup":
         rid = f"sg-{hashlib.sha256(name.encode()).hexdigest()[:17]}"
         out |= {"arn": f"arn:aws:ec2:{REGION}:{ACCOUNT}:security-group/{rid}", "name": phys}

@@ -121,8 +121,17 @@ def job_api_policy() -> dict[str, Any]:
     )
 
 
+# The only actions AWS allows on Resource "*" alone (no resource-level permissions exist).
+WILDCARD_RESOURCE_ACTIONS = (
+    ["ecr:GetAuthorizationToken"],
+    list(policies.LOG_DELIVERY_ACTIONS),
+    list(policies.XRAY_ACTIONS),
+)
+
+
 def assert_least_privilege(document: dict[str, Any]) -> None:
-    """No wildcard action anywhere; a "*" resource only for ecr:GetAuthorizationToken."""
+    """No wildcard action anywhere; a "*" resource only for ecr:GetAuthorizationToken, the
+    CloudWatch Logs delivery actions and X-Ray (each alone in its statement)."""
     for statement in document["Statement"]:
         actions = statement["Action"]
         actions = [actions] if isinstance(actions, str) else actions
@@ -130,7 +139,7 @@ def assert_least_privilege(document: dict[str, Any]) -> None:
         resources = statement.get("Resource", [])
         resources = [resources] if isinstance(resources, str) else resources
         if "*" in resources:
-            assert actions == ["ecr:GetAuthorizationToken"], statement
+            assert actions in WILDCARD_RESOURCE_ACTIONS, statement
             assert resources == ["*"], statement
 
 
@@ -352,5 +361,310 @@ def test_every_policy_is_least_privilege() -> None:
         policies.task_execution_policy(TASK_LOGS_ARN, REPOSITORY_ARN),
         policies.task_execution_policy(TASK_LOGS_ARN, None),
         job_api_policy(),
+        sfn_job_api_policy(),
+        run_ecs_policy(),
+        check_job_status_policy(),
+        lambda_state_machine_policy(),
+        native_state_machine_policy(),
     ):
         assert_least_privilege(document)
+
+
+# --- stepfunctions-ecs ----------------------------------------------------------------------------
+STATE_MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:workflow-1a2b3c"
+EXECUTIONS_ARN = "arn:aws:states:us-east-1:123456789012:execution:workflow-1a2b3c:*"
+TASKS_ARN = "arn:aws:ecs:us-east-1:123456789012:task/scoring-cluster-1a2b3c/*"
+FAMILY_ARN = "arn:aws:ecs:us-east-1:123456789012:task-definition/mlserve-dev-scoring:*"
+RUN_ECS_ARN = "arn:aws:lambda:us-east-1:123456789012:function:run-ecs-1a2b3c"
+CHECK_ARN = "arn:aws:lambda:us-east-1:123456789012:function:check-job-status-1a2b3c"
+SYNC_RULE_ARN = "arn:aws:events:us-east-1:123456789012:rule/StepFunctionsGetEventsForECSTaskRule"
+
+RUN_SCORING_TASK = {
+    "Sid": "RunScoringTask",
+    "Effect": "Allow",
+    "Action": ["ecs:RunTask"],
+    "Resource": [FAMILY_ARN],
+    "Condition": {"ArnEquals": {"ecs:cluster": CLUSTER_ARN}},
+}
+PASS_SCORING_ROLES = {
+    "Sid": "PassScoringRoles",
+    "Effect": "Allow",
+    "Action": ["iam:PassRole"],
+    "Resource": [TASK_ROLE_ARN, EXECUTION_ROLE_ARN],
+    "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+}
+OWN_LOGS = {
+    "Sid": "WriteOwnLogs",
+    "Effect": "Allow",
+    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+    "Resource": [f"{LOG_GROUP_ARN}:*"],
+}
+DELIVER_LOGS = {
+    "Sid": "DeliverLogs",
+    "Effect": "Allow",
+    "Action": [
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
+    ],
+    "Resource": ["*"],
+}
+XRAY = {
+    "Sid": "XRayTracing",
+    "Effect": "Allow",
+    "Action": [
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
+    ],
+    "Resource": ["*"],
+}
+UPDATE_JOB_RECORDS = {
+    "Sid": "UpdateJobRecords",
+    "Effect": "Allow",
+    "Action": ["dynamodb:UpdateItem"],
+    "Resource": [TABLE_ARN],
+}
+
+
+def sfn_job_api_policy(**overrides: str) -> dict[str, Any]:
+    arguments = {
+        "table_arn": TABLE_ARN,
+        "bucket_arn": BUCKET_ARN,
+        "metadata_object_arn": METADATA_ARN,
+        "state_machine_arn": STATE_MACHINE_ARN,
+        "cluster_arn": CLUSTER_ARN,
+        "log_group_arn": LOG_GROUP_ARN,
+        **overrides,
+    }
+    return policies.job_api_sfn_policy(**arguments)
+
+
+def run_ecs_policy(**overrides: str) -> dict[str, Any]:
+    arguments = {
+        "table_arn": TABLE_ARN,
+        "task_definition_arn": TASK_DEFINITION_ARN,
+        "cluster_arn": CLUSTER_ARN,
+        "task_role_arn": TASK_ROLE_ARN,
+        "execution_role_arn": EXECUTION_ROLE_ARN,
+        "log_group_arn": LOG_GROUP_ARN,
+        **overrides,
+    }
+    return policies.run_ecs_policy(**arguments)
+
+
+def check_job_status_policy(**overrides: str) -> dict[str, Any]:
+    arguments = {
+        "table_arn": TABLE_ARN,
+        "cluster_arn": CLUSTER_ARN,
+        "log_group_arn": LOG_GROUP_ARN,
+        **overrides,
+    }
+    return policies.check_job_status_policy(**arguments)
+
+
+def lambda_state_machine_policy() -> dict[str, Any]:
+    return policies.state_machine_policy(
+        table_arn=TABLE_ARN, function_arns=[RUN_ECS_ARN, CHECK_ARN], native=False
+    )
+
+
+def native_state_machine_policy(**overrides: Any) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "table_arn": TABLE_ARN,
+        "function_arns": [],
+        "native": True,
+        "task_definition_arn": TASK_DEFINITION_ARN,
+        "cluster_arn": CLUSTER_ARN,
+        "task_role_arn": TASK_ROLE_ARN,
+        "execution_role_arn": EXECUTION_ROLE_ARN,
+        **overrides,
+    }
+    return policies.state_machine_policy(**arguments)
+
+
+def test_states_assume_role_policy() -> None:
+    assert policies.states_assume_role_policy() == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "states.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+
+
+def test_sfn_job_api_policy_is_exactly_the_specified_grants() -> None:
+    assert sfn_job_api_policy() == {
+        "Version": "2012-10-17",
+        "Statement": [
+            *job_api_policy()["Statement"][:3],  # job records, metadata/results, inputs
+            {
+                "Sid": "StartWorkflow",
+                "Effect": "Allow",
+                "Action": ["states:StartExecution"],
+                "Resource": [STATE_MACHINE_ARN],
+            },
+            {
+                "Sid": "WatchWorkflows",
+                "Effect": "Allow",
+                "Action": ["states:StopExecution", "states:DescribeExecution"],
+                "Resource": [EXECUTIONS_ARN],
+            },
+            {
+                "Sid": "StopScoringTasks",
+                "Effect": "Allow",
+                "Action": ["ecs:StopTask"],
+                "Resource": [TASKS_ARN],
+            },
+            OWN_LOGS,
+        ],
+    }
+    # the data grants are those of the lambda-ecs job API, word for word
+    assert [s["Sid"] for s in job_api_policy()["Statement"][:3]] == [
+        "JobRecords",
+        "ReadMetadataAndResults",
+        "WriteInputs",
+    ]
+
+
+def test_run_ecs_policy_is_exactly_the_specified_grants() -> None:
+    assert run_ecs_policy()["Statement"] == [
+        RUN_SCORING_TASK,
+        PASS_SCORING_ROLES,
+        {
+            "Sid": "RecordTask",
+            "Effect": "Allow",
+            "Action": ["dynamodb:UpdateItem"],
+            "Resource": [TABLE_ARN],
+        },
+        OWN_LOGS,
+    ]
+
+
+def test_check_job_status_policy_is_exactly_the_specified_grants() -> None:
+    assert check_job_status_policy()["Statement"] == [
+        {
+            "Sid": "DescribeScoringTasks",
+            "Effect": "Allow",
+            "Action": ["ecs:DescribeTasks"],
+            "Resource": [TASKS_ARN],
+        },
+        {
+            "Sid": "ReadJobRecord",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem"],
+            "Resource": [TABLE_ARN],
+        },
+        OWN_LOGS,
+    ]
+
+
+def test_lambda_state_machine_policy_is_exactly_the_specified_grants() -> None:
+    assert lambda_state_machine_policy()["Statement"] == [
+        {
+            "Sid": "InvokeStepFunctions",
+            "Effect": "Allow",
+            "Action": ["lambda:InvokeFunction"],
+            "Resource": [RUN_ECS_ARN, f"{RUN_ECS_ARN}:*", CHECK_ARN, f"{CHECK_ARN}:*"],
+        },
+        UPDATE_JOB_RECORDS,
+        DELIVER_LOGS,
+        XRAY,
+    ]
+
+
+def test_native_state_machine_policy_is_exactly_the_specified_grants() -> None:
+    assert native_state_machine_policy()["Statement"] == [
+        UPDATE_JOB_RECORDS,
+        RUN_SCORING_TASK,
+        {
+            "Sid": "WatchScoringTasks",
+            "Effect": "Allow",
+            "Action": ["ecs:StopTask", "ecs:DescribeTasks"],
+            "Resource": [TASKS_ARN],
+        },
+        PASS_SCORING_ROLES,
+        {
+            "Sid": "ManageEcsSyncRule",
+            "Effect": "Allow",
+            "Action": ["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+            "Resource": [SYNC_RULE_ARN],
+        },
+        DELIVER_LOGS,
+        XRAY,
+    ]
+
+
+def test_native_state_machine_policy_needs_the_ecs_arns() -> None:
+    with pytest.raises(ValueError, match="native polling needs task_definition_arn"):
+        native_state_machine_policy(cluster_arn=None)
+    with pytest.raises(ValueError, match="task_role_arn must be an ARN"):
+        native_state_machine_policy(task_role_arn="scoring-task-role")
+
+
+def test_state_machine_policy_needs_arns() -> None:
+    with pytest.raises(ValueError, match="table_arn must be an ARN"):
+        policies.state_machine_policy(table_arn="jobs", function_arns=[], native=False)
+    with pytest.raises(ValueError, match=r"function_arns\[1\] must be an ARN"):
+        policies.state_machine_policy(
+            table_arn=TABLE_ARN, function_arns=[RUN_ECS_ARN, "check"], native=False
+        )
+
+
+@pytest.mark.parametrize(
+    ("builder", "field"),
+    [
+        (sfn_job_api_policy, "state_machine_arn"),
+        (sfn_job_api_policy, "metadata_object_arn"),
+        (sfn_job_api_policy, "log_group_arn"),
+        (run_ecs_policy, "task_definition_arn"),
+        (run_ecs_policy, "execution_role_arn"),
+        (check_job_status_policy, "cluster_arn"),
+        (check_job_status_policy, "table_arn"),
+    ],
+)
+def test_step_functions_policies_need_arns(builder: Any, field: str) -> None:
+    with pytest.raises(ValueError, match=f"{field} must be an ARN"):
+        builder(**{field: "not-an-arn"})
+
+
+def test_state_machine_executions_arn() -> None:
+    assert policies.state_machine_executions_arn(STATE_MACHINE_ARN) == EXECUTIONS_ARN
+    assert policies.state_machine_executions_arn(
+        "arn:aws-cn:states:cn-north-1:123456789012:stateMachine:m"
+    ) == ("arn:aws-cn:states:cn-north-1:123456789012:execution:m:*")
+
+
+def test_ecs_sync_rule_arn_keeps_partition_region_and_account() -> None:
+    assert policies.ecs_sync_rule_arn(CLUSTER_ARN) == SYNC_RULE_ARN
+    assert policies.ecs_sync_rule_arn("arn:aws-cn:ecs:cn-north-1:210987654321:cluster/c") == (
+        "arn:aws-cn:events:cn-north-1:210987654321:rule/StepFunctionsGetEventsForECSTaskRule"
+    )
+
+
+@pytest.mark.parametrize(
+    ("function", "value", "message"),
+    [
+        (policies.state_machine_executions_arn, "workflow", "must be an ARN"),
+        (policies.state_machine_executions_arn, CLUSTER_ARN, "not a state machine ARN"),
+        (
+            policies.state_machine_executions_arn,
+            f"{STATE_MACHINE_ARN}:v1",
+            "not a state machine ARN",
+        ),
+        (policies.ecs_sync_rule_arn, TASK_DEFINITION_ARN, "not an ECS cluster ARN"),
+        (policies.ecs_sync_rule_arn, "scoring-cluster", "must be an ARN"),
+    ],
+)
+def test_step_functions_arn_helpers_reject(function: Any, value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        function(value)

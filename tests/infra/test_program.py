@@ -589,18 +589,20 @@ def test_access_logs_are_opt_in_with_retention() -> None:
 def test_unknown_architecture_fails_before_anything_is_built(base_config: dict[str, str]) -> None:
     with pytest.raises(SettingsError) as err:
         run_stack({**base_config, "architecture": "foo"})
-    assert "mlserve:architecture: unknown architecture 'foo'; allowed: lambda, lambda-ecs" in str(
-        err.value
-    )
+    assert (
+        "mlserve:architecture: unknown architecture 'foo'; "
+        "allowed: lambda, lambda-ecs, stepfunctions-ecs"
+    ) in str(err.value)
 
 
 @pytest.mark.parametrize(
-    "architecture", ["stepfunctions-batch", "lambda,stepfunctions-ecs", "stepfunctions-ecs"]
+    "architecture",
+    ["stepfunctions-batch", "lambda,stepfunctions-batch", "stepfunctions-ecs,stepfunctions-batch"],
 )
 def test_unimplemented_architectures_deploy_nothing(
     base_config: dict[str, str], architecture: str
 ) -> None:
-    with pytest.raises(SettingsError, match=r"allowed: lambda, lambda-ecs$"):
+    with pytest.raises(SettingsError, match=r"allowed: lambda, lambda-ecs, stepfunctions-ecs$"):
         run_stack({**base_config, "architecture": architecture})
 
 

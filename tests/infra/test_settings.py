@@ -183,26 +183,67 @@ def test_bad_model_version(tiny_model: Path) -> None:
 
 # --- architecture ---------------------------------------------------------------------------------
 def test_only_implemented_architectures_are_registered() -> None:
-    assert ARCHITECTURES == (contract.ARCH_LAMBDA, contract.ARCH_LAMBDA_ECS)
+    assert ARCHITECTURES == (
+        contract.ARCH_LAMBDA,
+        contract.ARCH_LAMBDA_ECS,
+        contract.ARCH_STEPFUNCTIONS_ECS,
+    )
+
+
+ALLOWED = "allowed: lambda, lambda-ecs, stepfunctions-ecs"
 
 
 def test_unknown_architecture_names_key_value_and_allowed(tiny_model: Path) -> None:
     assert problems(tiny_model, architecture="foo") == (
-        "mlserve:architecture: unknown architecture 'foo'; allowed: lambda, lambda-ecs",
+        f"mlserve:architecture: unknown architecture 'foo'; {ALLOWED}",
+    )
+
+
+@pytest.mark.parametrize("name", [contract.ARCH_STEPFUNCTIONS_BATCH])
+def test_unimplemented_architectures_fail_validation(tiny_model: Path, name: str) -> None:
+    assert problems(tiny_model, architecture=f"lambda,{name}") == (
+        f"mlserve:architecture: unknown architecture {name!r}; {ALLOWED}",
     )
 
 
 @pytest.mark.parametrize(
-    "name",
+    ("value", "expected"),
     [
-        contract.ARCH_STEPFUNCTIONS_ECS,
-        contract.ARCH_STEPFUNCTIONS_BATCH,
+        ("stepfunctions-ecs", ("stepfunctions-ecs",)),
+        ("lambda,stepfunctions-ecs", ("lambda", "stepfunctions-ecs")),
+        ("lambda-ecs,stepfunctions-ecs", ("lambda-ecs", "stepfunctions-ecs")),
     ],
 )
-def test_unimplemented_architectures_fail_validation(tiny_model: Path, name: str) -> None:
-    assert problems(tiny_model, architecture=f"lambda,{name}") == (
-        f"mlserve:architecture: unknown architecture {name!r}; allowed: lambda, lambda-ecs",
+def test_stepfunctions_ecs_is_implemented(
+    tiny_model: Path, value: str, expected: tuple[str, ...]
+) -> None:
+    assert settings(tiny_model, architecture=value).architectures == expected
+
+
+@pytest.mark.parametrize("polling", ["lambda", "native"])
+@pytest.mark.parametrize("interval", ["1", "10", "3600"])
+def test_stepfunctions_ecs_polling_modes(tiny_model: Path, polling: str, interval: str) -> None:
+    s = settings(
+        tiny_model,
+        architecture="stepfunctions-ecs",
+        polling=polling,
+        pollIntervalSeconds=interval,
     )
+    assert (s.polling, s.poll_interval_seconds) == (polling, int(interval))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("polling", "Lambda", "mlserve:polling: unknown value 'Lambda'; allowed: lambda, native"),
+        ("pollIntervalSeconds", "3601", "mlserve:pollIntervalSeconds: 3601 is out of range"),
+    ],
+)
+def test_stepfunctions_ecs_polling_is_validated(
+    tiny_model: Path, key: str, value: str, expected: str
+) -> None:
+    (message,) = problems(tiny_model, architecture="stepfunctions-ecs", **{key: value})
+    assert message.startswith(expected)
 
 
 @pytest.mark.parametrize(

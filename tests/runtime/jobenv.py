@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import boto3
 import numpy as np
 import xgboost as xgb
+from moto.core.config import DefaultConfig
 from moto.moto_api import state_manager
 
 from mlserve.train import TrainResult
@@ -249,3 +251,94 @@ class SimulatedEcs:
     def stop_task(self, **kwargs: Any) -> dict[str, Any]:
         self.stop_calls.append(kwargs)
         return self.ecs.stop_task(**kwargs)
+
+
+# --- Step Functions (stepfunctions-ecs) ---------------------------------------------------------
+
+# moto runs executions in a thread when told to; Lambda without Docker is moto's "simple" backend.
+SFN_CONFIG: Final[DefaultConfig] = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+}
+ACCOUNT = "123456789012"
+RUN_ECS_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:mlserve-run-ecs"
+CHECK_JOB_STATUS_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:mlserve-check-job-status"
+SFN_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/mlserve-state-machine"
+
+
+def create_state_machine(sfn: Any, definition: Mapping[str, Any], name: str = "mlserve-ecs") -> str:
+    """A Standard state machine in moto; its ARN."""
+    response = sfn.create_state_machine(
+        name=name, definition=json.dumps(definition), roleArn=SFN_ROLE_ARN, type="STANDARD"
+    )
+    return str(response["stateMachineArn"])
+
+
+def wait_for_execution(sfn: Any, execution_arn: str, timeout: float = 30.0) -> dict[str, Any]:
+    """DescribeExecution until it is no longer RUNNING (moto runs it in a thread)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        description: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+        if description["status"] != "RUNNING" or time.monotonic() > deadline:
+            return description
+        time.sleep(0.05)
+
+
+def visited_states(sfn: Any, execution_arn: str) -> list[str]:
+    """The names of the states an execution entered, in order."""
+    events = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    return [
+        e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e
+    ]
+
+
+@contextmanager
+def lambda_functions(
+    handlers: Mapping[str, Callable[[dict[str, Any], Any], Any]],
+) -> Iterator[None]:
+    """Make moto's Docker-less Lambda backend call ``handlers[function ARN](event, context)``
+    in-process, as Lambda would (an exception is a function error with its class as errorType).
+    Without this, moto's simple backend echoes the payload back."""
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    def invoke(
+        _backend: Any,
+        function_name: str,
+        _qualifier: str | None,
+        body: Any,
+        _headers: Any,
+        response_headers: dict[str, str],
+    ) -> bytes:
+        handler = handlers[function_name]
+        event = json.loads(body or "{}")
+        try:
+            result = handler(event, FakeStepContext(function_name))
+        except Exception as exc:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            result = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+        return json.dumps(result).encode()
+
+    original = LambdaSimpleBackend.invoke
+    LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        LambdaSimpleBackend.invoke = original  # type: ignore[method-assign]
+
+
+class FakeStepContext:
+    """The Lambda context a Step Functions invocation gets (what Powertools reads)."""
+
+    function_version = "$LATEST"
+    memory_limit_in_mb = 256
+    aws_request_id = "req-sfn"
+    log_group_name = "/aws/lambda/step"
+    log_stream_name = "stream"
+
+    def __init__(self, function_arn: str) -> None:
+        self.invoked_function_arn = function_arn
+        self.function_name = function_arn.rsplit(":", 1)[-1]
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 60_000

@@ -1,0 +1,391 @@
+"""Architecture `stepfunctions-ecs`: a Step Functions (Standard) workflow runs and watches the
+scoring task, so no Lambda waits on ECS.
+
+:class:`StepFunctionsEcsPredictor` builds, on top of the ECS compute shared with lambda-ecs
+(:class:`components.ecs.EcsScoring`, the network, the scoring image; never copied):
+
+* with ``polling: lambda`` (the default, the seed's design) the **RunECS** and
+  **CheckJobStatus** Lambdas (``runtime.handlers.steps``), each with its own log group and a
+  role allowed exactly what its code does;
+* the state machine: Standard, every event logged to its own CloudWatch log group (with the
+  stack's retention), X-Ray tracing on. Its definition is rendered by
+  ``components.workflows`` with every ARN and name written into it (nothing is passed at run
+  time but the job id); the execution as a whole has a timeout;
+* the state machine's role: invoke the two Lambdas, update the job table; with ``polling:
+  native`` (``ecs:runTask.sync``) instead run/stop/describe the scoring task, pass its two roles
+  and manage the EventBridge rule Step Functions uses for .sync;
+* the job API (``runtime.handlers.jobs`` with ``ARCHITECTURE=stepfunctions-ecs``): ``POST
+  /jobs`` and ``POST /predict`` record the job and start an execution named after the job id
+  (answering 202), ``GET /jobs/{id}`` reads it, ``DELETE`` stops the execution and the task.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import pulumi
+import pulumi_aws as aws
+
+from components import policies, workflows
+from components.api import LambdaTarget
+from components.ecs import JOB_API_OPERATIONS, POWERTOOLS_ENVIRONMENT, JobApiArgs, job_api_timeout
+from components.functions import FunctionParts, lambda_function
+from components.settings import POLLING
+from runtime import contract
+
+POLL_INTERVAL_MAX_SECONDS: Final = 3600
+# The RunECS and CheckJobStatus functions make one or two AWS calls each (RunTask or
+# DescribeTasks, and a DynamoDB item): small and short.
+STEP_FUNCTION_MEMORY: Final = 256
+STEP_FUNCTION_TIMEOUT_SECONDS: Final = 30
+# TimeoutSeconds of the workflow's Lambda and DynamoDB Task states: above the step functions'
+# own timeout (plus the Invoke call and a cold start), so a slow function fails as Lambda's
+# error, retried by the state's Retry, rather than as States.Timeout.
+STEP_TIMEOUT_SECONDS: Final = workflows.DEFAULT_STEP_TIMEOUT_SECONDS
+if STEP_TIMEOUT_SECONDS < 2 * STEP_FUNCTION_TIMEOUT_SECONDS:
+    raise AssertionError("step timeout must leave room above the step functions' timeout")
+# The execution timeout (the definition's top-level TimeoutSeconds): a job that has not ended by
+# then is failed by Step Functions (and reconciled to FAILED by the job API).
+DEFAULT_EXECUTION_TIMEOUT_SECONDS: Final = 6 * 3600
+# Standard workflows allow at most one year per execution.
+MAX_EXECUTION_TIMEOUT_SECONDS: Final = 365 * 24 * 3600
+# A Standard execution's history holds at most 25,000 events, and each Wait -> CheckJobStatus
+# -> Choice round of `polling: lambda` adds about ten. With this many rounds at most, an
+# execution ends (times out) before it can hit the history limit.
+MAX_POLL_ROUNDS: Final = 2000
+
+
+def execution_timeout(
+    *,
+    native: bool,
+    poll_interval_seconds: int,
+    execution_timeout_seconds: int = DEFAULT_EXECUTION_TIMEOUT_SECONDS,
+) -> int:
+    """The definition's top-level TimeoutSeconds (pure; the local emulator uses it too):
+    ``execution_timeout_seconds``, lowered with ``polling: lambda`` to ``MAX_POLL_ROUNDS`` poll
+    intervals so an execution times out before its history can reach 25,000 events."""
+    if native:
+        return execution_timeout_seconds
+    return min(execution_timeout_seconds, MAX_POLL_ROUNDS * poll_interval_seconds)
+
+
+@dataclass(frozen=True)
+class StepFunctionsEcsPredictorArgs(JobApiArgs):
+    """The job API's inputs (:class:`components.ecs.JobApiArgs`) plus the workflow's."""
+
+    polling: str = "lambda"
+    poll_interval_seconds: int = 10
+    execution_timeout_seconds: int = DEFAULT_EXECUTION_TIMEOUT_SECONDS
+
+    def _problems(self) -> list[str]:
+        problems = super()._problems()
+        if self.polling not in POLLING:
+            problems.append(f"polling {self.polling!r} not in {POLLING}")
+        if not 1 <= self.poll_interval_seconds <= POLL_INTERVAL_MAX_SECONDS:
+            problems.append(
+                f"poll_interval_seconds {self.poll_interval_seconds} not in "
+                f"1-{POLL_INTERVAL_MAX_SECONDS}"
+            )
+        if not 60 <= self.execution_timeout_seconds <= MAX_EXECUTION_TIMEOUT_SECONDS:
+            problems.append(
+                f"execution_timeout_seconds {self.execution_timeout_seconds} not in "
+                f"60-{MAX_EXECUTION_TIMEOUT_SECONDS} (a Standard execution lasts at most a year)"
+            )
+        return problems
+
+    @property
+    def native(self) -> bool:
+        return self.polling == "native"
+
+    @property
+    def execution_timeout(self) -> int:
+        """The definition's top-level TimeoutSeconds: ``execution_timeout_seconds``, lowered
+        with ``polling: lambda`` to ``MAX_POLL_ROUNDS`` poll intervals (history limit)."""
+        return execution_timeout(
+            native=self.native,
+            poll_interval_seconds=self.poll_interval_seconds,
+            execution_timeout_seconds=self.execution_timeout_seconds,
+        )
+
+    @property
+    def job_api_timeout(self) -> int:
+        # The job API never waits for the task: the shortest lambda-ecs timeout (no sync wait).
+        return job_api_timeout(0)
+
+    def step_environment(self) -> dict[str, pulumi.Input[str]]:
+        """RunECS and CheckJobStatus: the job table, where the task runs, Powertools."""
+        return {
+            contract.ENV_JOB_TABLE: self.table_name,
+            **self.ecs_environment(),
+            **POWERTOOLS_ENVIRONMENT,
+        }
+
+    def environment(self, state_machine_arn: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
+        """The job API's: as lambda-ecs's without SYNC_WAIT_SECONDS, plus the state machine."""
+        return {
+            **self.job_api_environment(contract.ARCH_STEPFUNCTIONS_ECS),
+            contract.ENV_STATE_MACHINE_ARN: state_machine_arn,
+        }
+
+
+def render_definition(
+    *,
+    native: bool,
+    table_name: str,
+    run_ecs_arn: str | None,
+    check_job_status_arn: str | None,
+    cluster_arn: str,
+    task_definition_arn: str,
+    subnets: list[str],
+    security_groups: list[str],
+    assign_public_ip: str,
+    poll_interval_seconds: int,
+    execution_timeout_seconds: int,
+) -> dict[str, Any]:
+    """The ASL document of either polling mode (``components.workflows``), every ARN and name
+    resolved (pure: called inside ``Output.apply``)."""
+    if native:
+        # The RunTask state's own timeout defaults to the execution timeout.
+        return workflows.ecs_native_definition(
+            table_name=table_name,
+            cluster_arn=cluster_arn,
+            task_definition_arn=task_definition_arn,
+            subnets=subnets,
+            security_groups=security_groups,
+            assign_public_ip=assign_public_ip,
+            container_name=contract.SCORING_CONTAINER_NAME,
+            execution_timeout_seconds=execution_timeout_seconds,
+            step_timeout_seconds=STEP_TIMEOUT_SECONDS,
+        )
+    if run_ecs_arn is None or check_job_status_arn is None:
+        raise ValueError("polling: lambda needs the RunECS and CheckJobStatus function ARNs")
+    return workflows.ecs_lambda_polling_definition(
+        table_name=table_name,
+        run_ecs_function_arn=run_ecs_arn,
+        check_job_status_function_arn=check_job_status_arn,
+        poll_interval_seconds=poll_interval_seconds,
+        execution_timeout_seconds=execution_timeout_seconds,
+        step_timeout_seconds=STEP_TIMEOUT_SECONDS,
+    )
+
+
+class StepFunctionsEcsPredictor(pulumi.ComponentResource):
+    """The stepfunctions-ecs workflow, its step Lambdas and its job API."""
+
+    state_machine_arn: pulumi.Output[str]
+    state_machine_name: pulumi.Output[str]
+    state_machine_log_group_name: pulumi.Output[str]
+    role_arn: pulumi.Output[str]
+    function_name: pulumi.Output[str]
+    function_arn: pulumi.Output[str]
+    log_group_name: pulumi.Output[str]
+    routes: Mapping[str, LambdaTarget]
+
+    def __init__(
+        self,
+        name: str,
+        args: StepFunctionsEcsPredictorArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("mlserve:index:StepFunctionsEcsPredictor", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        # --- the step Lambdas (polling: lambda only; native needs none) --------------------------
+        steps: dict[str, FunctionParts] = {}
+        if not args.native:
+            steps = self._step_functions(name, args)
+        run_ecs_arn: pulumi.Input[str | None] = steps["run-ecs"].function.arn if steps else None
+        check_arn: pulumi.Input[str | None] = (
+            steps["check-job-status"].function.arn if steps else None
+        )
+
+        # --- the state machine --------------------------------------------------------------------
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-state-machine-logs", retention_in_days=args.log_retention_days, opts=child
+        )
+        role = aws.iam.Role(
+            f"{name}-state-machine-role",
+            description=(
+                "mlserve stepfunctions-ecs workflow: its step Lambdas or the scoring task, the "
+                "job records, log delivery and X-Ray"
+            ),
+            assume_role_policy=json.dumps(policies.states_assume_role_policy()),
+            opts=child,
+        )
+        native = args.native
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-state-machine-policy",
+            role=role.id,
+            policy=pulumi.Output.all(
+                table_arn=args.table_arn,
+                run_ecs_arn=run_ecs_arn,
+                check_arn=check_arn,
+                task_definition_arn=args.task_definition_arn,
+                cluster_arn=args.cluster_arn,
+                task_role_arn=args.task_role_arn,
+                execution_role_arn=args.execution_role_arn,
+            ).apply(
+                lambda r: json.dumps(
+                    policies.state_machine_policy(
+                        table_arn=r["table_arn"],
+                        function_arns=[
+                            arn for arn in (r["run_ecs_arn"], r["check_arn"]) if arn is not None
+                        ],
+                        native=native,
+                        task_definition_arn=r["task_definition_arn"] if native else None,
+                        cluster_arn=r["cluster_arn"] if native else None,
+                        task_role_arn=r["task_role_arn"] if native else None,
+                        execution_role_arn=r["execution_role_arn"] if native else None,
+                    )
+                )
+            ),
+            opts=child,
+        )
+
+        poll_interval = args.poll_interval_seconds
+        execution_timeout = args.execution_timeout
+        assign_public_ip = args.assign_public_ip
+        definition = pulumi.Output.all(
+            table_name=args.table_name,
+            run_ecs_arn=run_ecs_arn,
+            check_job_status_arn=check_arn,
+            cluster_arn=args.cluster_arn,
+            task_definition_arn=args.task_definition_arn,
+            subnets=args.subnet_ids,
+            security_groups=args.security_group_ids,
+        ).apply(
+            lambda r: json.dumps(
+                render_definition(
+                    native=native,
+                    table_name=r["table_name"],
+                    run_ecs_arn=r["run_ecs_arn"],
+                    check_job_status_arn=r["check_job_status_arn"],
+                    cluster_arn=r["cluster_arn"],
+                    task_definition_arn=r["task_definition_arn"],
+                    subnets=list(r["subnets"]),
+                    security_groups=list(r["security_groups"]),
+                    assign_public_ip=assign_public_ip,
+                    poll_interval_seconds=poll_interval,
+                    execution_timeout_seconds=execution_timeout,
+                ),
+                indent=2,
+            )
+        )
+        state_machine = aws.sfn.StateMachine(
+            f"{name}-state-machine",
+            type="STANDARD",
+            role_arn=role.arn,
+            definition=definition,
+            logging_configuration={
+                "level": "ALL",
+                "include_execution_data": True,
+                "log_destination": log_group.arn.apply(lambda arn: f"{arn}:*"),
+            },
+            tracing_configuration={"enabled": True},
+            # Step Functions checks at creation that the role may do what the definition does.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+        )
+
+        # --- the job API ------------------------------------------------------------------------
+        api_arns = {
+            "table_arn": args.table_arn,
+            "bucket_arn": args.bucket_arn,
+            "metadata_object_arn": args.metadata_object_arn,
+            "state_machine_arn": state_machine.arn,
+            "cluster_arn": args.cluster_arn,
+        }
+        job_api = lambda_function(
+            self,
+            f"{name}-api",
+            description="mlserve stepfunctions-ecs job API: /health, /predict, /jobs (workflow)",
+            role_description=(
+                "mlserve stepfunctions-ecs job API: job records, inputs/ and results/, start and "
+                "stop the workflow, stop the scoring task"
+            ),
+            handler=contract.HANDLER_JOBS,
+            policy=lambda log_group_arn: pulumi.Output.all(
+                log_group_arn=log_group_arn, **api_arns
+            ).apply(lambda resolved: json.dumps(policies.job_api_sfn_policy(**resolved))),
+            code=args.code,
+            layer_arn=args.layer_arn,
+            architecture=args.lambda_architecture,
+            memory=args.memory,
+            timeout=args.job_api_timeout,
+            environment=args.environment(state_machine.arn),
+            log_retention_days=args.log_retention_days,
+        )
+
+        target = LambdaTarget(
+            key=name, function_name=job_api.function.name, function_arn=job_api.function.arn
+        )
+        self.routes = dict.fromkeys(JOB_API_OPERATIONS, target)
+        self.state_machine_arn = state_machine.arn
+        self.state_machine_name = state_machine.name
+        self.state_machine_log_group_name = log_group.name
+        self.role_arn = role.arn
+        self.function_name = job_api.function.name
+        self.function_arn = job_api.function.arn
+        self.log_group_name = job_api.log_group.name
+        outputs: dict[str, Any] = {
+            "state_machine_arn": self.state_machine_arn,
+            "state_machine_name": self.state_machine_name,
+            "state_machine_log_group_name": self.state_machine_log_group_name,
+            "role_arn": self.role_arn,
+            "function_name": self.function_name,
+            "function_arn": self.function_arn,
+            "log_group_name": self.log_group_name,
+        }
+        for step, parts in steps.items():
+            key = step.replace("-", "_")
+            outputs[f"{key}_function_arn"] = parts.function.arn
+            outputs[f"{key}_log_group_name"] = parts.log_group.name
+        self.register_outputs(outputs)
+
+    def _step_functions(
+        self, name: str, args: StepFunctionsEcsPredictorArgs
+    ) -> dict[str, FunctionParts]:
+        """RunECS and CheckJobStatus, each with exactly its grants."""
+        environment = args.step_environment()
+        run_arns = {
+            "table_arn": args.table_arn,
+            "task_definition_arn": args.task_definition_arn,
+            "cluster_arn": args.cluster_arn,
+            "task_role_arn": args.task_role_arn,
+            "execution_role_arn": args.execution_role_arn,
+        }
+        check_arns = {"table_arn": args.table_arn, "cluster_arn": args.cluster_arn}
+        common: dict[str, Any] = {
+            "code": args.code,
+            "layer_arn": args.layer_arn,
+            "architecture": args.lambda_architecture,
+            "memory": STEP_FUNCTION_MEMORY,
+            "timeout": STEP_FUNCTION_TIMEOUT_SECONDS,
+            "environment": environment,
+            "log_retention_days": args.log_retention_days,
+        }
+        run_ecs = lambda_function(
+            self,
+            f"{name}-run-ecs",
+            description="mlserve stepfunctions-ecs RunECS step: start the scoring task",
+            role_description="mlserve RunECS step: run the scoring task, record it on the job",
+            handler=contract.HANDLER_RUN_ECS,
+            policy=lambda log_group_arn: pulumi.Output.all(
+                log_group_arn=log_group_arn, **run_arns
+            ).apply(lambda resolved: json.dumps(policies.run_ecs_policy(**resolved))),
+            **common,
+        )
+        check = lambda_function(
+            self,
+            f"{name}-check-job-status",
+            description="mlserve stepfunctions-ecs CheckJobStatus step: the scoring task's state",
+            role_description="mlserve CheckJobStatus step: describe the task, read the job",
+            handler=contract.HANDLER_CHECK_JOB_STATUS,
+            policy=lambda log_group_arn: pulumi.Output.all(
+                log_group_arn=log_group_arn, **check_arns
+            ).apply(lambda resolved: json.dumps(policies.check_job_status_policy(**resolved))),
+            **common,
+        )
+        return {"run-ecs": run_ecs, "check-job-status": check}
