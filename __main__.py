@@ -16,13 +16,19 @@ from typing import Any
 import pulumi
 
 from components.api import LambdaTarget, RestApi, RestApiArgs
+from components.batch import BatchScoring, BatchScoringArgs
 from components.ecs import EcsScoring, EcsScoringArgs, LambdaEcsPredictor, LambdaEcsPredictorArgs
 from components.image import ScoringImage, ScoringImageArgs
 from components.network import Network, NetworkArgs
 from components.packaging import LambdaPackage, LambdaPackageArgs
 from components.realtime import RealtimePredictor, RealtimePredictorArgs
 from components.settings import ARCHITECTURES, Settings, load_settings
-from components.stepfunctions import StepFunctionsEcsPredictor, StepFunctionsEcsPredictorArgs
+from components.stepfunctions import (
+    StepFunctionsBatchPredictor,
+    StepFunctionsBatchPredictorArgs,
+    StepFunctionsEcsPredictor,
+    StepFunctionsEcsPredictorArgs,
+)
 from components.storage import JobTable, JobTableArgs, ModelStore, ModelStoreArgs
 from runtime import contract
 
@@ -30,8 +36,9 @@ PROJECT_DIR = Path(__file__).resolve().parent
 
 
 class Containers:
-    """The container pieces shared by the ECS architectures (lambda-ecs, stepfunctions-ecs):
-    the network, the scoring image and the ECS cluster/task definition.
+    """The container pieces shared by the container architectures (lambda-ecs,
+    stepfunctions-ecs, stepfunctions-batch): the network, the scoring image, the ECS
+    cluster/task definition and the AWS Batch compute.
 
     Each is created on first use, once, whatever the number of architectures asking for it; a
     stack without container architectures creates none of them.
@@ -81,6 +88,35 @@ class Containers:
                 architecture=s.lambda_architecture,
                 task_cpu=s.task_cpu,
                 task_memory=s.task_memory,
+                allow_missing=s.allow_missing,
+                log_retention_days=s.log_retention_days,
+            ),
+        )
+
+    @cached_property
+    def batch(self) -> BatchScoring:
+        s = self._settings
+        return BatchScoring(
+            "batch",
+            BatchScoringArgs(
+                image_uri=self.image.image_uri,
+                repository_arn=self.image.repository_arn,
+                table_name=self._table.name,
+                table_arn=self._table.arn,
+                bucket_name=self._store.bucket_name,
+                bucket_arn=self._store.bucket_arn,
+                model_uri=self._store.model_uri,
+                model_sha256=self._store.model_sha256,
+                model_object_arn=self._store.model_object_arn,
+                subnet_ids=self.network.subnet_ids,
+                security_group_ids=self.network.security_group_ids,
+                assign_public_ip=self.network.assign_public_ip,
+                architecture=s.lambda_architecture,
+                task_cpu=s.task_cpu,
+                task_memory=s.task_memory,
+                compute_type=s.batch_compute_type,
+                max_vcpus=s.batch_max_vcpus,
+                job_attempts=s.job_attempts,
                 allow_missing=s.allow_missing,
                 log_retention_days=s.log_retention_days,
             ),
@@ -201,11 +237,55 @@ def build_stepfunctions_ecs(shared: Shared) -> Built:
     )
 
 
+def build_stepfunctions_batch(shared: Shared) -> Built:
+    s = shared.settings
+    batch = shared.containers.batch
+    workflow = StepFunctionsBatchPredictor(
+        "stepfunctions-batch",
+        StepFunctionsBatchPredictorArgs(
+            code=shared.package.code,
+            layer_arn=shared.package.layer_arn,
+            table_name=shared.table.name,
+            table_arn=shared.table.arn,
+            bucket_name=shared.store.bucket_name,
+            bucket_arn=shared.store.bucket_arn,
+            model_uri=shared.store.model_uri,
+            model_sha256=shared.store.model_sha256,
+            model_metadata_key=shared.store.metadata_key,
+            job_queue_high_arn=batch.job_queue_arns["high"],
+            job_queue_low_arn=batch.job_queue_arns["low"],
+            job_definition_arn=batch.job_definition_arn,
+            lambda_architecture=s.lambda_architecture,
+            memory=s.lambda_memory,
+            max_rows=s.max_rows,
+            allow_missing=s.allow_missing,
+            log_retention_days=s.log_retention_days,
+            polling=s.polling,
+            poll_interval_seconds=s.poll_interval_seconds,
+        ),
+    )
+    return Built(
+        routes=workflow.routes,
+        outputs={
+            "imageUri": shared.containers.image.image_uri,
+            "batchJobQueueHigh": batch.job_queue_arns["high"],
+            "batchJobQueueLow": batch.job_queue_arns["low"],
+            "batchJobDefinition": batch.job_definition_arn,
+            "batchLogGroup": batch.log_group_name,
+            "batchStateMachineArn": workflow.state_machine_arn,
+            "batchStepFunctionsLogGroup": workflow.state_machine_log_group_name,
+            "batchJobApiLogGroup": workflow.log_group_name,
+            "triggerLogGroup": workflow.trigger.log_group_name,
+        },
+    )
+
+
 # name -> builder. Its names must be exactly settings.ARCHITECTURES (the names config accepts).
 BUILDERS: dict[str, Callable[[Shared], Built]] = {
     contract.ARCH_LAMBDA: build_lambda,
     contract.ARCH_LAMBDA_ECS: build_lambda_ecs,
     contract.ARCH_STEPFUNCTIONS_ECS: build_stepfunctions_ecs,
+    contract.ARCH_STEPFUNCTIONS_BATCH: build_stepfunctions_batch,
 }
 if set(BUILDERS) != set(ARCHITECTURES):
     raise RuntimeError(

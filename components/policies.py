@@ -545,3 +545,364 @@ def _require_arns(**arns: str) -> None:
 def _require_arn(value: str, name: str) -> None:
     if not isinstance(value, str) or not value.startswith("arn:"):
         raise ValueError(f"{name} must be an ARN (arn:...), got {value!r}")
+
+
+# --- AWS Batch (stepfunctions-batch) --------------------------------------------------------------
+# The S3 prefix of job configs (runtime/contract.py's JOBS_PREFIX / JOBS_REJECTED_PREFIX).
+JOBS_PREFIX: Final = "jobs/"
+JOBS_REJECTED_PREFIX: Final = "jobs/rejected/"
+
+
+def batch_job_policy(
+    *,
+    table_arn: str,
+    bucket_arn: str,
+    model_object_arn: str,
+    input_prefixes: list[str] | tuple[str, ...] = (INPUTS_PREFIX,),
+    output_prefixes: list[str] | tuple[str, ...] = (RESULTS_PREFIX,),
+) -> PolicyDocument:
+    """The Batch scoring job's grants (``python -m runtime.scoring --mode batch``).
+
+    * its job record: ``GetItem`` (the config) and ``UpdateItem`` (rows, output_uri);
+    * the model object and every object under the input prefixes: ``GetObject``;
+    * ``ListBucket`` on the bucket, only for keys under the input prefixes (an input given as a
+      prefix is listed) and the output prefixes (the last shard checks every part exists);
+    * ``PutObject`` under the output prefixes (the parts, uploaded multipart, and
+      ``_manifest.json``), ``AbortMultipartUpload`` (boto3's upload_file aborts a failed
+      upload), and ``GetObject`` there too (HeadObject of the other parts for the manifest).
+
+    Every prefix must end in ``/`` and lie inside the stack's bucket.
+    """
+    _require_arns(table_arn=table_arn, bucket_arn=bucket_arn, model_object_arn=model_object_arn)
+    inputs = _require_prefixes(input_prefixes, "input_prefixes")
+    outputs = _require_prefixes(output_prefixes, "output_prefixes")
+    listed = list(dict.fromkeys([*inputs, *outputs]))
+    return _document(
+        {
+            "Sid": "JobRecord",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            "Resource": [table_arn],
+        },
+        {
+            "Sid": "ReadModelAndInputs",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [model_object_arn, *(_prefix_arn(bucket_arn, p) for p in inputs)],
+        },
+        {
+            "Sid": "ListInputsAndParts",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [bucket_arn],
+            "Condition": {"StringLike": {"s3:prefix": [f"{p}*" for p in listed]}},
+        },
+        {
+            "Sid": "WriteAndReadParts",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:GetObject"],
+            "Resource": [_prefix_arn(bucket_arn, p) for p in outputs],
+        },
+    )
+
+
+def _require_prefixes(prefixes: list[str] | tuple[str, ...], name: str) -> list[str]:
+    if not prefixes:
+        raise ValueError(f"{name} must name at least one prefix")
+    for prefix in prefixes:
+        if (
+            not isinstance(prefix, str)
+            or not prefix.endswith("/")
+            or prefix.startswith("/")
+            or "*" in prefix
+            or prefix == "/"
+        ):
+            raise ValueError(f"{name}: {prefix!r} is not a key prefix ending in '/'")
+    return list(dict.fromkeys(prefixes))
+
+
+def job_config_trigger_policy(
+    *, table_arn: str, bucket_arn: str, state_machine_arn: str, log_group_arn: str
+) -> PolicyDocument:
+    """The trigger Lambda's grants (S3 ObjectCreated on ``jobs/*.json``).
+
+    It reads the job config, checks for a duplicate event (``GetItem``), records the job
+    (``PutItem`` with ``attribute_not_exists``: a PENDING job, or a FAILED one for an invalid
+    config), completes it (``UpdateItem``: default output_uri/shards/priority; FAILED when the
+    execution cannot start), starts the workflow, and moves an invalid config to
+    ``jobs/rejected/`` (copy = GetObject on the source + PutObject on the destination, then
+    DeleteObject of the source).
+    """
+    _require_arns(
+        table_arn=table_arn,
+        bucket_arn=bucket_arn,
+        state_machine_arn=state_machine_arn,
+        log_group_arn=log_group_arn,
+    )
+    return _document(
+        {
+            "Sid": "RecordJobs",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            "Resource": [table_arn],
+        },
+        {
+            "Sid": "ReadAndRemoveJobConfigs",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:DeleteObject"],
+            "Resource": [_prefix_arn(bucket_arn, JOBS_PREFIX)],
+        },
+        {
+            "Sid": "RejectJobConfigs",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject"],
+            "Resource": [_prefix_arn(bucket_arn, JOBS_REJECTED_PREFIX)],
+        },
+        {
+            "Sid": "StartWorkflow",
+            "Effect": "Allow",
+            "Action": ["states:StartExecution"],
+            "Resource": [state_machine_arn],
+        },
+        _own_logs_statement(log_group_arn),
+    )
+
+
+# The EventBridge rule Step Functions creates and manages itself for `batch:submitJob.sync`.
+BATCH_SYNC_RULE_NAME: Final = "StepFunctionsGetEventsForBatchJobsRule"
+
+
+def _submit_scoring_job_statements(
+    job_queue_arns: list[str] | tuple[str, ...], job_definition_arn: str
+) -> list[dict[str, Any]]:
+    """``batch:SubmitJob`` to the scoring queues with every revision of the scoring job
+    definition, and ``batch:TagResource`` on Batch jobs (SubmitJob passes the job's tags)."""
+    if not job_queue_arns:
+        raise ValueError("job_queue_arns must name at least one queue")
+    for index, queue_arn in enumerate(job_queue_arns):
+        _require_arn(queue_arn, f"job_queue_arns[{index}]")
+    return [
+        {
+            "Sid": "SubmitScoringJob",
+            "Effect": "Allow",
+            "Action": ["batch:SubmitJob"],
+            "Resource": [*job_queue_arns, batch_job_definition_family_arn(job_definition_arn)],
+        },
+        {
+            "Sid": "TagScoringJobs",
+            "Effect": "Allow",
+            "Action": ["batch:TagResource"],
+            "Resource": [batch_jobs_arn(job_queue_arns[0])],
+        },
+    ]
+
+
+def _describe_batch_jobs_statement() -> dict[str, Any]:
+    return {
+        "Sid": "DescribeScoringJobs",
+        "Effect": "Allow",
+        "Action": ["batch:DescribeJobs"],
+        # AWS requires "*": DescribeJobs has no resource-level permissions.
+        "Resource": ["*"],
+    }
+
+
+def submit_batch_job_policy(
+    *,
+    table_arn: str,
+    job_queue_arns: list[str] | tuple[str, ...],
+    job_definition_arn: str,
+    log_group_arn: str,
+) -> PolicyDocument:
+    """The SubmitBatchJob step's grants: read the job's shards/priority, submit the scoring
+    job (an array job when sharded) to that priority's queue, record its Batch job id, and
+    terminate the job it just submitted when the record was cancelled meanwhile."""
+    _require_arns(
+        table_arn=table_arn, job_definition_arn=job_definition_arn, log_group_arn=log_group_arn
+    )
+    statements = _submit_scoring_job_statements(job_queue_arns, job_definition_arn)
+    return _document(
+        *statements,
+        {
+            "Sid": "TerminateScoringJobs",
+            "Effect": "Allow",
+            "Action": ["batch:TerminateJob"],
+            "Resource": statements[1]["Resource"],
+        },
+        {
+            "Sid": "JobRecord",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            "Resource": [table_arn],
+        },
+        _own_logs_statement(log_group_arn),
+    )
+
+
+def check_batch_status_policy(*, table_arn: str, log_group_arn: str) -> PolicyDocument:
+    """The CheckBatchStatus step's grants: describe the Batch job (and its array children's
+    summary), read the record and write the progress counts and attempts on it."""
+    _require_arns(table_arn=table_arn, log_group_arn=log_group_arn)
+    return _document(
+        _describe_batch_jobs_statement(),
+        {
+            "Sid": "JobRecord",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            "Resource": [table_arn],
+        },
+        _own_logs_statement(log_group_arn),
+    )
+
+
+def batch_state_machine_policy(
+    *,
+    table_arn: str,
+    function_arns: list[str] | tuple[str, ...],
+    native: bool,
+    job_queue_arns: list[str] | tuple[str, ...] = (),
+    job_definition_arn: str | None = None,
+) -> PolicyDocument:
+    """The stepfunctions-batch state machine's grants.
+
+    * ``polling: lambda``: invoke SubmitBatchJob and CheckBatchStatus (each ARN and ``ARN:*``);
+    * ``dynamodb:UpdateItem`` on the job table (RecordRunning, MarkSucceeded, MarkFailed);
+    * ``polling: native`` (``batch:submitJob.sync``): submit the scoring job, describe and
+      terminate it, and manage the EventBridge rule Step Functions uses to learn that a Batch
+      job ended (``rule/StepFunctionsGetEventsForBatchJobsRule``);
+    * CloudWatch Logs delivery and X-Ray: Resource "*" (see LOG_DELIVERY_ACTIONS).
+    """
+    _require_arns(table_arn=table_arn)
+    for index, function_arn in enumerate(function_arns):
+        _require_arn(function_arn, f"function_arns[{index}]")
+    statements: list[dict[str, Any]] = []
+    if function_arns:
+        statements.append(
+            {
+                "Sid": "InvokeStepFunctions",
+                "Effect": "Allow",
+                "Action": ["lambda:InvokeFunction"],
+                "Resource": [arn for f in function_arns for arn in (f, f"{f}:*")],
+            }
+        )
+    statements.append(
+        {
+            "Sid": "UpdateJobRecords",
+            "Effect": "Allow",
+            "Action": ["dynamodb:UpdateItem"],
+            "Resource": [table_arn],
+        }
+    )
+    if native:
+        if job_definition_arn is None or not job_queue_arns:
+            raise ValueError("native polling needs job_queue_arns and job_definition_arn")
+        _require_arns(job_definition_arn=job_definition_arn)
+        statements += [
+            *_submit_scoring_job_statements(job_queue_arns, job_definition_arn),
+            _describe_batch_jobs_statement(),
+            {
+                "Sid": "TerminateScoringJobs",
+                "Effect": "Allow",
+                "Action": ["batch:TerminateJob"],
+                "Resource": [batch_jobs_arn(job_queue_arns[0])],
+            },
+            {
+                "Sid": "ManageBatchSyncRule",
+                "Effect": "Allow",
+                "Action": ["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                "Resource": [batch_sync_rule_arn(job_queue_arns[0])],
+            },
+        ]
+    statements += [
+        {
+            "Sid": "DeliverLogs",
+            "Effect": "Allow",
+            "Action": list(LOG_DELIVERY_ACTIONS),
+            # AWS requires "*": the log delivery actions have no resource-level permissions.
+            "Resource": ["*"],
+        },
+        {
+            "Sid": "XRayTracing",
+            "Effect": "Allow",
+            "Action": list(XRAY_ACTIONS),
+            # AWS requires "*": the X-Ray actions have no resource-level permissions.
+            "Resource": ["*"],
+        },
+    ]
+    return _document(*statements)
+
+
+def job_api_batch_policy(
+    *,
+    table_arn: str,
+    bucket_arn: str,
+    metadata_object_arn: str,
+    state_machine_arn: str,
+    job_queue_arn: str,
+    log_group_arn: str,
+) -> PolicyDocument:
+    """The stepfunctions-batch job API's grants: job records, its S3 prefixes (inline rows are
+    staged under ``inputs/``), the workflow, and terminating the Batch job on cancel.
+    ``job_queue_arn`` (either queue) gives the region and account of the Batch jobs."""
+    _require_arns(
+        table_arn=table_arn,
+        bucket_arn=bucket_arn,
+        metadata_object_arn=metadata_object_arn,
+        state_machine_arn=state_machine_arn,
+        job_queue_arn=job_queue_arn,
+        log_group_arn=log_group_arn,
+    )
+    return _document(
+        *_job_api_data_statements(table_arn, bucket_arn, metadata_object_arn),
+        {
+            "Sid": "StartWorkflow",
+            "Effect": "Allow",
+            "Action": ["states:StartExecution"],
+            "Resource": [state_machine_arn],
+        },
+        {
+            "Sid": "WatchWorkflows",
+            "Effect": "Allow",
+            "Action": ["states:StopExecution", "states:DescribeExecution"],
+            "Resource": [state_machine_executions_arn(state_machine_arn)],
+        },
+        {
+            "Sid": "TerminateScoringJobs",
+            "Effect": "Allow",
+            "Action": ["batch:TerminateJob"],
+            "Resource": [batch_jobs_arn(job_queue_arn)],
+        },
+        _own_logs_statement(log_group_arn),
+    )
+
+
+def _batch_arn_parts(arn: str, kind: str) -> tuple[str, str, str, str]:
+    """(partition, region, account, resource) of a Batch ARN whose resource is ``kind/...``."""
+    _require_arn(arn, f"{kind} ARN")
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or parts[2] != "batch" or not parts[5].startswith(f"{kind}/"):
+        raise ValueError(f"not a Batch {kind} ARN: {arn!r}")
+    _, partition, _, region, account, resource = parts
+    return partition, region, account, resource
+
+
+def batch_jobs_arn(job_queue_arn: str) -> str:
+    """``arn:...:batch:<region>:<account>:job-queue/<name>`` -> ``...:job/*`` (Batch jobs)."""
+    partition, region, account, _ = _batch_arn_parts(job_queue_arn, "job-queue")
+    return f"arn:{partition}:batch:{region}:{account}:job/*"
+
+
+def batch_job_definition_family_arn(job_definition_arn: str) -> str:
+    """``...:job-definition/<name>:<rev>`` (or without ``:<rev>``) -> ``...<name>:*``: every
+    revision, so a deployment that registers a new one never breaks a running submitter."""
+    partition, region, account, resource = _batch_arn_parts(job_definition_arn, "job-definition")
+    name = resource.removeprefix("job-definition/").split(":", 1)[0]
+    if not name:
+        raise ValueError(f"not a Batch job-definition ARN: {job_definition_arn!r}")
+    return f"arn:{partition}:batch:{region}:{account}:job-definition/{name}:*"
+
+
+def batch_sync_rule_arn(job_queue_arn: str) -> str:
+    """The EventBridge rule of ``batch:submitJob.sync`` in the queue's region and account."""
+    partition, region, account, _ = _batch_arn_parts(job_queue_arn, "job-queue")
+    return f"arn:{partition}:events:{region}:{account}:rule/{BATCH_SYNC_RULE_NAME}"

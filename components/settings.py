@@ -37,6 +37,7 @@ ARCHITECTURES: Final[tuple[str, ...]] = (
     contract.ARCH_LAMBDA,
     contract.ARCH_LAMBDA_ECS,
     contract.ARCH_STEPFUNCTIONS_ECS,
+    contract.ARCH_STEPFUNCTIONS_BATCH,
 )
 
 LambdaArchitecture = Literal["arm64", "x86_64"]

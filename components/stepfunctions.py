@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import pulumi
@@ -31,9 +31,10 @@ import pulumi_aws as aws
 
 from components import policies, workflows
 from components.api import LambdaTarget
+from components.batch import JobConfigTrigger, JobConfigTriggerArgs
 from components.ecs import JOB_API_OPERATIONS, POWERTOOLS_ENVIRONMENT, JobApiArgs, job_api_timeout
 from components.functions import FunctionParts, lambda_function
-from components.settings import POLLING
+from components.settings import LAMBDA_ARCHITECTURES, LOG_RETENTION_DAYS, POLLING
 from runtime import contract
 
 POLL_INTERVAL_MAX_SECONDS: Final = 3600
@@ -389,3 +390,396 @@ class StepFunctionsEcsPredictor(pulumi.ComponentResource):
             **common,
         )
         return {"run-ecs": run_ecs, "check-job-status": check}
+
+
+# --- stepfunctions-batch --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepFunctionsBatchPredictorArgs:
+    """The stepfunctions-batch workflow's inputs: the job API's, the trigger's and where the
+    Batch jobs go (:class:`components.batch.BatchScoring`'s queues and job definition)."""
+
+    code: pulumi.Archive = field(compare=False)
+    layer_arn: pulumi.Input[str] = field(compare=False)
+    table_name: pulumi.Input[str] = field(compare=False)
+    table_arn: pulumi.Input[str] = field(compare=False)
+    bucket_name: pulumi.Input[str] = field(compare=False)
+    bucket_arn: pulumi.Input[str] = field(compare=False)
+    model_uri: pulumi.Input[str] = field(compare=False)
+    model_sha256: pulumi.Input[str] = field(compare=False)
+    model_metadata_key: str
+    job_queue_high_arn: pulumi.Input[str] = field(compare=False)
+    job_queue_low_arn: pulumi.Input[str] = field(compare=False)
+    job_definition_arn: pulumi.Input[str] = field(compare=False)
+    lambda_architecture: str = "arm64"
+    memory: int = 1024
+    max_rows: int = contract.DEFAULT_MAX_ROWS
+    allow_missing: bool = False
+    job_ttl_days: int = contract.DEFAULT_JOB_TTL_DAYS
+    log_retention_days: int = 14
+    polling: str = "lambda"
+    poll_interval_seconds: int = 30
+    execution_timeout_seconds: int = DEFAULT_EXECUTION_TIMEOUT_SECONDS
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if not isinstance(self.code, pulumi.Archive):
+            problems.append(f"code must be a pulumi.Archive, got {type(self.code).__name__}")
+        if self.lambda_architecture not in LAMBDA_ARCHITECTURES:
+            problems.append(f"lambda_architecture {self.lambda_architecture!r} unknown")
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            problems.append(
+                f"log_retention_days {self.log_retention_days} is not a CloudWatch value"
+            )
+        if not self.model_metadata_key.startswith(contract.MODEL_PREFIX) or not (
+            self.model_metadata_key.endswith(f"/{contract.MODEL_METADATA_NAME}")
+        ):
+            problems.append(f"model_metadata_key {self.model_metadata_key!r} is not a metadata key")
+        if not 128 <= self.memory <= 10240:
+            problems.append(f"memory {self.memory} not in 128-10240 MB")
+        if not 1 <= self.max_rows <= 100_000:
+            problems.append(f"max_rows {self.max_rows} not in 1-100000")
+        if self.job_ttl_days < 1:
+            problems.append(f"job_ttl_days {self.job_ttl_days} < 1")
+        if self.polling not in POLLING:
+            problems.append(f"polling {self.polling!r} not in {POLLING}")
+        if not 1 <= self.poll_interval_seconds <= POLL_INTERVAL_MAX_SECONDS:
+            problems.append(
+                f"poll_interval_seconds {self.poll_interval_seconds} not in "
+                f"1-{POLL_INTERVAL_MAX_SECONDS}"
+            )
+        if not 60 <= self.execution_timeout_seconds <= MAX_EXECUTION_TIMEOUT_SECONDS:
+            problems.append(
+                f"execution_timeout_seconds {self.execution_timeout_seconds} not in "
+                f"60-{MAX_EXECUTION_TIMEOUT_SECONDS} (a Standard execution lasts at most a year)"
+            )
+        if problems:
+            raise ValueError("StepFunctionsBatchPredictorArgs: " + "; ".join(problems))
+
+    @property
+    def native(self) -> bool:
+        return self.polling == "native"
+
+    @property
+    def execution_timeout(self) -> int:
+        return execution_timeout(
+            native=self.native,
+            poll_interval_seconds=self.poll_interval_seconds,
+            execution_timeout_seconds=self.execution_timeout_seconds,
+        )
+
+    @property
+    def metadata_uri(self) -> pulumi.Output[str]:
+        return pulumi.Output.concat("s3://", self.bucket_name, "/", self.model_metadata_key)
+
+    @property
+    def metadata_object_arn(self) -> pulumi.Output[str]:
+        return pulumi.Output.concat(self.bucket_arn, "/", self.model_metadata_key)
+
+    def batch_environment(self) -> dict[str, pulumi.Input[str]]:
+        """Where the Batch job goes (``runtime.compute.BatchTarget`` reads these)."""
+        return {
+            contract.ENV_BATCH_JOB_QUEUE_HIGH: self.job_queue_high_arn,
+            contract.ENV_BATCH_JOB_QUEUE_LOW: self.job_queue_low_arn,
+            contract.ENV_BATCH_JOB_DEFINITION: self.job_definition_arn,
+        }
+
+    def step_environment(self) -> dict[str, pulumi.Input[str]]:
+        """SubmitBatchJob and CheckBatchStatus: the job table, the Batch target, Powertools."""
+        return {
+            contract.ENV_JOB_TABLE: self.table_name,
+            **self.batch_environment(),
+            **POWERTOOLS_ENVIRONMENT,
+        }
+
+    def environment(self, state_machine_arn: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
+        """The job API's (``ARCHITECTURE=stepfunctions-batch`` selects its launcher)."""
+        return {
+            contract.ENV_ARCHITECTURE: contract.ARCH_STEPFUNCTIONS_BATCH,
+            contract.ENV_JOB_TABLE: self.table_name,
+            contract.ENV_DATA_BUCKET: self.bucket_name,
+            contract.ENV_MODEL_URI: self.model_uri,
+            contract.ENV_MODEL_SHA256: self.model_sha256,
+            contract.ENV_MODEL_METADATA_URI: self.metadata_uri,
+            contract.ENV_MAX_ROWS: str(self.max_rows),
+            contract.ENV_ALLOW_MISSING: "true" if self.allow_missing else "false",
+            contract.ENV_JOB_TTL_DAYS: str(self.job_ttl_days),
+            contract.ENV_STATE_MACHINE_ARN: state_machine_arn,
+            **POWERTOOLS_ENVIRONMENT,
+        }
+
+
+def render_batch_definition(
+    *,
+    native: bool,
+    table_name: str,
+    submit_batch_job_arn: str | None,
+    check_batch_status_arn: str | None,
+    job_queue_high_arn: str,
+    job_queue_low_arn: str,
+    job_definition_arn: str,
+    poll_interval_seconds: int,
+    execution_timeout_seconds: int,
+) -> dict[str, Any]:
+    """The ASL document of either polling mode (``components.workflows``), every ARN and name
+    resolved (pure: called inside ``Output.apply``)."""
+    if native:
+        return workflows.batch_native_definition(
+            table_name=table_name,
+            job_queue_high_arn=job_queue_high_arn,
+            job_queue_low_arn=job_queue_low_arn,
+            job_definition_arn=job_definition_arn,
+            execution_timeout_seconds=execution_timeout_seconds,
+            step_timeout_seconds=STEP_TIMEOUT_SECONDS,
+        )
+    if submit_batch_job_arn is None or check_batch_status_arn is None:
+        raise ValueError("polling: lambda needs the SubmitBatchJob and CheckBatchStatus ARNs")
+    return workflows.batch_lambda_polling_definition(
+        table_name=table_name,
+        submit_batch_job_function_arn=submit_batch_job_arn,
+        check_batch_status_function_arn=check_batch_status_arn,
+        poll_interval_seconds=poll_interval_seconds,
+        execution_timeout_seconds=execution_timeout_seconds,
+        step_timeout_seconds=STEP_TIMEOUT_SECONDS,
+    )
+
+
+class StepFunctionsBatchPredictor(pulumi.ComponentResource):
+    """The stepfunctions-batch workflow, its step Lambdas, the S3 trigger and the job API."""
+
+    state_machine_arn: pulumi.Output[str]
+    state_machine_name: pulumi.Output[str]
+    state_machine_log_group_name: pulumi.Output[str]
+    role_arn: pulumi.Output[str]
+    function_name: pulumi.Output[str]
+    function_arn: pulumi.Output[str]
+    log_group_name: pulumi.Output[str]
+    trigger: JobConfigTrigger
+    routes: Mapping[str, LambdaTarget]
+
+    def __init__(
+        self,
+        name: str,
+        args: StepFunctionsBatchPredictorArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("mlserve:index:StepFunctionsBatchPredictor", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        # --- the step Lambdas (polling: lambda only) ---------------------------------------------
+        steps: dict[str, FunctionParts] = {}
+        if not args.native:
+            steps = self._step_functions(name, args)
+        submit_arn: pulumi.Input[str | None] = (
+            steps["submit-batch-job"].function.arn if steps else None
+        )
+        check_arn: pulumi.Input[str | None] = (
+            steps["check-batch-status"].function.arn if steps else None
+        )
+
+        # --- the state machine --------------------------------------------------------------------
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-state-machine-logs", retention_in_days=args.log_retention_days, opts=child
+        )
+        role = aws.iam.Role(
+            f"{name}-state-machine-role",
+            description=(
+                "mlserve stepfunctions-batch workflow: its step Lambdas or the Batch job, the "
+                "job records, log delivery and X-Ray"
+            ),
+            assume_role_policy=json.dumps(policies.states_assume_role_policy()),
+            opts=child,
+        )
+        native = args.native
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-state-machine-policy",
+            role=role.id,
+            policy=pulumi.Output.all(
+                table_arn=args.table_arn,
+                submit_arn=submit_arn,
+                check_arn=check_arn,
+                high=args.job_queue_high_arn,
+                low=args.job_queue_low_arn,
+                job_definition_arn=args.job_definition_arn,
+            ).apply(
+                lambda r: json.dumps(
+                    policies.batch_state_machine_policy(
+                        table_arn=r["table_arn"],
+                        function_arns=[
+                            arn for arn in (r["submit_arn"], r["check_arn"]) if arn is not None
+                        ],
+                        native=native,
+                        job_queue_arns=[r["high"], r["low"]] if native else (),
+                        job_definition_arn=r["job_definition_arn"] if native else None,
+                    )
+                )
+            ),
+            opts=child,
+        )
+        poll_interval = args.poll_interval_seconds
+        timeout = args.execution_timeout
+        definition = pulumi.Output.all(
+            table_name=args.table_name,
+            submit_arn=submit_arn,
+            check_arn=check_arn,
+            high=args.job_queue_high_arn,
+            low=args.job_queue_low_arn,
+            job_definition_arn=args.job_definition_arn,
+        ).apply(
+            lambda r: json.dumps(
+                render_batch_definition(
+                    native=native,
+                    table_name=r["table_name"],
+                    submit_batch_job_arn=r["submit_arn"],
+                    check_batch_status_arn=r["check_arn"],
+                    job_queue_high_arn=r["high"],
+                    job_queue_low_arn=r["low"],
+                    job_definition_arn=r["job_definition_arn"],
+                    poll_interval_seconds=poll_interval,
+                    execution_timeout_seconds=timeout,
+                ),
+                indent=2,
+            )
+        )
+        state_machine = aws.sfn.StateMachine(
+            f"{name}-state-machine",
+            type="STANDARD",
+            role_arn=role.arn,
+            definition=definition,
+            logging_configuration={
+                "level": "ALL",
+                "include_execution_data": True,
+                "log_destination": log_group.arn.apply(lambda arn: f"{arn}:*"),
+            },
+            tracing_configuration={"enabled": True},
+            # Step Functions checks at creation that the role may do what the definition does.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+        )
+
+        # --- the S3 trigger ---------------------------------------------------------------------
+        self.trigger = JobConfigTrigger(
+            f"{name}-trigger",
+            JobConfigTriggerArgs(
+                code=args.code,
+                layer_arn=args.layer_arn,
+                table_name=args.table_name,
+                table_arn=args.table_arn,
+                bucket_name=args.bucket_name,
+                bucket_arn=args.bucket_arn,
+                model_uri=args.model_uri,
+                state_machine_arn=state_machine.arn,
+                lambda_architecture=args.lambda_architecture,
+                job_ttl_days=args.job_ttl_days,
+                log_retention_days=args.log_retention_days,
+            ),
+            opts=child,
+        )
+
+        # --- the job API ------------------------------------------------------------------------
+        api_arns = {
+            "table_arn": args.table_arn,
+            "bucket_arn": args.bucket_arn,
+            "metadata_object_arn": args.metadata_object_arn,
+            "state_machine_arn": state_machine.arn,
+            "job_queue_arn": args.job_queue_low_arn,
+        }
+        job_api = lambda_function(
+            self,
+            f"{name}-api",
+            description="mlserve stepfunctions-batch job API: /health, /predict, /jobs (Batch)",
+            role_description=(
+                "mlserve stepfunctions-batch job API: job records, inputs/ and results/, start "
+                "and stop the workflow, terminate the Batch job"
+            ),
+            handler=contract.HANDLER_JOBS,
+            policy=lambda log_group_arn: pulumi.Output.all(
+                log_group_arn=log_group_arn, **api_arns
+            ).apply(lambda resolved: json.dumps(policies.job_api_batch_policy(**resolved))),
+            code=args.code,
+            layer_arn=args.layer_arn,
+            architecture=args.lambda_architecture,
+            memory=args.memory,
+            timeout=job_api_timeout(0),
+            environment=args.environment(state_machine.arn),
+            log_retention_days=args.log_retention_days,
+        )
+
+        target = LambdaTarget(
+            key=name, function_name=job_api.function.name, function_arn=job_api.function.arn
+        )
+        self.routes = dict.fromkeys(JOB_API_OPERATIONS, target)
+        self.state_machine_arn = state_machine.arn
+        self.state_machine_name = state_machine.name
+        self.state_machine_log_group_name = log_group.name
+        self.role_arn = role.arn
+        self.function_name = job_api.function.name
+        self.function_arn = job_api.function.arn
+        self.log_group_name = job_api.log_group.name
+        outputs: dict[str, Any] = {
+            "state_machine_arn": self.state_machine_arn,
+            "state_machine_name": self.state_machine_name,
+            "state_machine_log_group_name": self.state_machine_log_group_name,
+            "role_arn": self.role_arn,
+            "function_name": self.function_name,
+            "function_arn": self.function_arn,
+            "log_group_name": self.log_group_name,
+            "trigger_function_name": self.trigger.function_name,
+        }
+        for step, parts in steps.items():
+            key = step.replace("-", "_")
+            outputs[f"{key}_function_arn"] = parts.function.arn
+            outputs[f"{key}_log_group_name"] = parts.log_group.name
+        self.register_outputs(outputs)
+
+    def _step_functions(
+        self, name: str, args: StepFunctionsBatchPredictorArgs
+    ) -> dict[str, FunctionParts]:
+        """SubmitBatchJob and CheckBatchStatus, each with exactly its grants."""
+        submit_arns = {
+            "table_arn": args.table_arn,
+            "high": args.job_queue_high_arn,
+            "low": args.job_queue_low_arn,
+            "job_definition_arn": args.job_definition_arn,
+        }
+        common: dict[str, Any] = {
+            "code": args.code,
+            "layer_arn": args.layer_arn,
+            "architecture": args.lambda_architecture,
+            "memory": STEP_FUNCTION_MEMORY,
+            "timeout": STEP_FUNCTION_TIMEOUT_SECONDS,
+            "environment": args.step_environment(),
+            "log_retention_days": args.log_retention_days,
+        }
+        submit = lambda_function(
+            self,
+            f"{name}-submit-batch-job",
+            description="mlserve stepfunctions-batch SubmitBatchJob step: submit the Batch job",
+            role_description="mlserve SubmitBatchJob step: submit the Batch job, record its id",
+            handler=contract.HANDLER_SUBMIT_BATCH_JOB,
+            policy=lambda log_group_arn: pulumi.Output.all(
+                log_group_arn=log_group_arn, **submit_arns
+            ).apply(
+                lambda r: json.dumps(
+                    policies.submit_batch_job_policy(
+                        table_arn=r["table_arn"],
+                        job_queue_arns=[r["high"], r["low"]],
+                        job_definition_arn=r["job_definition_arn"],
+                        log_group_arn=r["log_group_arn"],
+                    )
+                )
+            ),
+            **common,
+        )
+        check = lambda_function(
+            self,
+            f"{name}-check-batch-status",
+            description="mlserve stepfunctions-batch CheckBatchStatus step: the Batch job's state",
+            role_description="mlserve CheckBatchStatus step: describe the Batch job, its progress",
+            handler=contract.HANDLER_CHECK_BATCH_STATUS,
+            policy=lambda log_group_arn: pulumi.Output.all(
+                log_group_arn=log_group_arn, table_arn=args.table_arn
+            ).apply(lambda resolved: json.dumps(policies.check_batch_status_policy(**resolved))),
+            **common,
+        )
+        return {"submit-batch-job": submit, "check-batch-status": check}

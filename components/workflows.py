@@ -592,6 +592,253 @@ def ecs_native_definition(
     )
 
 
+# --- stepfunctions-batch ------------------------------------------------------------------------
+
+SUBMIT_BATCH_JOB: Final = "SubmitBatchJob"  # lambda mode: runtime.handlers.steps.submit_batch_job
+WAIT_FOR_BATCH_JOB: Final = "WaitForBatchJob"
+CHECK_BATCH_STATUS: Final = "CheckBatchStatus"  # lambda: runtime.handlers.steps.check_batch_status
+IS_BATCH_JOB_DONE: Final = "IsBatchJobDone"
+CHOOSE_QUEUE: Final = "ChooseQueue"  # native: priority -> queue
+USE_HIGH_QUEUE: Final = "UseHighQueue"
+USE_LOW_QUEUE: Final = "UseLowQueue"
+IS_ARRAY_JOB: Final = "IsArrayJob"  # native: shards > 1 -> array job
+SUBMIT_JOB: Final = "SubmitJob"  # native: batch:submitJob.sync, one job
+SUBMIT_ARRAY_JOB: Final = "SubmitArrayJob"  # native: batch:submitJob.sync, arrayProperties
+BATCH_JOB_FAILED: Final = "BatchJobFailed"  # native: the .sync integration reported TaskFailed
+
+BATCH_PATH: Final = "$.batch"  # lambda: {"batch_job_id"}; native: the DescribeJobs result
+RECORD_PATH: Final = "$.record"  # native: {"shards", "priority"} of the record (RecordRunning)
+QUEUE_PATH: Final = "$.queue"  # native: {"arn"} of the priority's queue
+BATCH_SUBMIT_JOB_SYNC: Final = "arn:aws:states:::batch:submitJob.sync"
+# Errors of the SubmitJob API call itself (no job was submitted, so retrying submits at most one).
+BATCH_RETRY_ERRORS: Final = ("Batch.AWSBatchException", "Batch.ServerException")
+BATCH_JOB_FAILED_CODE: Final = "batch_job_failed"  # as runtime.compute.batch_outcome
+BATCH_JOB_NAME: Final = "mlserve-scoring"
+
+
+def mark_batch_succeeded_state(
+    table_name: str, *, timeout_seconds: int = DEFAULT_STEP_TIMEOUT_SECONDS
+) -> State:
+    """RUNNING -> SUCCEEDED (stepfunctions-batch: the container of one shard cannot know the
+    others, so the workflow records success once every child succeeded; the shard writing the
+    manifest has set ``rows``). A record not RUNNING (CANCELLED meanwhile) ends in AlreadyFinal."""
+    return dynamodb_update_task(
+        table_name,
+        update_expression="SET #s = :succeeded, #u = :now",
+        condition_expression="#s IN (:running, :succeeded)",
+        names=_STATUS_NAMES,
+        values={
+            ":running": _status(contract.STATUS_RUNNING),
+            ":succeeded": _status(contract.STATUS_SUCCEEDED),
+            ":now": _NOW,
+        },
+        catch=[catch_already_final(), catch_all()],
+        next_state=None,
+        timeout_seconds=timeout_seconds,
+    )
+
+
+def batch_lambda_polling_definition(
+    *,
+    table_name: str,
+    submit_batch_job_function_arn: str,
+    check_batch_status_function_arn: str,
+    execution_timeout_seconds: int,
+    poll_interval_seconds: int = DEFAULT_POLL_INTERVAL_SECONDS,
+    step_timeout_seconds: int = DEFAULT_STEP_TIMEOUT_SECONDS,
+) -> dict[str, Any]:
+    """``polling: lambda``: the SubmitBatchJob Lambda submits the (array) job to the priority's
+    queue and records ``batch_job_id``; every ``poll_interval_seconds`` the CheckBatchStatus
+    Lambda describes it, records ``progress`` and answers ``{"state", "error"}``::
+
+        RecordRunning -> SubmitBatchJob -> WaitForBatchJob -> CheckBatchStatus -> IsBatchJobDone
+        IsBatchJobDone: RUNNING -> WaitForBatchJob; SUCCEEDED -> MarkSucceeded; else MarkFailed
+    """
+    _positive("poll_interval_seconds", poll_interval_seconds)
+    step = _positive("step_timeout_seconds", step_timeout_seconds)
+    states: dict[str, State] = {
+        RECORD_RUNNING: record_running_state(table_name, SUBMIT_BATCH_JOB, timeout_seconds=step),
+        SUBMIT_BATCH_JOB: lambda_task(
+            submit_batch_job_function_arn,
+            {"job_id.$": JOB_ID_PATH},
+            result_selector={"batch_job_id.$": "$.Payload.batch_job_id"},
+            result_path=BATCH_PATH,
+            next_state=WAIT_FOR_BATCH_JOB,
+            timeout_seconds=step,
+        ),
+        WAIT_FOR_BATCH_JOB: {
+            "Type": "Wait",
+            "Seconds": poll_interval_seconds,
+            "Next": CHECK_BATCH_STATUS,
+        },
+        CHECK_BATCH_STATUS: lambda_task(
+            check_batch_status_function_arn,
+            {"job_id.$": JOB_ID_PATH, "batch_job_id.$": f"{BATCH_PATH}.batch_job_id"},
+            result_selector={"state.$": "$.Payload.state", "error.$": "$.Payload.error"},
+            result_path=CHECK_PATH,
+            next_state=IS_BATCH_JOB_DONE,
+            timeout_seconds=step,
+        ),
+        IS_BATCH_JOB_DONE: {
+            "Type": "Choice",
+            "Choices": [
+                {
+                    "Variable": f"{CHECK_PATH}.state",
+                    "StringEquals": CHECK_RUNNING,
+                    "Next": WAIT_FOR_BATCH_JOB,
+                },
+                {
+                    "Variable": f"{CHECK_PATH}.state",
+                    "StringEquals": CHECK_SUCCEEDED,
+                    "Next": MARK_SUCCEEDED,
+                },
+            ],
+            "Default": MARK_FAILED,
+        },
+        WORKFLOW_ERROR: workflow_error_state(),
+        MARK_SUCCEEDED: mark_batch_succeeded_state(table_name, timeout_seconds=step),
+        MARK_FAILED: mark_failed_state(table_name, timeout_seconds=step),
+        **terminal_states(),
+    }
+    return definition(
+        "mlserve stepfunctions-batch (polling: lambda): SubmitBatchJob, then CheckBatchStatus "
+        f"every {poll_interval_seconds} s until the batch job finished",
+        RECORD_RUNNING,
+        states,
+        timeout_seconds=execution_timeout_seconds,
+    )
+
+
+def _submit_job_sync(job_definition_arn: str, *, array: bool, timeout_seconds: int) -> State:
+    parameters: dict[str, Any] = {
+        # The job id travels in the environment (and names the execution); a fixed job name
+        # keeps the definition free of intrinsic functions where a name would need one.
+        "JobName": BATCH_JOB_NAME,
+        "JobQueue.$": f"{QUEUE_PATH}.arn",
+        "JobDefinition": _text("job_definition_arn", job_definition_arn),
+        "ContainerOverrides": {
+            "Environment": [{"Name": contract.ENV_JOB_ID, "Value.$": JOB_ID_PATH}]
+        },
+    }
+    if array:
+        parameters["ArrayProperties"] = {"Size.$": f"States.StringToJson({RECORD_PATH}.shards)"}
+    return {
+        "Type": "Task",
+        "Resource": BATCH_SUBMIT_JOB_SYNC,
+        "Parameters": parameters,
+        "ResultSelector": {
+            "JobId.$": "$.JobId",
+            "Status.$": "$.Status",
+        },
+        "ResultPath": BATCH_PATH,
+        "TimeoutSeconds": timeout_seconds,
+        "Retry": retry(BATCH_RETRY_ERRORS),
+        "Catch": [
+            {
+                "ErrorEquals": ["States.TaskFailed"],
+                "ResultPath": FAILURE_PATH,
+                "Next": BATCH_JOB_FAILED,
+            },
+            catch_all(),
+        ],
+        "Next": MARK_SUCCEEDED,
+    }
+
+
+def batch_native_definition(
+    *,
+    table_name: str,
+    job_queue_high_arn: str,
+    job_queue_low_arn: str,
+    job_definition_arn: str,
+    execution_timeout_seconds: int,
+    job_timeout_seconds: int | None = None,
+    step_timeout_seconds: int = DEFAULT_STEP_TIMEOUT_SECONDS,
+) -> dict[str, Any]:
+    """``polling: native``: ``batch:submitJob.sync`` submits the job and Step Functions waits
+    for it (an array parent finishes SUCCEEDED only when every child did). RecordRunning reads
+    ``shards`` and ``priority`` back from the record (ReturnValues ALL_NEW) to choose the queue
+    and whether the job is an array::
+
+        RecordRunning -> ChooseQueue -> UseHighQueue|UseLowQueue -> IsArrayJob
+        IsArrayJob: shards "1" -> SubmitJob; else SubmitArrayJob (ArrayProperties.Size = shards)
+        Submit*: success -> MarkSucceeded; States.TaskFailed -> BatchJobFailed -> MarkFailed
+
+    Stopping the execution (DELETE /jobs/{id}) makes Step Functions terminate the job. No
+    ``progress`` is recorded in this mode (nothing polls)."""
+    step = _positive("step_timeout_seconds", step_timeout_seconds)
+    job_timeout = _positive(
+        "job_timeout_seconds",
+        execution_timeout_seconds if job_timeout_seconds is None else job_timeout_seconds,
+    )
+    if job_timeout > execution_timeout_seconds:
+        raise ValueError(
+            f"job_timeout_seconds ({job_timeout}) must not exceed execution_timeout_seconds "
+            f"({execution_timeout_seconds})"
+        )
+    record_running = record_running_state(table_name, CHOOSE_QUEUE, timeout_seconds=step)
+    record_running["Parameters"]["ReturnValues"] = "ALL_NEW"
+    record_running["ResultSelector"] = {
+        "shards.$": "$.Attributes.shards.N",
+        "priority.$": "$.Attributes.priority.S",
+    }
+    record_running["ResultPath"] = RECORD_PATH
+    states: dict[str, State] = {
+        RECORD_RUNNING: record_running,
+        CHOOSE_QUEUE: {
+            "Type": "Choice",
+            "Choices": [
+                {
+                    "Variable": f"{RECORD_PATH}.priority",
+                    "StringEquals": contract.PRIORITY_HIGH,
+                    "Next": USE_HIGH_QUEUE,
+                }
+            ],
+            "Default": USE_LOW_QUEUE,
+        },
+        USE_HIGH_QUEUE: {
+            "Type": "Pass",
+            "Result": {"arn": _text("job_queue_high_arn", job_queue_high_arn)},
+            "ResultPath": QUEUE_PATH,
+            "Next": IS_ARRAY_JOB,
+        },
+        USE_LOW_QUEUE: {
+            "Type": "Pass",
+            "Result": {"arn": _text("job_queue_low_arn", job_queue_low_arn)},
+            "ResultPath": QUEUE_PATH,
+            "Next": IS_ARRAY_JOB,
+        },
+        IS_ARRAY_JOB: {
+            "Type": "Choice",
+            "Choices": [
+                {"Variable": f"{RECORD_PATH}.shards", "StringEquals": "1", "Next": SUBMIT_JOB}
+            ],
+            "Default": SUBMIT_ARRAY_JOB,
+        },
+        SUBMIT_JOB: _submit_job_sync(job_definition_arn, array=False, timeout_seconds=job_timeout),
+        SUBMIT_ARRAY_JOB: _submit_job_sync(
+            job_definition_arn, array=True, timeout_seconds=job_timeout
+        ),
+        BATCH_JOB_FAILED: failure_state(
+            BATCH_JOB_FAILED_CODE,
+            {
+                "message.$": f"States.Format('the batch job failed: {{}}: {{}}', "
+                f"{FAILURE_PATH}.Error, {FAILURE_PATH}.Cause)"
+            },
+        ),
+        WORKFLOW_ERROR: workflow_error_state(),
+        MARK_SUCCEEDED: mark_batch_succeeded_state(table_name, timeout_seconds=step),
+        MARK_FAILED: mark_failed_state(table_name, timeout_seconds=step),
+        **terminal_states(),
+    }
+    return definition(
+        "mlserve stepfunctions-batch (polling: native): batch:submitJob.sync runs the batch job",
+        RECORD_RUNNING,
+        states,
+        timeout_seconds=execution_timeout_seconds,
+    )
+
+
 # --- inspection (tests, docs) ------------------------------------------------------------------
 
 

@@ -7,7 +7,10 @@
   the rows go through the scoring task: POST /predict (answered within syncWaitSeconds), then a
   POST /jobs polled with GET /jobs/{id} until it SUCCEEDED. With ``stepfunctions-ecs``
   (``--polling lambda|native``) each job is an execution of the state machine: the demo shows
-  the statuses it went through and the execution's state transitions.
+  the statuses it went through and the execution's state transitions. With
+  ``stepfunctions-batch`` a generated CSV (``--batch-rows``, 100,000 by default) is scored by a
+  job config uploaded to ``jobs/``: an AWS Batch array job of ``--shards`` shards (local
+  processes), with live progress (shards succeeded/running), then the parts are checked.
 - ``predict``: POST a CSV or JSON file of rows to a deployed (or local) API and print predictions.
 - ``bench``: the benchmarks behind ``make bench`` (benchmarks/run.py).
 
@@ -248,6 +251,7 @@ def cmd_local(args: argparse.Namespace) -> int:
                 f"  workflow    {emulator.state_machine_arn} (polling: {emulator.options.polling};"
                 " executions are named after the job id)"
             )
+        _print_batch_setup(emulator)
         print()
         print("Try:")
         print("  " + _curl(f"{emulator.url}/health", emulator.api_key))
@@ -269,6 +273,20 @@ def cmd_local(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
     print("stopped.")
     return 0
+
+
+def _print_batch_setup(emulator: Emulator) -> None:
+    if contract.ARCH_STEPFUNCTIONS_BATCH not in emulator.architectures:
+        return
+    print(
+        f"  batch jobs  {emulator.batch.log_dir} (one log per attempt; at most "
+        f"{emulator.batch.max_parallel} containers at a time)"
+    )
+    print(
+        f"  job configs upload s3://{emulator.bucket}/{contract.JOBS_PREFIX}NAME.json: "
+        '{"input_uri": "s3://.../inputs/...", "output_uri": "s3://.../results/NAME/", '
+        '"format": "csv", "shards": 4}'
+    )
 
 
 # --- demo ----------------------------------------------------------------------------------------
@@ -313,7 +331,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # CloudWatch; here they would drown the demo's output. Warnings and errors still show.
     logging.getLogger(contract.SERVICE_NAME).setLevel(logging.WARNING)
     try:
-        _demo(console, emulator, data, shown, test_idx)
+        if contract.ARCH_STEPFUNCTIONS_BATCH in emulator.architectures:
+            _demo_batch(console, emulator, data, test_idx, rows=args.batch_rows, shards=args.shards)
+        else:
+            _demo(console, emulator, data, shown, test_idx)
     except CliError:
         raise
     except Exception as exc:
@@ -406,6 +427,222 @@ def _demo(
         console.print(f"the training run measured {float(trained):.1%} on the same rows")
     if jobs:
         _print_tasks(console, emulator)
+
+
+# --- demo: stepfunctions-batch --------------------------------------------------------------------
+
+
+def _demo_batch(
+    console: Console,
+    emulator: Emulator,
+    data: ExampleData,
+    test_idx: Any,
+    *,
+    rows: int,
+    shards: int,
+) -> None:
+    """A generated CSV of ``rows`` held-out rows (drawn with replacement, an ``id`` column
+    first), scored through a job config upload: S3 event -> trigger -> workflow -> Batch array
+    job of ``shards`` shards; live progress; then every part read back and checked."""
+    import io
+
+    import numpy as np
+
+    s3 = emulator.client("s3")
+    bucket = emulator.bucket
+    console.print(
+        f"[bold]mlserve demo[/] · architecture [cyan]{','.join(emulator.architectures)}[/] "
+        f"(polling: {emulator.options.polling})"
+    )
+    console.print(f"API {emulator.url} · embedded AWS {emulator.endpoint_url}")
+    console.print(
+        f"Batch: queues high/low, job definition {emulator.outputs['batchJobDefinition']} · "
+        f"at most {emulator.batch.max_parallel} containers at a time (the core count)"
+    )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    rng = np.random.default_rng(7)
+    picked = np.asarray(test_idx)[rng.integers(0, len(test_idx), rows)]
+    with console.status(f"generating {rows:,} rows of CSV..."):
+        out = io.StringIO()
+        out.write(",".join(["id", *data.feature_names]) + "\n")
+        values = data.x[picked]
+        for n, row in enumerate(values):
+            out.write(f"{n}," + ",".join(repr(float(v)) for v in row) + "\n")
+        body = out.getvalue().encode()
+    input_key = f"{contract.INPUTS_PREFIX}demo-{stamp}.csv"
+    s3.put_object(Bucket=bucket, Key=input_key, Body=body)
+    console.print(f"s3://{bucket}/{input_key}: {rows:,} rows, {len(body) / 1e6:.1f} MB")
+    output_uri = f"s3://{bucket}/{contract.RESULTS_PREFIX}demo-{stamp}/"
+    config = {
+        "input_uri": f"s3://{bucket}/{input_key}",
+        "output_uri": output_uri,
+        "format": "csv",
+        "shards": shards,
+        "priority": "high",
+        "id_column": "id",
+    }
+    config_key = f"{contract.JOBS_PREFIX}demo-{stamp}.json"
+    before = len(emulator.notifications.deliveries)
+    started = time.monotonic()
+    s3.put_object(Bucket=bucket, Key=config_key, Body=json.dumps(config).encode())
+    console.print(f"s3://{bucket}/{config_key} ← {json.dumps(config)}")
+    job_id = _triggered_job(emulator, before)
+    console.print(f"S3 event → trigger Lambda → job [cyan]{job_id}[/] (execution {job_id})")
+    job = _follow_batch_job(console, emulator, job_id, shards)
+    elapsed = time.monotonic() - started
+    if job.get("status") != contract.STATUS_SUCCEEDED:
+        error = job.get("error") or {}
+        raise CliError(f"job {job_id} {job.get('status')}: {error.get('message', '')}")
+    console.print(f"job [bold green]SUCCEEDED[/] after {elapsed:.1f} s")
+    _check_batch_output(console, emulator, output_uri, picked=picked, data=data, shards=shards)
+
+
+def _triggered_job(emulator: Emulator, before: int, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        deliveries = emulator.notifications.deliveries[before:]
+        if deliveries and deliveries[0].done.wait(0.1):
+            delivery = deliveries[0]
+            if delivery.error is not None:
+                raise CliError(f"the trigger failed: {delivery.error}")
+            result = delivery.result["results"][0]
+            if result.get("outcome") != "started":
+                raise CliError(f"the trigger did not start the job: {result}")
+            return str(result["job_id"])
+        time.sleep(0.05)
+    raise CliError("no S3 event reached the trigger")
+
+
+def _job_record(emulator: Emulator, job_id: str) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    item = (
+        emulator.client("dynamodb")
+        .get_item(TableName=emulator.table, Key={"job_id": {"S": job_id}}, ConsistentRead=True)
+        .get("Item")
+        or {}
+    )
+    deserializer = TypeDeserializer()
+    return {k: deserializer.deserialize(v) for k, v in item.items()}
+
+
+def _follow_batch_job(
+    console: Console, emulator: Emulator, job_id: str, shards: int, timeout: float = 1800
+) -> dict[str, Any]:
+    """Live progress until the record is terminal: shards succeeded/running/failed, from the
+    Batch job's array statusSummary (DescribeJobs)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    batch = emulator.client("batch")
+    deadline = time.monotonic() + timeout
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=16),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} succeeded"),
+        TextColumn("{task.fields[running]} running {task.fields[failed]} failed"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        bar = progress.add_task("shards", total=shards, running=0, failed=0, status="PENDING")
+        while True:
+            job = _job_record(emulator, job_id)
+            status = str(job.get("status", "PENDING"))
+            parent = _batch_parent(emulator, job)
+            summary: dict[str, int] = {}
+            batch_status = "-"
+            if parent is not None:
+                described = batch.describe_jobs(jobs=[parent])["jobs"]
+                if described:
+                    batch_status = str(described[0]["status"])
+                    summary = (described[0].get("arrayProperties") or {}).get("statusSummary") or {
+                        batch_status: 1,
+                    }
+            progress.update(
+                bar,
+                completed=summary.get("SUCCEEDED", 0),
+                running=summary.get("RUNNING", 0) + summary.get("STARTING", 0),
+                failed=summary.get("FAILED", 0),
+                status=f"job {status}, Batch {batch_status}",
+            )
+            if status not in (contract.STATUS_PENDING, contract.STATUS_RUNNING):
+                return job
+            if time.monotonic() > deadline:
+                raise CliError(f"job {job_id} still {status} after {timeout:.0f} s")
+            time.sleep(0.25)
+
+
+def _batch_parent(emulator: Emulator, job: dict[str, Any]) -> str | None:
+    """The job's Batch job: on the record, else (polling native) the one its containers run."""
+    if job.get("batch_job_id"):
+        return str(job["batch_job_id"])
+    for run in emulator.batch_jobs:
+        if run.environment.get(contract.ENV_JOB_ID) == job.get("job_id"):
+            return run.job_id.split(":")[0]
+    return None
+
+
+def _check_batch_output(
+    console: Console,
+    emulator: Emulator,
+    output_uri: str,
+    *,
+    picked: Any,
+    data: ExampleData,
+    shards: int,
+) -> None:
+    import csv
+    import io
+
+    import numpy as np
+    from rich.table import Table
+
+    s3 = emulator.client("s3")
+    bucket, prefix = output_uri[len("s3://") :].split("/", 1)
+    manifest = json.loads(
+        s3.get_object(Bucket=bucket, Key=f"{prefix}_manifest.json")["Body"].read()
+    )
+    table = Table(title=f"{output_uri} (manifest: {manifest.get('rows')} rows)")
+    for column in ("part", "rows", "sha256"):
+        table.add_column(column)
+    ids: list[int] = []
+    predictions: list[float] = []
+    for part in manifest.get("parts", []):
+        text = s3.get_object(Bucket=bucket, Key=part["key"])["Body"].read().decode()
+        reader = csv.DictReader(io.StringIO(text))
+        count = 0
+        for row in reader:
+            ids.append(int(row["id"]))
+            predictions.append(float(row["prediction"]))
+            count += 1
+        table.add_row(part["key"].rsplit("/", 1)[-1], f"{count:,}", str(part["sha256"])[:16])
+    console.print(table)
+    if len(manifest.get("parts", [])) != shards:
+        raise CliError(f"{len(manifest.get('parts', []))} parts, expected {shards}")
+    if sorted(ids) != list(range(len(picked))):
+        raise CliError("the parts do not hold every input id exactly once")
+    console.print(f"every one of the {len(picked):,} ids exactly once: [green]yes[/]")
+    order = np.asarray(ids)
+    labels = data.y[np.asarray(picked)[order]]
+    correct = int(np.sum((np.asarray(predictions) >= 0.5).astype(int) == labels))
+    console.print(
+        f"[bold]accuracy[/] against the true labels: [bold green]{correct / len(ids):.1%}[/] "
+        "(held-out rows drawn with replacement)"
+    )
+    _print_batch_children(console, emulator)
+
+
+def _print_batch_children(console: Console, emulator: Emulator) -> None:
+    from rich.table import Table
+
+    table = Table(title="AWS Batch jobs (local processes)")
+    for column in ("job id", "index", "status", "attempts (exit codes)"):
+        table.add_column(column)
+    for run in emulator.batch_jobs:
+        codes = ", ".join("-" if c is None else str(c) for c in run.exit_codes)
+        index = "-" if run.array_index is None else str(run.array_index)
+        table.add_row(run.job_id, index, run.status, f"{len(run.exit_codes)} ({codes})")
+    console.print(table)
 
 
 def _demo_job(
@@ -700,6 +937,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _shards(value: str) -> int:
+    shards = _positive_int(value)
+    if shards > contract.MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"at most {contract.MAX_SHARDS} shards")
+    return shards
+
+
 def _sync_wait(value: str) -> int:
     try:
         number = int(value)
@@ -768,15 +1012,16 @@ def build_parser() -> argparse.ArgumentParser:
             "--polling",
             choices=POLLING_MODES,
             default=POLLING_MODES[0],
-            help="stepfunctions-ecs: how the workflow watches the task: lambda (Wait + the "
-            "CheckJobStatus Lambda) or native (ecs:runTask.sync) (default: %(default)s)",
+            help="stepfunctions-ecs/-batch: how the workflow watches the task or Batch job: "
+            "lambda (Wait + a status Lambda) or native (ecs:runTask.sync, batch:submitJob.sync) "
+            "(default: %(default)s)",
         )
         sub.add_argument(
             "--poll-interval-seconds",
             type=_positive_int,
             default=LOCAL_POLL_INTERVAL_SECONDS,
             metavar="SECONDS",
-            help="stepfunctions-ecs, polling lambda: the Wait between two CheckJobStatus calls "
+            help="stepfunctions-*, polling lambda: the Wait between two status checks "
             "(pollIntervalSeconds; default here: %(default)s)",
         )
 
@@ -822,6 +1067,18 @@ def build_parser() -> argparse.ArgumentParser:
     emulator_options(demo)
     demo.add_argument(
         "--rows", type=_positive_int, default=10, help="rows to show (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--batch-rows",
+        type=_positive_int,
+        default=100_000,
+        help="stepfunctions-batch: rows of the generated CSV (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--shards",
+        type=_shards,
+        default=4,
+        help="stepfunctions-batch: the job's shards, 1-10000 (default: %(default)s)",
     )
     demo.set_defaults(func=cmd_demo)
 

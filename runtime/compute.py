@@ -320,3 +320,229 @@ def wait_for_task(
         sleep=sleep,
         clock=clock,
     )
+
+
+# --- AWS Batch ----------------------------------------------------------------------------------
+
+BATCH_SUCCEEDED: Final = "SUCCEEDED"
+BATCH_FAILED: Final = "FAILED"
+BATCH_RUNNING: Final = "RUNNING"
+BATCH_PENDING_STATUSES: Final = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING")
+BATCH_TERMINAL_STATUSES: Final = frozenset({BATCH_SUCCEEDED, BATCH_FAILED})
+JOB_NAME_PREFIX: Final = "mlserve-"
+
+
+@dataclass(frozen=True)
+class BatchTarget:
+    """Where a batch scoring job runs: the job queue of each priority and the job definition."""
+
+    job_queue_high: str
+    job_queue_low: str
+    job_definition: str
+
+    def __post_init__(self) -> None:
+        if not self.job_queue_high or not self.job_queue_low or not self.job_definition:
+            raise ConfigurationError("a Batch target needs both job queues and a job definition")
+
+    @classmethod
+    def from_context(cls, ctx: _Settings) -> BatchTarget:
+        """From the BATCH_* variables."""
+        return cls(
+            job_queue_high=ctx.require(contract.ENV_BATCH_JOB_QUEUE_HIGH),
+            job_queue_low=ctx.require(contract.ENV_BATCH_JOB_QUEUE_LOW),
+            job_definition=ctx.require(contract.ENV_BATCH_JOB_DEFINITION),
+        )
+
+    def queue(self, priority: str | None) -> str:
+        """The queue of ``priority`` (high | low; None is low)."""
+        if priority == contract.PRIORITY_HIGH:
+            return self.job_queue_high
+        if priority in (None, contract.PRIORITY_LOW):
+            return self.job_queue_low
+        raise ValueError(f"priority must be high or low, got {priority!r}")
+
+    def submit_job_request(
+        self, job_id: str, *, priority: str | None = None, shards: int = 1
+    ) -> dict[str, Any]:
+        """The SubmitJob parameters of one job: an array job of ``shards`` children when
+        ``shards > 1``; JOB_ID in the container's environment."""
+        if not 1 <= shards <= contract.MAX_SHARDS:
+            raise ValueError(f"shards must be 1 to {contract.MAX_SHARDS}, got {shards}")
+        request: dict[str, Any] = {
+            "jobName": f"{JOB_NAME_PREFIX}{job_id}"[:128],
+            "jobQueue": self.queue(priority),
+            "jobDefinition": self.job_definition,
+            "containerOverrides": {
+                "environment": [{"name": contract.ENV_JOB_ID, "value": job_id}],
+            },
+            "tags": {"mlserve:job_id": job_id},
+            "propagateTags": True,
+        }
+        if shards > 1:
+            request["arrayProperties"] = {"size": shards}
+        return request
+
+
+@dataclass(frozen=True)
+class BatchAttempt:
+    """One attempt of a (child) job: its container's exit code and reason."""
+
+    exit_code: int | None = None
+    reason: str | None = None
+    status_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """A DescribeJobs snapshot of one job (an array job's parent: ``array_size`` and the
+    children's ``status_summary``)."""
+
+    job_id: str
+    status: str
+    status_reason: str | None = None
+    attempts: tuple[BatchAttempt, ...] = ()
+    exit_code: int | None = None
+    array_size: int | None = None
+    status_summary: Mapping[str, int] | None = None
+
+    @property
+    def missing(self) -> bool:
+        return self.status == MISSING
+
+    @property
+    def finished(self) -> bool:
+        return self.status in BATCH_TERMINAL_STATUSES or self.missing
+
+    @property
+    def is_array(self) -> bool:
+        return self.array_size is not None
+
+    @classmethod
+    def from_description(cls, job: Mapping[str, Any]) -> BatchState:
+        attempts = tuple(
+            BatchAttempt(
+                exit_code=_int_or_none((a.get("container") or {}).get("exitCode")),
+                reason=(a.get("container") or {}).get("reason") or None,
+                status_reason=a.get("statusReason") or None,
+            )
+            for a in job.get("attempts") or []
+        )
+        array = job.get("arrayProperties") or {}
+        size = array.get("size")
+        summary = array.get("statusSummary")
+        return cls(
+            job_id=str(job.get("jobId", "")),
+            status=str(job.get("status", "")),
+            status_reason=job.get("statusReason") or None,
+            attempts=attempts,
+            exit_code=_int_or_none((job.get("container") or {}).get("exitCode")),
+            array_size=int(size) if size is not None and "index" not in array else None,
+            status_summary={str(k): int(v) for k, v in summary.items()} if summary else None,
+        )
+
+    def progress(self) -> dict[str, int]:
+        """``{succeeded, failed, running, pending}`` children (a non-array job is one)."""
+        if self.is_array:
+            summary = self.status_summary or {}
+            counted = {
+                "succeeded": summary.get(BATCH_SUCCEEDED, 0),
+                "failed": summary.get(BATCH_FAILED, 0),
+                "running": summary.get(BATCH_RUNNING, 0),
+                "pending": sum(summary.get(s, 0) for s in BATCH_PENDING_STATUSES),
+            }
+            # The summary may lag behind the children at first: count the unseen as pending.
+            seen = sum(counted.values())
+            counted["pending"] += max(0, (self.array_size or 0) - seen)
+            return counted
+        one = {"succeeded": 0, "failed": 0, "running": 0, "pending": 0}
+        if self.status == BATCH_SUCCEEDED:
+            one["succeeded"] = 1
+        elif self.status in (BATCH_FAILED, MISSING):
+            one["failed"] = 1
+        elif self.status == BATCH_RUNNING:
+            one["running"] = 1
+        else:
+            one["pending"] = 1
+        return one
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if value is not None else None
+
+
+def submit_job(
+    batch: Any, target: BatchTarget, job_id: str, *, priority: str | None = None, shards: int = 1
+) -> str:
+    """Submit the batch scoring job of ``job_id``; its Batch job id, or :class:`ComputeError`."""
+    try:
+        response = batch.submit_job(
+            **target.submit_job_request(job_id, priority=priority, shards=shards)
+        )
+    except Exception as exc:
+        raise ComputeError(_client_error_reason(exc)) from exc
+    batch_job_id = response.get("jobId")
+    if not batch_job_id:
+        raise ComputeError("SubmitJob answered without a jobId")
+    return str(batch_job_id)
+
+
+def describe_job(batch: Any, batch_job_id: str) -> BatchState:
+    """The job's state; ``status`` MISSING when Batch does not know it (any more)."""
+    try:
+        response = batch.describe_jobs(jobs=[batch_job_id])
+    except Exception as exc:
+        raise ComputeError(_client_error_reason(exc)) from exc
+    for job in response.get("jobs") or []:
+        if job.get("jobId") == batch_job_id:
+            return BatchState.from_description(job)
+    return BatchState(job_id=batch_job_id, status=MISSING)
+
+
+def terminate_job(batch: Any, batch_job_id: str, reason: str) -> None:
+    """TerminateJob (an array parent terminates its children)."""
+    try:
+        batch.terminate_job(jobId=batch_job_id, reason=reason[:255])
+    except Exception as exc:
+        raise ComputeError(_client_error_reason(exc)) from exc
+
+
+def batch_outcome(state: BatchState) -> Outcome | None:
+    """What a Batch job means for its job: None until it is SUCCEEDED or FAILED; SUCCEEDED only
+    when the job (every child of an array job) succeeded; FAILED with Batch's reasons."""
+    if state.missing:
+        return Outcome(
+            contract.STATUS_FAILED,
+            JobError("batch_job_missing", f"AWS Batch does not know job {state.job_id}"),
+        )
+    if state.status not in BATCH_TERMINAL_STATUSES:
+        return None
+    if state.is_array:
+        progress = state.progress()
+        total = state.array_size or 0
+        if state.status == BATCH_SUCCEEDED and progress["succeeded"] == total:
+            return Outcome(contract.STATUS_SUCCEEDED)
+        failed = progress["failed"] or (total - progress["succeeded"])
+        why = state.status_reason or "no statusReason"
+        return Outcome(
+            contract.STATUS_FAILED,
+            JobError(
+                "batch_job_failed",
+                f"{failed} of {total} shards failed ({progress['succeeded']} succeeded): {why}",
+            ),
+        )
+    if state.status == BATCH_SUCCEEDED:
+        return Outcome(contract.STATUS_SUCCEEDED)
+    last = state.attempts[-1] if state.attempts else BatchAttempt(exit_code=state.exit_code)
+    parts = [state.status_reason or "no statusReason"]
+    if last.exit_code is not None:
+        parts.append(f"exit code {last.exit_code}")
+    if last.reason:
+        parts.append(last.reason)
+    attempts = len(state.attempts)
+    return Outcome(
+        contract.STATUS_FAILED,
+        JobError(
+            "batch_job_failed",
+            f"the batch job failed after {attempts} attempt(s): {'; '.join(parts)}",
+        ),
+    )

@@ -110,3 +110,26 @@ TERMINAL_STATUSES: Final = frozenset({STATUS_SUCCEEDED, STATUS_FAILED, STATUS_CA
 # --- HTTP ----------------------------------------------------------------------------------------
 API_KEY_HEADER: Final = "x-api-key"
 STAGE_NAME: Final = "v1"
+
+# --- stepfunctions-batch (AWS Batch, S3 job configs) --------------------------------------------
+ENV_BATCH_JOB_QUEUE_HIGH: Final = "BATCH_JOB_QUEUE_HIGH"  # job queue ARN of priority "high"
+ENV_BATCH_JOB_QUEUE_LOW: Final = "BATCH_JOB_QUEUE_LOW"  # job queue ARN of priority "low"
+ENV_BATCH_JOB_DEFINITION: Final = "BATCH_JOB_DEFINITION"  # job definition ARN
+# Set by AWS Batch inside the container.
+ENV_BATCH_ARRAY_INDEX: Final = "AWS_BATCH_JOB_ARRAY_INDEX"
+ENV_BATCH_ATTEMPT: Final = "AWS_BATCH_JOB_ATTEMPT"
+ENV_BATCH_JOB_ID: Final = "AWS_BATCH_JOB_ID"
+HANDLER_TRIGGER: Final = "runtime.handlers.trigger.handler"  # S3 ObjectCreated on jobs/*.json
+HANDLER_SUBMIT_BATCH_JOB: Final = "runtime.handlers.steps.submit_batch_job"
+HANDLER_CHECK_BATCH_STATUS: Final = "runtime.handlers.steps.check_batch_status"
+JOBS_REJECTED_PREFIX: Final = "jobs/rejected/"
+MAX_SHARDS: Final = 10000
+BATCH_FORMATS: Final = ("csv", "parquet", "jsonl")
+PRIORITY_HIGH: Final = "high"
+PRIORITY_LOW: Final = "low"
+MANIFEST_NAME: Final = "_manifest.json"
+
+
+def part_name(shard: int, fmt: str) -> str:
+    """The object a batch shard writes under output_uri: ``part-00003.csv``."""
+    return f"part-{shard:05d}.{fmt}"

@@ -151,11 +151,31 @@ class Job:
     error: JobError | None = None
     task_arn: str | None = None
     expires_at: int | None = None
+    # stepfunctions-batch (``shards`` lives in ``extra``: see the property below)
+    priority: str | None = None
+    id_column: str | None = None
+    source: str | None = None  # s3://bucket/jobs/<name>.json of a job config upload
+    batch_job_id: str | None = None
+    progress: Mapping[str, int] | None = None  # {succeeded, failed, running, pending}
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def terminal(self) -> bool:
         return self.status in contract.TERMINAL_STATUSES
+
+    @property
+    def shards(self) -> int | None:
+        """stepfunctions-batch: how many array children score the job (None: not a batch job).
+        Kept in ``extra`` so that records written before it was known read the same."""
+        value = self.extra.get("shards")
+        return int(value) if value is not None else None
+
+    def with_values(self, **values: Any) -> Job:
+        """A copy with ``values`` set: known fields replaced, any other attribute in ``extra``."""
+        known = {f.name for f in fields(self)} - {"extra"}
+        plain = {k: v for k, v in values.items() if k in known}
+        other = {k: v for k, v in values.items() if k not in known}
+        return replace(self, **plain, extra={**self.extra, **other} if other else self.extra)
 
     def to_item(self) -> dict[str, Any]:
         """The DynamoDB item (attribute-value format); None attributes are left out."""
@@ -166,7 +186,11 @@ class Job:
             value = getattr(self, f.name)
             if value is None:
                 continue
-            plain[f.name] = value.as_dict() if isinstance(value, JobError) else value
+            if isinstance(value, JobError):
+                value = value.as_dict()
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            plain[f.name] = value
         return {name: to_attribute(value) for name, value in plain.items()}
 
     @classmethod
@@ -303,7 +327,7 @@ class JobStore:
         """A PENDING job with timestamps and TTL, not stored yet (see :meth:`create`)."""
         now = self.clock()
         stamp = iso_timestamp(now)
-        return Job(
+        job = Job(
             job_id=job_id,
             status=contract.STATUS_PENDING,
             architecture=architecture,
@@ -312,8 +336,8 @@ class JobStore:
             model_version=model_version,
             request_sha256=request_sha256,
             expires_at=expiry(now, self.ttl_days),
-            **attributes,
         )
+        return job.with_values(**attributes) if attributes else job
 
     def create(self, job: Job) -> Job:
         """Put the item only if no item has this id; else raise :class:`JobExists`."""
@@ -373,9 +397,11 @@ class JobStore:
         *,
         increment: Mapping[str, int] | None = None,
         statuses: Iterable[str] | None = None,
+        remove: Iterable[str] = (),
     ) -> Job:
-        """Set attributes (and add to counters) without changing the status; only while the
-        status is one of ``statuses`` when given. Raises :class:`TransitionRejected`."""
+        """Set attributes (and add to counters, remove attributes) without changing the status;
+        only while the status is one of ``statuses`` when given. Raises
+        :class:`TransitionRejected`."""
         if "status" in values:
             raise ValueError("use transition() to change a job's status")
         return self._update(
@@ -384,6 +410,7 @@ class JobStore:
             dict(values),
             statuses=None if statuses is None else sorted(set(statuses)),
             increment=increment,
+            remove=remove,
         )
 
     def _update(
@@ -460,17 +487,24 @@ class JobRequest:
     input_uri: str | None = None
     output_uri: str | None = None
     format: str | None = None
+    # batch mode (stepfunctions-batch): None on the other architectures
+    shards: int | None = None
+    priority: str | None = None
+    id_column: str | None = None
 
     @property
     def sha256(self) -> str:
         """Digest of the normalised request: an Idempotency-Key reused with another body
         differs here, the same rows sent as JSON arrays, objects or CSV do not."""
-        canonical = {
+        canonical: dict[str, Any] = {
             "instances": self.instances,
             "input_uri": self.input_uri,
             "output_uri": self.output_uri,
             "format": self.format,
         }
+        for name in ("shards", "priority", "id_column"):
+            if getattr(self, name) is not None:
+                canonical[name] = getattr(self, name)
         text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -525,9 +559,13 @@ def parse_job_request(
     schema: FeatureSchema,
     limits: Limits,
     data_bucket: str,
+    *,
+    batch: bool = False,
 ) -> JobRequest:
     """POST /jobs: inline rows (any /predict form) or ``{"input_uri", "output_uri", "format"}``.
 
+    ``batch`` (the stepfunctions-batch architecture): an ``input_uri`` request is a batch job
+    config (:func:`parse_job_config`; output_uri optional, format inferred from the suffix).
     Raises :class:`PayloadError` (a 4xx) for anything the job could not run with.
     """
     kind = media_type(content_type)
@@ -540,7 +578,7 @@ def parse_job_request(
         except ValueError:
             doc = None  # parse_body reports the JSON error with its position
         if isinstance(doc, dict) and "input_uri" in doc:
-            return _uri_request(doc, data_bucket)
+            return _batch_request(doc, data_bucket) if batch else _uri_request(doc, data_bucket)
     return inline_request(parse_body(body, content_type, schema, limits))
 
 
@@ -602,3 +640,171 @@ def results_uri_for(data_bucket: str, job_id: str) -> str:
 
 def age_seconds(job: Job, now: float) -> float:
     return now - parse_timestamp(job.created_at)
+
+
+# --- batch job configs (stepfunctions-batch) ----------------------------------------------------
+
+CONFIG_KEYS: Final = frozenset(
+    {"input_uri", "output_uri", "format", "shards", "priority", "id_column"}
+)
+PRIORITIES: Final = (contract.PRIORITY_HIGH, contract.PRIORITY_LOW)
+DEFAULT_PRIORITY: Final = contract.PRIORITY_LOW
+# Prefixes of the stack bucket a batch job never reads from or writes to: the deployed models and
+# the job configs (a part or manifest written under jobs/ would trigger new jobs).
+_FORBIDDEN_PREFIXES: Final = (contract.MODEL_PREFIX, contract.JOBS_PREFIX)
+INVALID_JOB_CONFIG: Final = "invalid_job_config"
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """A validated batch job config (an S3 ``jobs/<name>.json`` object, or POST /jobs)."""
+
+    input_uri: str  # one object, or a prefix ending in "/"
+    output_uri: str  # a prefix ending in "/"
+    format: str  # csv | parquet | jsonl
+    shards: int = 1
+    priority: str = DEFAULT_PRIORITY
+    id_column: str | None = None
+
+    @property
+    def input_is_prefix(self) -> bool:
+        return self.input_uri.endswith("/")
+
+    def record_values(self) -> dict[str, Any]:
+        """The job record's attributes for this config (None left out)."""
+        values: dict[str, Any] = {
+            "input_uri": self.input_uri,
+            "output_uri": self.output_uri,
+            "format": self.format,
+            "shards": self.shards,
+            "priority": self.priority,
+        }
+        if self.id_column is not None:
+            values["id_column"] = self.id_column
+        return values
+
+    @property
+    def sha256(self) -> str:
+        text = json.dumps(self.record_values(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def config_job_id(bucket: str, key: str, version: str | None) -> str:
+    """The job id of a config upload: sha256("{bucket}/{key}/{versionId or sequencer}")[:32].
+    A duplicate S3 event for the same upload gives the same id (and so starts nothing)."""
+    return hashlib.sha256(f"{bucket}/{key}/{version or ''}".encode()).hexdigest()[:32]
+
+
+def _config_error(message: str) -> PayloadError:
+    return PayloadError(INVALID_JOB_CONFIG, message)
+
+
+def _bucket_uri(value: Any, name: str, bucket: str, *, prefix_only: bool, under: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _config_error(f"{name} must be an s3://{bucket}/... string")
+    try:
+        got_bucket, key = parse_s3_uri(value)
+    except ValueError:
+        raise _config_error(f"{name} {value!r} is not an s3://bucket/key URI") from None
+    if got_bucket != bucket:
+        raise _config_error(
+            f"{name} must be in the stack bucket s3://{bucket}/ (the batch job role can use "
+            f"only that bucket), got bucket {got_bucket!r}"
+        )
+    if ".." in key.split("/") or key.startswith("/") or "//" in key:
+        raise _config_error(f"{name} {value!r} has an empty or '..' path segment")
+    if any(key.startswith(p) for p in _FORBIDDEN_PREFIXES) or not key.startswith(under):
+        raise _config_error(
+            f"{name} must be under s3://{bucket}/{under} (the batch job role reads "
+            f"{contract.INPUTS_PREFIX} and writes {contract.RESULTS_PREFIX} only), got {value!r}"
+        )
+    if prefix_only and not key.endswith("/"):
+        raise _config_error(f"{name} must be a prefix ending in '/', got {value!r}")
+    return value
+
+
+def parse_job_config(doc: Any, data_bucket: str) -> JobConfig:
+    """Validate a batch job config document; :class:`PayloadError` (code invalid_job_config)
+    with the reason otherwise."""
+    if not isinstance(doc, Mapping):
+        raise _config_error("the job config must be a JSON object")
+    unknown = sorted(set(doc) - CONFIG_KEYS)
+    if unknown:
+        raise _config_error(
+            f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(CONFIG_KEYS))}"
+        )
+    for required in ("input_uri", "output_uri", "format"):
+        if required not in doc:
+            raise _config_error(f"{required} is required")
+    input_uri = _bucket_uri(
+        doc["input_uri"], "input_uri", data_bucket, prefix_only=False, under=contract.INPUTS_PREFIX
+    )
+    output_uri = _bucket_uri(
+        doc["output_uri"],
+        "output_uri",
+        data_bucket,
+        prefix_only=True,
+        under=contract.RESULTS_PREFIX,
+    )
+    fmt = doc["format"]
+    if fmt not in contract.BATCH_FORMATS:
+        raise _config_error(
+            f"format must be one of {', '.join(contract.BATCH_FORMATS)}, got {fmt!r}"
+        )
+    shards = doc.get("shards", 1)
+    if isinstance(shards, bool) or not isinstance(shards, int):
+        raise _config_error(f"shards must be an integer, got {shards!r}")
+    if not 1 <= shards <= contract.MAX_SHARDS:
+        raise _config_error(f"shards must be 1 to {contract.MAX_SHARDS}, got {shards}")
+    priority = doc.get("priority", DEFAULT_PRIORITY)
+    if priority not in PRIORITIES:
+        raise _config_error(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+    id_column = doc.get("id_column")
+    if id_column is not None and (not isinstance(id_column, str) or not id_column.strip()):
+        raise _config_error("id_column must be a non-empty string")
+    return JobConfig(input_uri, output_uri, fmt, shards, priority, id_column)
+
+
+def parse_job_config_bytes(body: bytes | str, data_bucket: str) -> JobConfig:
+    """:func:`parse_job_config` of a JSON document's bytes."""
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise _config_error(f"the job config is not JSON: {exc}") from None
+    return parse_job_config(doc, data_bucket)
+
+
+def default_output_uri(data_bucket: str, job_id: str) -> str:
+    return f"s3://{data_bucket}/{contract.RESULTS_PREFIX}{job_id}/"
+
+
+_BATCH_SUFFIXES: Final = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+
+
+def _batch_request(doc: Mapping[str, Any], data_bucket: str) -> JobRequest:
+    """POST /jobs ``{"input_uri", ...}`` on stepfunctions-batch: a job config without the need
+    for output_uri (default results/{job_id}/, set when the job starts) or format (suffix)."""
+    if "instances" in doc:
+        raise PayloadError("invalid_body", "send either instances or input_uri, not both")
+    full = dict(doc)
+    if "format" not in full and isinstance(full.get("input_uri"), str):
+        suffix = "." + full["input_uri"].rsplit(".", 1)[-1].lower()
+        if suffix in _BATCH_SUFFIXES:
+            full["format"] = _BATCH_SUFFIXES[suffix]
+    output_given = full.get("output_uri") is not None
+    if not output_given:
+        full["output_uri"] = f"s3://{data_bucket}/{contract.RESULTS_PREFIX}"
+    config = parse_job_config(full, data_bucket)
+    return JobRequest(
+        input_uri=config.input_uri,
+        output_uri=config.output_uri if output_given else None,
+        format=config.format,
+        shards=config.shards,
+        priority=config.priority,
+        id_column=config.id_column,
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -27,9 +27,20 @@ from runtime.compute import (
     poll,
     run_task,
     stop_task,
+    terminate_job,
 )
 from runtime.context import ConfigurationError, RuntimeContext
-from runtime.jobs import ACTIVE_STATUSES, Job, JobError, JobStore, TransitionRejected, age_seconds
+from runtime.jobs import (
+    ACTIVE_STATUSES,
+    DEFAULT_PRIORITY,
+    Job,
+    JobError,
+    JobStore,
+    TransitionRejected,
+    age_seconds,
+    default_output_uri,
+)
+from runtime.model import parse_s3_uri
 
 log = logging.getLogger(f"{contract.SERVICE_NAME}.launchers")
 
@@ -390,4 +401,123 @@ def _stepfunctions_ecs(ctx: RuntimeContext) -> Launcher:
         state_machine_arn=ctx.state_machine_arn,
         ecs=ctx.client("ecs"),
         cluster=ctx.get(contract.ENV_ECS_CLUSTER) or None,
+    )
+
+
+# --- stepfunctions-batch ------------------------------------------------------------------------
+
+
+def staged_input_key(job_id: str) -> str:
+    """Where inline rows of a batch job are staged: ``inputs/{job_id}.jsonl``."""
+    return f"{contract.INPUTS_PREFIX}{job_id}.jsonl"
+
+
+@dataclass
+class StepFunctionsBatchLauncher(StepFunctionsEcsLauncher):
+    """``stepfunctions-batch``: one Standard execution per job (named after the job id) submits
+    and watches the AWS Batch job (components/workflows.py batch_*_definition).
+
+    ``start`` completes the record first: inline ``instances`` are staged to
+    ``inputs/{job_id}.jsonl`` (one JSON row array per line, format jsonl), and a missing
+    ``output_uri``/``shards``/``priority`` gets ``results/{job_id}/``, 1, low. ``cancel`` moves
+    the record to CANCELLED, stops the execution and terminates the Batch job."""
+
+    batch: Any = None
+    s3: Any = None
+    data_bucket: str | None = None
+    # The model's feature names (staged rows are JSON objects keyed by them); read lazily.
+    feature_names: Callable[[], Sequence[str]] | None = None
+    architecture: str = contract.ARCH_STEPFUNCTIONS_BATCH
+
+    def start(self, job: Job) -> Job:
+        job = self._complete(job)
+        return super().start(job)
+
+    def _complete(self, job: Job) -> Job:
+        values: dict[str, Any] = {}
+        remove: list[str] = []
+        rows: list[Any] | None = None
+        if job.instances is not None:
+            rows = json.loads(job.instances)
+            remove.append("instances")
+        elif job.format == "json" and job.input_uri:  # spilled by the job API: {"instances"}
+            bucket, key = parse_s3_uri(job.input_uri)
+            rows = json.loads(self._s3().get_object(Bucket=bucket, Key=key)["Body"].read())[
+                "instances"
+            ]
+        if rows is not None:
+            values.update(input_uri=self._stage(job.job_id, rows), format="jsonl")
+        if job.output_uri is None or not job.output_uri.endswith("/"):
+            bucket = self.data_bucket or (parse_s3_uri(job.input_uri)[0] if job.input_uri else "")
+            if bucket:
+                values["output_uri"] = default_output_uri(bucket, job.job_id)
+        if job.shards is None:
+            values["shards"] = 1
+        if job.priority is None:
+            values["priority"] = DEFAULT_PRIORITY
+        if not values and not remove:
+            return job
+        return self.store.update(job.job_id, values, remove=remove)
+
+    def _s3(self) -> Any:
+        if self.s3 is None or not self.data_bucket:
+            raise ConfigurationError("staging inline rows needs s3 and DATA_BUCKET")
+        return self.s3
+
+    def _stage(self, job_id: str, rows: Sequence[Any]) -> str:
+        """Rows (arrays in feature order, null for missing) as JSON lines of objects keyed by
+        the feature names, at ``inputs/{job_id}.jsonl``; its URI."""
+        s3 = self._s3()
+        names = list(self.feature_names()) if self.feature_names is not None else []
+        lines = []
+        for row in rows:
+            if isinstance(row, list) and len(row) != len(names):
+                raise ConfigurationError(
+                    f"a staged row has {len(row)} values but the model has {len(names)} features"
+                )
+            obj = dict(zip(names, row, strict=True)) if isinstance(row, list) else row
+            lines.append(json.dumps(obj, separators=(",", ":")) + "\n")
+        key = staged_input_key(job_id)
+        s3.put_object(
+            Bucket=self.data_bucket,
+            Key=key,
+            Body="".join(lines).encode(),
+            ContentType="application/x-ndjson",
+        )
+        return f"s3://{self.data_bucket}/{key}"
+
+    def cancel(self, job: Job) -> Job:
+        cancelled = super().cancel(job)
+        if cancelled.batch_job_id:
+            self._terminate(cancelled.batch_job_id, CANCEL_REASON)
+        return cancelled
+
+    def reconcile(self, job: Job) -> Job:
+        settled = super().reconcile(job)
+        if not job.terminal and settled.status == contract.STATUS_FAILED and settled.batch_job_id:
+            self._terminate(settled.batch_job_id, "the workflow execution ended without the job")
+        return settled
+
+    def _terminate(self, batch_job_id: str, reason: str) -> None:
+        if self.batch is None:
+            return
+        try:
+            terminate_job(self.batch, batch_job_id, reason)
+        except ComputeError as exc:
+            log.warning(
+                "TerminateJob failed", extra={"batch_job_id": batch_job_id, "reason": exc.reason}
+            )
+
+
+@register(contract.ARCH_STEPFUNCTIONS_BATCH)
+def _stepfunctions_batch(ctx: RuntimeContext) -> Launcher:
+    return StepFunctionsBatchLauncher(
+        store=ctx.jobs,
+        sfn=ctx.client("stepfunctions"),
+        state_machine_arn=ctx.state_machine_arn,
+        ecs=None,
+        batch=ctx.client("batch"),
+        s3=ctx.client("s3"),
+        data_bucket=ctx.get(contract.ENV_DATA_BUCKET) or None,
+        feature_names=lambda: ctx.model_info.feature_names,
     )

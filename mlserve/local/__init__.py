@@ -4,7 +4,9 @@ An embedded moto server stands in for AWS, an HTTP server on 127.0.0.1 stands in
 Gateway, the real runtime handlers run in this process, ECS tasks run the real scoring
 entrypoint as local processes (:mod:`mlserve.local.fargate`), and moto's Step Functions engine
 runs the state machines of components/workflows.py with their Lambda tasks served in-process
-(:mod:`mlserve.local.stepfunctions`). Architectures plug in through
+(:mod:`mlserve.local.stepfunctions`), AWS Batch jobs (array children in parallel) run it too
+(:mod:`mlserve.local.batch`), and S3 event notifications of the emulated bucket invoke the
+real handlers in-process (:mod:`mlserve.local.notifications`). Architectures plug in through
 :data:`mlserve.local.architectures.ARCHITECTURES`.
 """
 
@@ -14,9 +16,11 @@ from mlserve.local.architectures import (
     available,
     parse_architectures,
 )
+from mlserve.local.batch import LocalBatch, LocalBatchJob
 from mlserve.local.emulator import API_AUTH_MODES, Emulator
 from mlserve.local.fargate import LOCAL_SCORING_IMAGE, LocalFargate, LocalTask
 from mlserve.local.functions import LambdaContext, LocalFunction, RuntimeSettings
+from mlserve.local.notifications import LocalS3Notifications
 from mlserve.local.stepfunctions import LocalStepFunctions
 
 __all__ = [
@@ -26,8 +30,11 @@ __all__ = [
     "POLLING_MODES",
     "Emulator",
     "LambdaContext",
+    "LocalBatch",
+    "LocalBatchJob",
     "LocalFargate",
     "LocalFunction",
+    "LocalS3Notifications",
     "LocalStepFunctions",
     "LocalTask",
     "RuntimeSettings",

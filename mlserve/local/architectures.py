@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from mlserve.local.aws import ACCOUNT_ID, REGION, MotoServer
+from mlserve.local.batch import BatchStack, provision_batch
 from mlserve.local.ecs import EcsStack, provision_ecs
 from mlserve.local.functions import LocalFunction, Routes, RuntimeSettings
+from mlserve.local.notifications import LocalS3Notifications
 from mlserve.local.stepfunctions import LocalStepFunctions
 from mlserve.local.stores import SharedStores, physical_name
 from runtime import contract
@@ -74,6 +76,7 @@ class StackContext:
     stores: SharedStores
     scratch: Path
     stepfunctions: LocalStepFunctions | None = None
+    notifications: LocalS3Notifications | None = None
     options: ArchitectureOptions = field(default_factory=ArchitectureOptions)
     settings: RuntimeSettings = field(default_factory=RuntimeSettings)  # at deployment
     functions: list[LocalFunction] = field(default_factory=list)
@@ -332,10 +335,268 @@ def _stepfunctions_ecs(ctx: StackContext) -> Routes:
     return dict.fromkeys(JOB_API_OPERATIONS, job_api)
 
 
+# --- stepfunctions-batch -------------------------------------------------------------------------
+
+
+def _call_with(function: Callable[..., Any], pool: Mapping[str, Any]) -> Any:
+    """Call ``function`` with the keyword arguments of ``pool`` it takes (the workflow builders
+    of components/ are called by keyword; the pool holds every name they may use)."""
+    import inspect
+
+    parameters = inspect.signature(function).parameters
+    missing = [
+        name
+        for name, parameter in parameters.items()
+        if name not in pool
+        and parameter.default is inspect.Parameter.empty
+        and parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    if missing:
+        raise RuntimeError(f"{function.__qualname__}: the emulator has no value for {missing}")
+    return function(**{name: pool[name] for name in parameters if name in pool})
+
+
+def batch_workflow_definition(
+    stores: SharedStores,
+    batch: BatchStack,
+    options: ArchitectureOptions,
+    *,
+    submit_batch_job_arn: str | None,
+    check_batch_status_arn: str | None,
+) -> dict[str, Any]:
+    """The definition components/workflows.py builds for stepfunctions-batch (rendered by
+    components/stepfunctions.py when it has a renderer for it), given the emulator's ARNs."""
+    from components import stepfunctions as component
+    from components import workflows
+
+    native = options.polling == POLLING_NATIVE
+    timeout = component.DEFAULT_EXECUTION_TIMEOUT_SECONDS
+    if not native:
+        timeout = min(timeout, component.MAX_POLL_ROUNDS * options.poll_interval_seconds)
+    pool: dict[str, Any] = {
+        "native": native,
+        "table_name": stores.table,
+        "submit_batch_job_arn": submit_batch_job_arn,
+        "submit_batch_job_function_arn": submit_batch_job_arn,
+        "check_batch_status_arn": check_batch_status_arn,
+        "check_batch_status_function_arn": check_batch_status_arn,
+        "job_queue_high_arn": batch.queue_high_arn,
+        "job_queue_low_arn": batch.queue_low_arn,
+        "queue_high_arn": batch.queue_high_arn,
+        "queue_low_arn": batch.queue_low_arn,
+        "job_queue_arns": {"high": batch.queue_high_arn, "low": batch.queue_low_arn},
+        "job_queues": {"high": batch.queue_high_arn, "low": batch.queue_low_arn},
+        "job_definition_arn": batch.job_definition_arn,
+        "poll_interval_seconds": options.poll_interval_seconds,
+        "execution_timeout_seconds": timeout,
+        "step_timeout_seconds": getattr(component, "STEP_TIMEOUT_SECONDS", None),
+    }
+    renderer = getattr(component, "render_batch_definition", None)
+    if renderer is not None:
+        definition: dict[str, Any] = _call_with(renderer, pool)
+        return definition
+    builder = getattr(
+        workflows, "batch_native_definition" if native else "batch_lambda_polling_definition", None
+    )
+    if builder is None:
+        raise RuntimeError(
+            "components/workflows.py has no stepfunctions-batch definition yet "
+            "(batch_lambda_polling_definition / batch_native_definition)"
+        )
+    built: dict[str, Any] = _call_with(builder, pool)
+    return built
+
+
+def batch_container_environment(stores: SharedStores, settings: RuntimeSettings) -> dict[str, str]:
+    """The job definition's container environment (components/batch.py environment())."""
+    return {
+        contract.ENV_JOB_TABLE: stores.table,
+        contract.ENV_DATA_BUCKET: stores.bucket,
+        contract.ENV_MODEL_URI: stores.model_uri,
+        contract.ENV_MODEL_SHA256: stores.model.sha256,
+        contract.ENV_ALLOW_MISSING: "true" if settings.allow_missing else "false",
+    }
+
+
+def _stepfunctions_batch(ctx: StackContext) -> Routes:
+    """Architecture ``stepfunctions-batch``: a job config uploaded to ``jobs/*.json`` (S3 event
+    -> the trigger Lambda) or ``POST /jobs`` with an ``input_uri`` starts one execution per job;
+    the execution submits an AWS Batch job (an array job when ``shards > 1``; here local
+    processes of ``python -m runtime.scoring --mode batch``) through the SubmitBatchJob Lambda
+    and polls it with CheckBatchStatus (``polling: lambda``), or runs ``batch:submitJob.sync``
+    (``polling: native``)."""
+    from runtime.handlers import jobs, steps, trigger
+
+    if ctx.stepfunctions is None or ctx.notifications is None:
+        raise RuntimeError("stepfunctions-batch needs the local Step Functions and S3 events")
+    stores, options = ctx.stores, ctx.options
+    batch = provision_batch(
+        ctx.aws, lambda settings: batch_container_environment(stores, settings), ctx.settings
+    )
+    arns: dict[str, str | None] = {"submit_batch_job": None, "check_batch_status": None}
+    from components import stepfunctions as component
+
+    def step_environment(settings: RuntimeSettings) -> dict[str, str]:
+        return {
+            **function_base_env(),
+            contract.ENV_JOB_TABLE: stores.table,
+            contract.ENV_DATA_BUCKET: stores.bucket,
+            **batch.environment(settings),
+        }
+
+    function_role = _role(ctx.aws, "batch-steps-role", "lambda.amazonaws.com")
+    if options.polling == POLLING_LAMBDA:
+        for key, handler_name in (
+            ("submit_batch_job", contract.HANDLER_SUBMIT_BATCH_JOB),
+            ("check_batch_status", contract.HANDLER_CHECK_BATCH_STATUS),
+        ):
+            handler = getattr(steps, key, None)
+            if handler is None:
+                raise RuntimeError(f"runtime/handlers/steps.py has no {key} yet")
+            function = LocalFunction(
+                name=physical_name(key.replace("_", "-")),
+                handler=handler,
+                configure=steps.configure,
+                environment=step_environment,
+                memory_mb=component.STEP_FUNCTION_MEMORY,
+                timeout_seconds=component.STEP_FUNCTION_TIMEOUT_SECONDS,
+            )
+            arns[key] = _deploy_function(ctx.aws, function, handler_name, function_role)
+            ctx.stepfunctions.register(function)
+            ctx.functions.append(function)
+
+    def definition(settings: RuntimeSettings) -> str:
+        batch.job_definition(settings)  # registers the revision the settings need
+        return json.dumps(
+            batch_workflow_definition(
+                stores,
+                batch,
+                options,
+                submit_batch_job_arn=arns["submit_batch_job"],
+                check_batch_status_arn=arns["check_batch_status"],
+            )
+        )
+
+    sfn = ctx.aws.client("stepfunctions")
+    name = physical_name("batch-jobs")
+    machine_arn = str(
+        sfn.create_state_machine(
+            name=name,
+            definition=definition(ctx.settings),
+            roleArn=_role(ctx.aws, "batch-workflow-role", "states.amazonaws.com"),
+            type="STANDARD",
+        )["stateMachineArn"]
+    )
+    ctx.outputs.setdefault("stateMachineArn", machine_arn)
+    ctx.outputs["batchStateMachineArn"] = machine_arn
+    ctx.outputs.setdefault("stateMachineName", name)
+    ctx.outputs.setdefault("polling", options.polling)
+    ctx.outputs["batchJobQueueHigh"] = batch.queue_high_arn
+    ctx.outputs["batchJobQueueLow"] = batch.queue_low_arn
+    ctx.outputs["batchJobDefinition"] = batch.job_definition_arn
+    ctx.outputs["batchComputeEnvironment"] = batch.compute_environment_arn
+    for key, output in (
+        ("submit_batch_job", "submitBatchJobFunctionArn"),
+        ("check_batch_status", "checkBatchStatusFunctionArn"),
+    ):
+        arn = arns[key]
+        if arn is not None:
+            ctx.outputs[output] = arn
+
+    def update_definition(settings: RuntimeSettings) -> None:
+        # a new job definition revision (image, allowMissing) is named by the definitions
+        sfn.update_state_machine(stateMachineArn=machine_arn, definition=definition(settings))
+
+    ctx.on_settings.append(update_definition)
+
+    # The trigger: S3 ObjectCreated on jobs/*.json -> the trigger Lambda (components/batch.py
+    # JobConfigTrigger: the function, S3's permission to invoke it, the bucket notification).
+    def trigger_environment(settings: RuntimeSettings) -> dict[str, str]:
+        return {
+            **function_base_env(),
+            contract.ENV_ARCHITECTURE: contract.ARCH_STEPFUNCTIONS_BATCH,
+            contract.ENV_JOB_TABLE: stores.table,
+            contract.ENV_DATA_BUCKET: stores.bucket,
+            contract.ENV_STATE_MACHINE_ARN: machine_arn,
+            contract.ENV_JOB_TTL_DAYS: str(contract.DEFAULT_JOB_TTL_DAYS),
+            contract.ENV_MODEL_URI: stores.model_uri,
+        }
+
+    trigger_function = LocalFunction(
+        name=physical_name("job-trigger"),
+        handler=trigger.handler,
+        configure=trigger.configure,
+        environment=trigger_environment,
+        memory_mb=256,
+        timeout_seconds=60,
+    )
+    trigger_arn = _deploy_function(
+        ctx.aws, trigger_function, contract.HANDLER_TRIGGER, function_role
+    )
+    ctx.functions.append(trigger_function)
+    ctx.notifications.register(trigger_function, trigger_arn)
+    ctx.aws.client("lambda").add_permission(
+        FunctionName=trigger_function.name,
+        StatementId="s3-job-configs",
+        Action="lambda:InvokeFunction",
+        Principal="s3.amazonaws.com",
+        SourceArn=f"arn:aws:s3:::{stores.bucket}",
+        SourceAccount=ACCOUNT_ID,
+    )
+    ctx.aws.client("s3").put_bucket_notification_configuration(
+        Bucket=stores.bucket,
+        NotificationConfiguration={
+            "LambdaFunctionConfigurations": [
+                {
+                    "Id": "job-configs",
+                    "LambdaFunctionArn": trigger_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {
+                        "Key": {
+                            "FilterRules": [
+                                {"Name": "prefix", "Value": contract.JOBS_PREFIX},
+                                {"Name": "suffix", "Value": ".json"},
+                            ]
+                        }
+                    },
+                }
+            ]
+        },
+    )
+    ctx.outputs["triggerFunctionArn"] = trigger_arn
+
+    def environment(settings: RuntimeSettings) -> dict[str, str]:
+        return {
+            **function_base_env(),
+            contract.ENV_ARCHITECTURE: contract.ARCH_STEPFUNCTIONS_BATCH,
+            contract.ENV_JOB_TABLE: stores.table,
+            contract.ENV_DATA_BUCKET: stores.bucket,
+            contract.ENV_MODEL_URI: stores.model_uri,
+            contract.ENV_MODEL_SHA256: stores.model.sha256,
+            contract.ENV_MODEL_METADATA_URI: f"s3://{stores.bucket}/{stores.metadata_key}",
+            contract.ENV_MAX_ROWS: str(settings.max_rows),
+            contract.ENV_ALLOW_MISSING: "true" if settings.allow_missing else "false",
+            contract.ENV_JOB_TTL_DAYS: str(contract.DEFAULT_JOB_TTL_DAYS),
+            contract.ENV_STATE_MACHINE_ARN: machine_arn,
+            **batch.environment(settings),
+        }
+
+    job_api = LocalFunction(
+        name=physical_name("batch-job-api"),
+        handler=jobs.handler,
+        configure=jobs.configure,
+        environment=environment,
+        memory_mb=512,
+        timeout_seconds=JOB_API_TIMEOUT_SECONDS,
+    )
+    return dict.fromkeys(JOB_API_OPERATIONS, job_api)
+
+
 ARCHITECTURES: dict[str, ArchitectureSetup] = {
     contract.ARCH_LAMBDA: _realtime,
     contract.ARCH_LAMBDA_ECS: _lambda_ecs,
     contract.ARCH_STEPFUNCTIONS_ECS: _stepfunctions_ecs,
+    contract.ARCH_STEPFUNCTIONS_BATCH: _stepfunctions_batch,
 }
 
 

@@ -6,7 +6,10 @@
 ECS tasks (``lambda-ecs``, ``stepfunctions-ecs``) run as local processes of the real scoring
 entrypoint (mlserve.local.fargate); ``task_start_delay`` makes them start as late as Fargate
 tasks do. Step Functions executions (``stepfunctions-ecs``) run in moto's state machine engine,
-their Lambda tasks in this process (mlserve.local.stepfunctions).
+their Lambda tasks in this process (mlserve.local.stepfunctions). ``stepfunctions-batch``: AWS
+Batch jobs run as local processes too, array children in parallel up to the core count
+(mlserve.local.batch), and a job config uploaded to ``jobs/*.json`` of the bucket reaches the
+trigger handler as an S3 event (mlserve.local.notifications).
 
 One emulator runs per process at a time: the AWS environment variables and the handler modules
 (each with its one configured runtime context) are process-wide, as they are in a Lambda
@@ -35,9 +38,11 @@ from mlserve.local.architectures import (
     parse_architectures,
 )
 from mlserve.local.aws import EnvironmentPatch, MotoServer
+from mlserve.local.batch import LocalBatch, LocalBatchJob
 from mlserve.local.fargate import LocalFargate, LocalTask
 from mlserve.local.functions import MAX_SYNC_WAIT_SECONDS, LocalFunction, Routes, RuntimeSettings
 from mlserve.local.gateway import ApiSpec, Gateway
+from mlserve.local.notifications import LocalS3Notifications
 from mlserve.local.stepfunctions import LocalStepFunctions
 from mlserve.local.stores import ModelArtifact, SharedStores, provision_shared_stores
 from runtime import contract
@@ -62,6 +67,8 @@ class Emulator:
         self._stores: SharedStores | None = None
         self._fargate: LocalFargate | None = None
         self._stepfunctions: LocalStepFunctions | None = None
+        self._batch: LocalBatch | None = None
+        self._notifications: LocalS3Notifications | None = None
         self._routes: Routes = {}
         self._other_functions: list[LocalFunction] = []
         self._on_settings: list[SettingsListener] = []
@@ -93,6 +100,7 @@ class Emulator:
         task_log_dir: Path | None = None,
         polling: str = POLLING_LAMBDA,
         poll_interval_seconds: int = LOCAL_POLL_INTERVAL_SECONDS,
+        batch_max_parallel: int | None = None,
     ) -> Emulator:
         """Provision everything and serve the API; return ``self`` (also a context manager).
 
@@ -111,6 +119,9 @@ class Emulator:
         ``stepfunctions-ecs``: ``polling`` is the stack setting ``polling`` (``lambda``: Wait +
         the CheckJobStatus Lambda in a loop; ``native``: ``ecs:runTask.sync``) and
         ``poll_interval_seconds`` its ``pollIntervalSeconds`` (1 s locally by default).
+
+        ``stepfunctions-batch``: the same two settings; Batch jobs (array children) run as
+        local processes, at most ``batch_max_parallel`` at a time (default: the core count).
         """
         names = parse_architectures(architecture)
         if api_auth not in API_AUTH_MODES:
@@ -147,6 +158,7 @@ class Emulator:
                 task_start_delay=task_start_delay,
                 task_log_dir=task_log_dir,
                 options=options,
+                batch_max_parallel=batch_max_parallel,
             )
         except BaseException:
             self.stop()
@@ -167,6 +179,7 @@ class Emulator:
         task_start_delay: float,
         task_log_dir: Path | None,
         options: ArchitectureOptions,
+        batch_max_parallel: int | None = None,
     ) -> None:
         self.architectures = names
         self.options = options
@@ -188,6 +201,16 @@ class Emulator:
         if any(name.startswith("stepfunctions-") for name in names):
             self._stepfunctions = LocalStepFunctions()
             self._stepfunctions.install()
+        if contract.ARCH_STEPFUNCTIONS_BATCH in names:
+            self._batch = LocalBatch(
+                endpoint_url=self._aws.endpoint_url,
+                work_dir=self._scratch / "batch",
+                max_parallel=batch_max_parallel,
+                log_dir=None if task_log_dir is None else task_log_dir / "batch",
+            )
+            self._batch.install()
+            self._notifications = LocalS3Notifications()
+            self._notifications.install()
         self._stores = provision_shared_stores(
             self._aws.client("s3"), self._aws.client("dynamodb"), model
         )
@@ -196,6 +219,7 @@ class Emulator:
             self._stores,
             self._scratch,
             stepfunctions=self._stepfunctions,
+            notifications=self._notifications,
             options=options,
             settings=settings,
         )
@@ -249,6 +273,8 @@ class Emulator:
         """Stop the API, stop and reap every task process, stop the embedded AWS, clean up."""
         gateway, self._gateway = self._gateway, None
         stepfunctions, self._stepfunctions = self._stepfunctions, None
+        batch, self._batch = self._batch, None
+        notifications, self._notifications = self._notifications, None
         fargate, self._fargate = self._fargate, None
         aws, self._aws = self._aws, None
         scratch, self._scratch = self._scratch, None
@@ -257,9 +283,14 @@ class Emulator:
                 gateway.stop()
         finally:
             try:
-                # executions first: a running one would start or poll tasks
+                # S3 events first (they start executions), then executions (they start or
+                # poll tasks and jobs)
+                if notifications is not None:
+                    notifications.shutdown()
                 if stepfunctions is not None:
                     stepfunctions.shutdown()
+                if batch is not None:
+                    batch.shutdown()
                 if fargate is not None:
                     fargate.shutdown()
                 if aws is not None:
@@ -386,6 +417,22 @@ class Emulator:
     def execution_arn(self, job_id: str) -> str:
         """The ARN of a job's execution (executions are named after the job id)."""
         return f"{self.state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{job_id}"
+
+    # --- AWS Batch and S3 events (stepfunctions-batch) -------------------------------------------
+    @property
+    def batch(self) -> LocalBatch:
+        """The local Batch behind the embedded Batch: its jobs, their processes and logs."""
+        return self._require(self._batch)
+
+    @property
+    def batch_jobs(self) -> list[LocalBatchJob]:
+        """Every container job SubmitJob created (array children included), in order."""
+        return self.batch.jobs
+
+    @property
+    def notifications(self) -> LocalS3Notifications:
+        """The bucket's S3 event notifications delivered to the trigger function."""
+        return self._require(self._notifications)
 
     def client(self, service: str) -> Any:
         """A boto3 client for the embedded AWS."""

@@ -55,7 +55,7 @@ class LocalStepFunctions:
         self._lock = threading.Lock()
         self._saved_config: Any = None
         self._lambda_backend: Any = None
-        self._ecs_originals: dict[str, Any] = {}
+        self._class_originals: list[tuple[Any, str, Any]] = []  # (class, name, original)
         self._json_path_originals: list[tuple[Any, Any]] = []
         self._installed = False
         self.invocations: dict[str, int] = {}  # function name -> Invoke calls it served
@@ -65,6 +65,7 @@ class LocalStepFunctions:
         from moto.awslambda.models import lambda_backends
         from moto.core.config import default_user_config
         from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+            state_task_service_batch,
             state_task_service_ecs,
         )
 
@@ -95,14 +96,24 @@ class LocalStepFunctions:
             # _build_sync_resolver notes the task, _eval_sync stops it when the wait ended
             # without a stopped task.
             ecs_class = state_task_service_ecs.StateTaskServiceEcs
-            for name, method in (
-                ("_normalise_parameters", _normalise_parameters),
-                ("_normalise_response", _normalise_response),
-                ("_build_sync_resolver", _sync_resolver_noting_the_task(ecs_class)),
-                ("_eval_sync", _eval_sync_stopping_the_task(ecs_class)),
+            # moto defect: the same for batch:submitJob(.sync): the ASL's JobName/JobQueue/
+            # ArrayProperties.Size/ContainerOverrides.Environment[].Name are not converted to
+            # boto3's jobName/..., and the .sync resolver reads submission["JobId"] from the
+            # camelCase response (KeyError). Stopping the execution while it waits leaves the
+            # Batch job running; Step Functions terminates it.
+            batch_class = state_task_service_batch.StateTaskServiceBatch
+            for cls, name, method in (
+                (ecs_class, "_normalise_parameters", _normalise_parameters),
+                (ecs_class, "_normalise_response", _normalise_response),
+                (ecs_class, "_build_sync_resolver", _sync_resolver_noting_the_task(ecs_class)),
+                (ecs_class, "_eval_sync", _eval_sync_stopping_the_task(ecs_class)),
+                (batch_class, "_normalise_parameters", _normalise_parameters),
+                (batch_class, "_normalise_response", _normalise_response),
+                (batch_class, "_build_sync_resolver", _sync_resolver_noting_the_job(batch_class)),
+                (batch_class, "_eval_sync", _eval_sync_terminating_the_job(batch_class)),
             ):
-                self._ecs_originals[name] = ecs_class.__dict__.get(name)
-                setattr(ecs_class, name, method)
+                self._class_originals.append((cls, name, cls.__dict__.get(name)))
+                setattr(cls, name, method)
             # moto defect: its JSONPath evaluation returns a list for any path through an array
             # index: "$.task.Containers[0].ExitCode" gives [0], not 0 (a fix for wildcard paths,
             # getmoto/moto#7825, that also catches definite ones), so a Choice on the exit code
@@ -112,9 +123,6 @@ class LocalStepFunctions:
 
     def uninstall(self) -> None:
         from moto.core.config import default_user_config
-        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-            state_task_service_ecs,
-        )
 
         with _hook_lock:
             if not self._installed:
@@ -124,14 +132,13 @@ class LocalStepFunctions:
             if backend is not None:
                 for name in ("invoke", _MARKER):
                     vars(backend).pop(name, None)
-            ecs_class = state_task_service_ecs.StateTaskServiceEcs
-            for name, original in self._ecs_originals.items():
+            for cls, name, original in reversed(self._class_originals):
                 if original is None:
-                    if name in ecs_class.__dict__:
-                        delattr(ecs_class, name)
+                    if name in cls.__dict__:
+                        delattr(cls, name)
                 else:
-                    setattr(ecs_class, name, original)
-            self._ecs_originals.clear()
+                    setattr(cls, name, original)
+            self._class_originals.clear()
             for module, original in self._json_path_originals:
                 module.extract_json = original
             self._json_path_originals = []
@@ -283,6 +290,46 @@ def _engine_ecs_client() -> Any:
     return boto_client_for(region=REGION, service="ecs")
 
 
+# --- batch:submitJob.sync: terminate the job of a stopped execution ------------------------------
+
+_SYNC_JOB = "mlserve_batch_job"  # attribute of a sync resolver: the Batch job id
+SYNC_TERMINATED_REASON = "Job terminated by AWS Step Functions: its execution ended"
+
+
+def _sync_resolver_noting_the_job(batch_class: Any) -> Callable[..., Any]:
+    original = batch_class._build_sync_resolver
+
+    def _build_sync_resolver(self: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+        submission: Any = env.stack[-1] if env.stack else None
+        resolver = original(self, env, *args, **kwargs)
+        with contextlib.suppress(KeyError, TypeError):
+            setattr(resolver, _SYNC_JOB, str(submission["JobId"]))
+        return resolver
+
+    return _build_sync_resolver
+
+
+def _eval_sync_terminating_the_job(batch_class: Any) -> Callable[..., Any]:
+    original = batch_class._eval_sync
+
+    def _eval_sync(self: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+        outcome = original(self, env, *args, **kwargs)
+        resolver = kwargs.get("sync_resolver", args[0] if args else None)
+        job_id = getattr(resolver, _SYNC_JOB, None)
+        if outcome is None and job_id is not None:  # the wait ended, the job did not
+            try:
+                from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+
+                batch = boto_client_for(region=REGION, service="batch")
+                batch.terminate_job(jobId=job_id, reason=SYNC_TERMINATED_REASON)
+                logger.info("execution ended: terminated its Batch job %s", job_id)
+            except Exception:
+                logger.warning("could not terminate the Batch job %s", job_id, exc_info=True)
+        return outcome
+
+    return _eval_sync
+
+
 # --- JSONPath -----------------------------------------------------------------------------------
 
 # Modules of moto's engine that evaluate JSONPath with ``extract_json`` (imported by name).
@@ -332,18 +379,19 @@ def _patch_extract_json() -> list[tuple[Any, Any]]:
 
 
 @functools.cache
-def _ecs_service_model() -> tuple[Any, dict[str, str]]:
-    """botocore's ECS service model, and its operation names by snake_case name."""
+def _service_model(service: str) -> tuple[Any, dict[str, str]]:
+    """botocore's service model of ``service`` (ecs, batch), and its operation names by
+    snake_case name."""
     import botocore.session
     from botocore import xform_name
 
-    model = botocore.session.get_session().get_service_model("ecs")
+    model = botocore.session.get_session().get_service_model(service)
     return model, {xform_name(name): name for name in model.operation_names}
 
 
-def _operation(service: Any, action: str | None) -> Any:
+def _operation(service: Any, action: str | None, boto_service_name: str | None = None) -> Any:
     """botocore's operation model of ``action`` (snake_case, e.g. ``run_task``)."""
-    model, names = _ecs_service_model()
+    model, names = _service_model(service._get_boto_service_name(boto_service_name))
     wanted = action or service._get_boto_service_action()
     return model.operation_model(names.get(wanted, wanted))
 
@@ -356,7 +404,7 @@ def _normalise_parameters(
 ) -> None:
     """ASL ``{"Cluster": ..., "Overrides": {"ContainerOverrides": [{"Name": ...}]}}`` ->
     boto3's ``{"cluster": ..., "overrides": {"containerOverrides": [{"name": ...}]}}``."""
-    operation = _operation(self, service_action_name)
+    operation = _operation(self, service_action_name, boto_service_name)
     self._to_boto_request(parameters, operation.input_shape)
 
 
@@ -368,7 +416,7 @@ def _normalise_response(
 ) -> None:
     """boto3's ``{"tasks": [{"taskArn": ...}]}`` -> ``{"Tasks": [{"TaskArn": ...}]}``
     (idempotent: keys already converted are not members of the shape and stay as they are)."""
-    operation = _operation(self, service_action_name)
+    operation = _operation(self, service_action_name, boto_service_name)
     if operation.output_shape is not None:
         self._from_boto_response(response, operation.output_shape)
     # moto defect: the engine keeps boto3's datetime objects (CreatedAt, StoppedAt, ...) in the

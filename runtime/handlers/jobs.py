@@ -121,6 +121,7 @@ def submit_job() -> Response[str]:
         event.headers.get("content-type"),
         *_validation(ctx),
         data_bucket=ctx.data_bucket,
+        batch=ctx.architecture == contract.ARCH_STEPFUNCTIONS_BATCH,
     )
     return _accepted(_submit(ctx, request))
 
@@ -185,6 +186,12 @@ def _submit(ctx: RuntimeContext, request: JobRequest) -> Job:
         input_uri=request.input_uri,
         output_uri=request.output_uri,
         format=request.format,
+        # batch mode only (stepfunctions-batch); absent on the other architectures
+        **{
+            name: value
+            for name in ("shards", "priority", "id_column")
+            if (value := getattr(request, name)) is not None
+        },
     )
     if job.instances is not None and not fits_inline(job):
         job = _spill_input(ctx, job)

@@ -1,4 +1,7 @@
-"""The Lambda Task states of ``stepfunctions-ecs`` (``polling: lambda``): RunECS, CheckJobStatus.
+"""The Lambda Task states of ``stepfunctions-ecs`` (``polling: lambda``): RunECS, CheckJobStatus;
+and of ``stepfunctions-batch`` (``polling: lambda``): SubmitBatchJob, CheckBatchStatus (below:
+:func:`submit_batch_job`, :func:`check_batch_status`; environment BATCH_JOB_QUEUE_HIGH,
+BATCH_JOB_QUEUE_LOW, BATCH_JOB_DEFINITION, JOB_TABLE; clients dynamodb, batch).
 
 Both are plain Lambda handlers invoked by Step Functions (components/workflows.py writes their
 ARNs into the definition) with ``{"job_id"}`` / ``{"job_id", "task_arn"}``. The ECS calls and the
@@ -28,12 +31,17 @@ from aws_lambda_powertools import Logger
 
 from runtime import contract
 from runtime.compute import (
+    BatchTarget,
     ComputeError,
     EcsTarget,
+    batch_outcome,
+    describe_job,
     describe_task,
     ecs_outcome,
     run_task,
     stop_task,
+    submit_job,
+    terminate_job,
 )
 from runtime.context import RuntimeContext
 from runtime.jobs import ACTIVE_STATUSES, Job, JobError, JobNotFound, TransitionRejected
@@ -171,4 +179,101 @@ def check_job_status(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.warning("DescribeTasks failed; polling again", extra={"reason": exc.reason})
         result = {"state": STATE_RUNNING, "error": None}
     logger.info("job state", extra={"state": result["state"]})
+    return result
+
+
+# --- stepfunctions-batch: SubmitBatchJob, CheckBatchStatus ---------------------------------------
+
+
+class BatchJobNotSubmitted(Exception):
+    """AWS Batch refused the job (the job is recorded FAILED, batch_job_not_submitted)."""
+
+
+def submit(ctx: RuntimeContext, job_id: str) -> dict[str, str]:
+    """SubmitJob to the job's priority queue (an array of ``shards`` children when > 1), record
+    ``batch_job_id``; a retried invocation finding one recorded submits nothing."""
+    store = ctx.jobs
+    record = store.require(job_id)
+    if record.batch_job_id:
+        logger.info("batch job already submitted", extra={"batch_job_id": record.batch_job_id})
+        return {"batch_job_id": record.batch_job_id}
+    if record.terminal:
+        raise InvalidEvent(f"job {job_id} is {record.status}; nothing to submit")
+    target = BatchTarget.from_context(ctx)
+    batch = ctx.client("batch")
+    try:
+        batch_job_id = submit_job(
+            batch, target, job_id, priority=record.priority, shards=int(record.shards or 1)
+        )
+    except (ComputeError, ValueError) as exc:
+        reason = exc.reason if isinstance(exc, ComputeError) else str(exc)
+        error = JobError("batch_job_not_submitted", f"AWS Batch did not accept the job: {reason}")
+        try:
+            store.transition(job_id, contract.STATUS_FAILED, expected=ACTIVE_STATUSES, error=error)
+        except TransitionRejected as rejected:
+            logger.info("job already final", extra={"status": rejected.current})
+        logger.error("batch job not submitted", extra={"reason": reason})
+        raise BatchJobNotSubmitted(error.message) from exc
+    total = int(record.shards or 1)
+    progress = {"succeeded": 0, "failed": 0, "running": 0, "pending": total}
+    updated = store.update(job_id, {"batch_job_id": batch_job_id, "progress": progress})
+    logger.info("batch job submitted", extra={"batch_job_id": batch_job_id, "shards": total})
+    if updated.status == contract.STATUS_CANCELLED:
+        try:
+            terminate_job(batch, batch_job_id, CANCELLED_REASON)
+        except ComputeError as exc:
+            logger.warning("TerminateJob failed", extra={"reason": exc.reason})
+    return {"batch_job_id": batch_job_id}
+
+
+@logger.inject_lambda_context(clear_state=True)
+def submit_batch_job(event: dict[str, Any], context: Any) -> dict[str, str]:
+    """SubmitBatchJob: ``{"job_id"}`` -> ``{"batch_job_id"}``; raises BatchJobNotSubmitted."""
+    job_id = _field(event, "job_id")
+    logger.append_keys(job_id=job_id)
+    try:
+        return submit(runtime_context(), job_id)
+    except JobNotFound as exc:
+        raise InvalidEvent(str(exc)) from exc
+
+
+def batch_state(ctx: RuntimeContext, job_id: str, batch_job_id: str) -> dict[str, Any]:
+    """``{"state", "error"}`` of the job whose Batch job is ``batch_job_id``; records the array's
+    ``progress`` on the job. SUCCEEDED only when every child succeeded (and the record is
+    still active: MarkSucceeded moves it from RUNNING); FAILED with Batch's reasons."""
+    store = ctx.jobs
+    record = store.require(job_id)
+    if record.terminal:  # CANCELLED (or FAILED) meanwhile: the workflow stops here
+        return _failed(record)
+    state = describe_job(ctx.client("batch"), batch_job_id)
+    progress = state.progress()
+    if record.progress != progress:
+        try:
+            store.update(job_id, {"progress": progress}, statuses=ACTIVE_STATUSES)
+        except TransitionRejected as exc:
+            logger.info("job finished meanwhile", extra={"status": exc.current})
+    outcome = batch_outcome(state)
+    if outcome is None:
+        return {"state": STATE_RUNNING, "error": None, "progress": progress}
+    if outcome.succeeded:
+        return {"state": STATE_SUCCEEDED, "error": None, "progress": progress}
+    error = outcome.error or JobError("batch_job_failed", "the batch job failed")
+    logger.warning("batch job failed", extra={"reason": error.message})
+    return {"state": STATE_FAILED, "error": error.as_dict(), "progress": progress}
+
+
+@logger.inject_lambda_context(clear_state=True)
+def check_batch_status(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """CheckBatchStatus: ``{"job_id", "batch_job_id"}`` -> ``{"state", "error", "progress"}``."""
+    job_id = _field(event, "job_id")
+    batch_job_id = _field(event, "batch_job_id")
+    logger.append_keys(job_id=job_id, batch_job_id=batch_job_id)
+    try:
+        result = batch_state(runtime_context(), job_id, batch_job_id)
+    except JobNotFound as exc:
+        raise InvalidEvent(str(exc)) from exc
+    except ComputeError as exc:
+        logger.warning("DescribeJobs failed; polling again", extra={"reason": exc.reason})
+        result = {"state": STATE_RUNNING, "error": None, "progress": None}
+    logger.info("batch job state", extra={"state": result["state"]})
     return result

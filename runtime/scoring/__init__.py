@@ -5,8 +5,10 @@ One image, several modes (DESIGN.md §6), chosen by ``--mode`` (default: job mod
 - ``job``: score the job ``JOB_ID`` (env, or ``--job-id``) of the job table and record the
   result; the ECS task of lambda-ecs and stepfunctions-ecs runs this.
 
-Batch mode (input_uri -> output_uri in chunks, array-job shards) registers next to it in
-:data:`MODES` with its issue. Exit codes: 0 only when the work is recorded SUCCEEDED, 1 when it
+- ``batch``: score this process's shard (``AWS_BATCH_JOB_ARRAY_INDEX``) of the batch job
+  ``JOB_ID``: input_uri -> output_uri/part-NNNNN.<format> in chunks, plus _manifest.json once
+  every shard is done (runtime/scoring/batch.py); the AWS Batch job of stepfunctions-batch.
+ Exit codes: 0 only when the work is recorded SUCCEEDED, 1 when it
 failed (and is recorded FAILED when the record could be written), 2 for a usage error.
 """
 
@@ -33,7 +35,16 @@ def _job_mode(args: argparse.Namespace, ctx: RuntimeContext) -> int:
     return run_job(job_id, ctx)
 
 
-MODES: dict[str, Mode] = {"job": _job_mode}
+def _batch_mode(args: argparse.Namespace, ctx: RuntimeContext) -> int:
+    from runtime.scoring.batch import run_batch
+
+    job_id = args.job_id or ctx.get(contract.ENV_JOB_ID)
+    if not job_id:
+        raise _UsageError(f"batch mode needs a job id: set {contract.ENV_JOB_ID} or --job-id")
+    return run_batch(job_id, ctx)
+
+
+MODES: dict[str, Mode] = {"job": _job_mode, "batch": _batch_mode}
 DEFAULT_MODE: Final = "job"
 
 
@@ -50,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode", choices=sorted(MODES), default=DEFAULT_MODE, help="default: %(default)s"
     )
     parser.add_argument(
-        "--job-id", help=f"job mode: the job to score (default: ${contract.ENV_JOB_ID})"
+        "--job-id", help=f"job/batch mode: the job to score (default: ${contract.ENV_JOB_ID})"
     )
     return parser
 

@@ -53,8 +53,39 @@ def test_demo_prints_predictions_and_accuracy(trained: TrainResult, tmp_path: Pa
     assert not (tmp_path / "models").exists()
 
 
+def test_demo_of_stepfunctions_batch_scores_a_generated_csv_in_shards(
+    trained: TrainResult, tmp_path: Path
+) -> None:
+    result = mlserve(
+        "demo",
+        "--architecture",
+        "stepfunctions-batch",
+        "--polling",
+        "native",
+        "--model-dir",
+        str(trained.model_path.parent),
+        "--batch-rows",
+        "5000",
+        "--shards",
+        "3",
+        cwd=tmp_path,
+        timeout=180,
+    )
+
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = result.stdout
+    assert "5,000 rows" in out
+    assert "3/3 succeeded" in out
+    assert "job SUCCEEDED after" in out
+    assert "every one of the 5,000 ids exactly once: yes" in out
+    assert out.count("part-0000") == 3
+    accuracy = re.search(r"accuracy against the true labels: (\d+\.\d)%", out)
+    assert accuracy is not None, out
+    assert float(accuracy.group(1)) > 90
+
+
 def test_demo_refuses_an_architecture_that_is_not_emulated(tmp_path: Path) -> None:
-    result = mlserve("demo", "--architecture", "stepfunctions-batch", cwd=tmp_path)
+    result = mlserve("demo", "--architecture", "kubernetes", cwd=tmp_path)
 
     assert result.returncode == 2
     assert "invalid choice" in result.stderr

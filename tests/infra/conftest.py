@@ -205,6 +205,22 @@ def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, d
         base = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{family}"
         out |= {"arn": f"{base}:1", "arnWithoutRevision": base, "revision": 1}
         rid = family
+    elif typ == "aws:batch/computeEnvironment:ComputeEnvironment":
+        arn = f"arn:aws:batch:{REGION}:{ACCOUNT}:compute-environment/{phys}"
+        out |= {
+            "name": phys,
+            "arn": arn,
+            "ecsClusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{phys}",
+        }
+        rid = arn
+    elif typ == "aws:batch/jobQueue:JobQueue":
+        arn = f"arn:aws:batch:{REGION}:{ACCOUNT}:job-queue/{phys}"
+        out |= {"name": phys, "arn": arn}
+        rid = arn
+    elif typ == "aws:batch/jobDefinition:JobDefinition":
+        prefix = f"arn:aws:batch:{REGION}:{ACCOUNT}:job-definition/{phys}"
+        out |= {"name": phys, "arn": f"{prefix}:1", "arnPrefix": prefix, "revision": 1}
+        rid = f"{prefix}:1"
     elif typ == "aws:sfn/stateMachine:StateMachine":
         arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{phys}"
         out |= {"name": phys, "arn": arn, "status": "ACTIVE"}

@@ -596,17 +596,6 @@ def test_unknown_architecture_fails_before_anything_is_built(base_config: dict[s
 
 
 @pytest.mark.parametrize(
-    "architecture",
-    ["stepfunctions-batch", "lambda,stepfunctions-batch", "stepfunctions-ecs,stepfunctions-batch"],
-)
-def test_unimplemented_architectures_deploy_nothing(
-    base_config: dict[str, str], architecture: str
-) -> None:
-    with pytest.raises(SettingsError, match=r"allowed: lambda, lambda-ecs, stepfunctions-ecs$"):
-        run_stack({**base_config, "architecture": architecture})
-
-
-@pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
         (

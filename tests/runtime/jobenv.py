@@ -342,3 +342,137 @@ class FakeStepContext:
     @staticmethod
     def get_remaining_time_in_millis() -> int:
         return 60_000
+
+
+# --- AWS Batch (stepfunctions-batch) ------------------------------------------------------------
+
+# moto runs Batch jobs without Docker ("batch_simple"): every job SUCCEEDS at once.
+BATCH_CONFIG: Final[DefaultConfig] = {"batch": {"use_docker": False}}
+SUBMIT_BATCH_JOB_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:mlserve-submit-batch-job"
+CHECK_BATCH_STATUS_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:mlserve-check-batch-status"
+
+
+def create_batch() -> dict[str, str]:
+    """A Fargate compute environment, the high/low queues and a job definition in moto; the
+    BATCH_* variables."""
+    iam = boto3.client("iam", region_name=REGION)
+    role = iam.create_role(RoleName="mlserve-batch-test", AssumeRolePolicyDocument="{}")["Role"]
+    ec2 = boto3.client("ec2", region_name=REGION)
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+    groups = [g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]][:1]
+    batch = boto3.client("batch", region_name=REGION)
+    environment = batch.create_compute_environment(
+        computeEnvironmentName="mlserve-fargate",
+        type="MANAGED",
+        state="ENABLED",
+        serviceRole=role["Arn"],  # moto insists; AWS uses the service-linked role
+        computeResources={
+            "type": "FARGATE",
+            "maxvCpus": 16,
+            "subnets": subnets,
+            "securityGroupIds": groups,
+        },
+    )["computeEnvironmentArn"]
+    queues = {
+        name: batch.create_job_queue(
+            jobQueueName=f"mlserve-{name}",
+            state="ENABLED",
+            priority=priority,
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": environment}],
+        )["jobQueueArn"]
+        for name, priority in (("high", 100), ("low", 1))
+    }
+    definition = batch.register_job_definition(
+        jobDefinitionName="mlserve-scoring",
+        type="container",
+        platformCapabilities=["FARGATE"],
+        containerProperties={
+            "image": "mlserve-scoring:test",
+            "command": ["--mode", "batch"],
+            "resourceRequirements": [
+                {"type": "VCPU", "value": "1"},
+                {"type": "MEMORY", "value": "2048"},
+            ],
+            "executionRoleArn": role["Arn"],
+        },
+        retryStrategy={"attempts": 2},
+    )["jobDefinitionArn"]
+    return {
+        contract.ENV_BATCH_JOB_QUEUE_HIGH: queues["high"],
+        contract.ENV_BATCH_JOB_QUEUE_LOW: queues["low"],
+        contract.ENV_BATCH_JOB_DEFINITION: definition,
+    }
+
+
+def batch_attempt(
+    exit_code: int | None, status_reason: str, reason: str | None = None
+) -> dict[str, Any]:
+    """One ``attempts`` entry of a DescribeJobs job (shape of the boto3 Batch reference)."""
+    container: dict[str, Any] = {
+        "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/AWSBatch-mlserve/0a1b2c",
+        "logStreamName": "mlserve-scoring/default/0a1b2c",
+    }
+    if exit_code is not None:
+        container["exitCode"] = exit_code
+    if reason is not None:
+        container["reason"] = reason
+    return {
+        "container": container,
+        "startedAt": 1764036000000,
+        "stoppedAt": 1764036060000,
+        "statusReason": status_reason,
+    }
+
+
+def batch_job(
+    job_id: str,
+    status: str,
+    *,
+    status_reason: str | None = None,
+    attempts: list[dict[str, Any]] | None = None,
+    array_size: int | None = None,
+    summary: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """A job as DescribeJobs returns it (an array parent with ``array_size`` + ``summary``)."""
+    job: dict[str, Any] = {
+        "jobArn": f"arn:aws:batch:us-east-1:123456789012:job/{job_id}",
+        "jobName": "mlserve-job",
+        "jobId": job_id,
+        "jobQueue": "arn:aws:batch:us-east-1:123456789012:job-queue/mlserve-low",
+        "status": status,
+        "attempts": attempts or [],
+        "createdAt": 1764035990000,
+        "dependsOn": [],
+        "jobDefinition": "arn:aws:batch:us-east-1:123456789012:job-definition/mlserve-scoring:1",
+        "container": {"image": "mlserve-scoring:latest", "command": ["--mode", "batch"]},
+        "platformCapabilities": ["FARGATE"],
+    }
+    if status_reason is not None:
+        job["statusReason"] = status_reason
+    if array_size is not None:
+        base = dict.fromkeys(
+            ("STARTING", "FAILED", "RUNNING", "SUCCEEDED", "RUNNABLE", "SUBMITTED", "PENDING"), 0
+        )
+        job["arrayProperties"] = {"statusSummary": {**base, **(summary or {})}, "size": array_size}
+    return job
+
+
+class StubBatch:
+    """A Batch client answering DescribeJobs from canned jobs (a list is consumed in turn)."""
+
+    def __init__(self, *jobs: Mapping[str, Any]) -> None:
+        self.jobs = list(jobs)
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def describe_jobs(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("describe_jobs", kwargs))
+        job = self.jobs.pop(0) if len(self.jobs) > 1 else self.jobs[0]
+        return {"jobs": [copy.deepcopy(dict(job))] if job else []}
+
+    def submit_job(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("submit_job", kwargs))
+        return {"jobId": "b-1", "jobName": kwargs["jobName"], "jobArn": "arn:aws:batch:job/b-1"}
+
+    def terminate_job(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("terminate_job", kwargs))
+        return {}
