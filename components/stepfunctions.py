@@ -173,6 +173,54 @@ def render_definition(
     )
 
 
+@dataclass(frozen=True)
+class StateMachineParts:
+    state_machine: aws.sfn.StateMachine
+    role: aws.iam.Role
+    log_group: aws.cloudwatch.LogGroup
+
+
+def state_machine_parts(
+    parent: pulumi.Resource,
+    name: str,
+    *,
+    role_description: str,
+    policy: pulumi.Input[str],
+    definition: pulumi.Input[str],
+    log_retention_days: int,
+) -> StateMachineParts:
+    """A Standard state machine the mlserve way: its own log group (ALL events with their data),
+    X-Ray tracing, and a role with exactly ``policy``; children ``{name}-state-machine-*``."""
+    child = pulumi.ResourceOptions(parent=parent)
+    log_group = aws.cloudwatch.LogGroup(
+        f"{name}-state-machine-logs", retention_in_days=log_retention_days, opts=child
+    )
+    role = aws.iam.Role(
+        f"{name}-state-machine-role",
+        description=role_description,
+        assume_role_policy=json.dumps(policies.states_assume_role_policy()),
+        opts=child,
+    )
+    role_policy = aws.iam.RolePolicy(
+        f"{name}-state-machine-policy", role=role.id, policy=policy, opts=child
+    )
+    state_machine = aws.sfn.StateMachine(
+        f"{name}-state-machine",
+        type="STANDARD",
+        role_arn=role.arn,
+        definition=definition,
+        logging_configuration={
+            "level": "ALL",
+            "include_execution_data": True,
+            "log_destination": log_group.arn.apply(lambda arn: f"{arn}:*"),
+        },
+        tracing_configuration={"enabled": True},
+        # Step Functions checks at creation that the role may do what the definition does.
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[role_policy]),
+    )
+    return StateMachineParts(state_machine=state_machine, role=role, log_group=log_group)
+
+
 class StepFunctionsEcsPredictor(pulumi.ComponentResource):
     """The stepfunctions-ecs workflow, its step Lambdas and its job API."""
 
@@ -192,7 +240,6 @@ class StepFunctionsEcsPredictor(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("mlserve:index:StepFunctionsEcsPredictor", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
 
         # --- the step Lambdas (polling: lambda only; native needs none) --------------------------
         steps: dict[str, FunctionParts] = {}
@@ -204,46 +251,29 @@ class StepFunctionsEcsPredictor(pulumi.ComponentResource):
         )
 
         # --- the state machine --------------------------------------------------------------------
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-state-machine-logs", retention_in_days=args.log_retention_days, opts=child
-        )
-        role = aws.iam.Role(
-            f"{name}-state-machine-role",
-            description=(
-                "mlserve stepfunctions-ecs workflow: its step Lambdas or the scoring task, the "
-                "job records, log delivery and X-Ray"
-            ),
-            assume_role_policy=json.dumps(policies.states_assume_role_policy()),
-            opts=child,
-        )
         native = args.native
-        role_policy = aws.iam.RolePolicy(
-            f"{name}-state-machine-policy",
-            role=role.id,
-            policy=pulumi.Output.all(
-                table_arn=args.table_arn,
-                run_ecs_arn=run_ecs_arn,
-                check_arn=check_arn,
-                task_definition_arn=args.task_definition_arn,
-                cluster_arn=args.cluster_arn,
-                task_role_arn=args.task_role_arn,
-                execution_role_arn=args.execution_role_arn,
-            ).apply(
-                lambda r: json.dumps(
-                    policies.state_machine_policy(
-                        table_arn=r["table_arn"],
-                        function_arns=[
-                            arn for arn in (r["run_ecs_arn"], r["check_arn"]) if arn is not None
-                        ],
-                        native=native,
-                        task_definition_arn=r["task_definition_arn"] if native else None,
-                        cluster_arn=r["cluster_arn"] if native else None,
-                        task_role_arn=r["task_role_arn"] if native else None,
-                        execution_role_arn=r["execution_role_arn"] if native else None,
-                    )
+        policy = pulumi.Output.all(
+            table_arn=args.table_arn,
+            run_ecs_arn=run_ecs_arn,
+            check_arn=check_arn,
+            task_definition_arn=args.task_definition_arn,
+            cluster_arn=args.cluster_arn,
+            task_role_arn=args.task_role_arn,
+            execution_role_arn=args.execution_role_arn,
+        ).apply(
+            lambda r: json.dumps(
+                policies.state_machine_policy(
+                    table_arn=r["table_arn"],
+                    function_arns=[
+                        arn for arn in (r["run_ecs_arn"], r["check_arn"]) if arn is not None
+                    ],
+                    native=native,
+                    task_definition_arn=r["task_definition_arn"] if native else None,
+                    cluster_arn=r["cluster_arn"] if native else None,
+                    task_role_arn=r["task_role_arn"] if native else None,
+                    execution_role_arn=r["execution_role_arn"] if native else None,
                 )
-            ),
-            opts=child,
+            )
         )
 
         poll_interval = args.poll_interval_seconds
@@ -275,20 +305,18 @@ class StepFunctionsEcsPredictor(pulumi.ComponentResource):
                 indent=2,
             )
         )
-        state_machine = aws.sfn.StateMachine(
-            f"{name}-state-machine",
-            type="STANDARD",
-            role_arn=role.arn,
+        machine = state_machine_parts(
+            self,
+            name,
+            role_description=(
+                "mlserve stepfunctions-ecs workflow: its step Lambdas or the scoring task, the "
+                "job records, log delivery and X-Ray"
+            ),
+            policy=policy,
             definition=definition,
-            logging_configuration={
-                "level": "ALL",
-                "include_execution_data": True,
-                "log_destination": log_group.arn.apply(lambda arn: f"{arn}:*"),
-            },
-            tracing_configuration={"enabled": True},
-            # Step Functions checks at creation that the role may do what the definition does.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+            log_retention_days=args.log_retention_days,
         )
+        state_machine, role, log_group = machine.state_machine, machine.role, machine.log_group
 
         # --- the job API ------------------------------------------------------------------------
         api_arns = {
@@ -579,43 +607,26 @@ class StepFunctionsBatchPredictor(pulumi.ComponentResource):
         )
 
         # --- the state machine --------------------------------------------------------------------
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-state-machine-logs", retention_in_days=args.log_retention_days, opts=child
-        )
-        role = aws.iam.Role(
-            f"{name}-state-machine-role",
-            description=(
-                "mlserve stepfunctions-batch workflow: its step Lambdas or the Batch job, the "
-                "job records, log delivery and X-Ray"
-            ),
-            assume_role_policy=json.dumps(policies.states_assume_role_policy()),
-            opts=child,
-        )
         native = args.native
-        role_policy = aws.iam.RolePolicy(
-            f"{name}-state-machine-policy",
-            role=role.id,
-            policy=pulumi.Output.all(
-                table_arn=args.table_arn,
-                submit_arn=submit_arn,
-                check_arn=check_arn,
-                high=args.job_queue_high_arn,
-                low=args.job_queue_low_arn,
-                job_definition_arn=args.job_definition_arn,
-            ).apply(
-                lambda r: json.dumps(
-                    policies.batch_state_machine_policy(
-                        table_arn=r["table_arn"],
-                        function_arns=[
-                            arn for arn in (r["submit_arn"], r["check_arn"]) if arn is not None
-                        ],
-                        native=native,
-                        job_queue_arns=[r["high"], r["low"]] if native else (),
-                        job_definition_arn=r["job_definition_arn"] if native else None,
-                    )
+        policy = pulumi.Output.all(
+            table_arn=args.table_arn,
+            submit_arn=submit_arn,
+            check_arn=check_arn,
+            high=args.job_queue_high_arn,
+            low=args.job_queue_low_arn,
+            job_definition_arn=args.job_definition_arn,
+        ).apply(
+            lambda r: json.dumps(
+                policies.batch_state_machine_policy(
+                    table_arn=r["table_arn"],
+                    function_arns=[
+                        arn for arn in (r["submit_arn"], r["check_arn"]) if arn is not None
+                    ],
+                    native=native,
+                    job_queue_arns=[r["high"], r["low"]] if native else (),
+                    job_definition_arn=r["job_definition_arn"] if native else None,
                 )
-            ),
-            opts=child,
+            )
         )
         poll_interval = args.poll_interval_seconds
         timeout = args.execution_timeout
@@ -642,20 +653,18 @@ class StepFunctionsBatchPredictor(pulumi.ComponentResource):
                 indent=2,
             )
         )
-        state_machine = aws.sfn.StateMachine(
-            f"{name}-state-machine",
-            type="STANDARD",
-            role_arn=role.arn,
+        machine = state_machine_parts(
+            self,
+            name,
+            role_description=(
+                "mlserve stepfunctions-batch workflow: its step Lambdas or the Batch job, the "
+                "job records, log delivery and X-Ray"
+            ),
+            policy=policy,
             definition=definition,
-            logging_configuration={
-                "level": "ALL",
-                "include_execution_data": True,
-                "log_destination": log_group.arn.apply(lambda arn: f"{arn}:*"),
-            },
-            tracing_configuration={"enabled": True},
-            # Step Functions checks at creation that the role may do what the definition does.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+            log_retention_days=args.log_retention_days,
         )
+        state_machine, role, log_group = machine.state_machine, machine.role, machine.log_group
 
         # --- the S3 trigger ---------------------------------------------------------------------
         self.trigger = JobConfigTrigger(
