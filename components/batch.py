@@ -31,7 +31,12 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.ecs import CPU_ARCHITECTURES, LOG_STREAM_PREFIX, POWERTOOLS_ENVIRONMENT
+from components.ecs import (
+    CPU_ARCHITECTURES,
+    LOG_STREAM_PREFIX,
+    POWERTOOLS_ENVIRONMENT,
+    task_execution_role,
+)
 from components.functions import FunctionParts, lambda_function
 from components.settings import (
     BATCH_COMPUTE_TYPES,
@@ -327,20 +332,12 @@ class BatchScoring(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        execution_role = aws.iam.Role(
-            f"{name}-execution-role",
+        execution_role, execution_policy = task_execution_role(
+            self,
+            name,
             description="ECS agent for the mlserve Batch scoring job: pull the image, write logs",
-            assume_role_policy=assume,
-            opts=child,
-        )
-        repository_arn: pulumi.Input[str | None] = args.repository_arn
-        execution_policy = aws.iam.RolePolicy(
-            f"{name}-execution-policy",
-            role=execution_role.id,
-            policy=pulumi.Output.all(log_group.arn, repository_arn).apply(
-                lambda arns: json.dumps(policies.task_execution_policy(arns[0], arns[1]))
-            ),
-            opts=child,
+            log_group_arn=log_group.arn,
+            repository_arn=args.repository_arn,
         )
 
         # --- job definition -----------------------------------------------------------------------

@@ -148,6 +148,35 @@ class EcsScoringArgs:
         }
 
 
+def task_execution_role(
+    parent: pulumi.Resource,
+    name: str,
+    *,
+    description: str,
+    log_group_arn: pulumi.Input[str],
+    repository_arn: pulumi.Input[str | None],
+) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+    """The execution role ECS or Batch uses to start the scoring container: pull the image
+    (from its ECR repository, when it is one) and write the container's log group. Children
+    ``{name}-execution-role`` and ``{name}-execution-policy``."""
+    child = pulumi.ResourceOptions(parent=parent)
+    role = aws.iam.Role(
+        f"{name}-execution-role",
+        description=description,
+        assume_role_policy=json.dumps(policies.ecs_tasks_assume_role_policy()),
+        opts=child,
+    )
+    policy = aws.iam.RolePolicy(
+        f"{name}-execution-policy",
+        role=role.id,
+        policy=pulumi.Output.all(log_group_arn, repository_arn).apply(
+            lambda arns: json.dumps(policies.task_execution_policy(arns[0], arns[1]))
+        ),
+        opts=child,
+    )
+    return role, policy
+
+
 class EcsScoring(pulumi.ComponentResource):
     """Cluster, log group, task and execution roles, and the Fargate scoring task definition."""
 
@@ -190,20 +219,12 @@ class EcsScoring(pulumi.ComponentResource):
             opts=child,
         )
 
-        execution_role = aws.iam.Role(
-            f"{name}-execution-role",
+        execution_role, execution_policy = task_execution_role(
+            self,
+            name,
             description="ECS agent for the mlserve scoring task: pull the image, write its logs",
-            assume_role_policy=assume,
-            opts=child,
-        )
-        repository_arn: pulumi.Input[str | None] = args.repository_arn
-        execution_policy = aws.iam.RolePolicy(
-            f"{name}-execution-policy",
-            role=execution_role.id,
-            policy=pulumi.Output.all(log_group.arn, repository_arn).apply(
-                lambda arns: json.dumps(policies.task_execution_policy(arns[0], arns[1]))
-            ),
-            opts=child,
+            log_group_arn=log_group.arn,
+            repository_arn=args.repository_arn,
         )
 
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
