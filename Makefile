@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARCH   ?= lambda
 
-.PHONY: demo test lint bench venv model clean
+.PHONY: demo test lint bench verify venv model clean
 
 $(STAMP): pyproject.toml constraints.txt requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "mlserve needs Python >= 3.11, found " + sys.version.split()[0]'
@@ -32,6 +32,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m mlserve bench
+
+verify: $(STAMP)
+	$(BIN)/python -m mlserve verify
 
 clean:
 	rm -rf $(VENV) .cache build *.egg-info
