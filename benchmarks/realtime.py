@@ -1,13 +1,21 @@
 """Warm real-time latency: the `lambda` handler in-process vs raw ``Booster.inplace_predict``.
 
-Both run in this process on the same rows, interleaved, so machine noise hits both alike; the
-figure that matters is the ratio. The handler is called with a real REST (v1) proxy event and the
-model is loaded from S3 (moto, in-process) exactly as in Lambda.
+Both run in this process on the same rows, interleaved (handler, raw, handler, raw, ...), so
+machine noise hits both alike; the figure that matters is the ratio of the medians. The handler
+is called with a real REST (v1) proxy event, with metrics on as deployed (their EMF lines go to a
+null sink), and its model is loaded from S3 (moto, in-process) exactly as in Lambda. The
+reference is a Booster loaded from the same model.ubj, called with the float32 rows the request
+body encodes.
+
+With ``engine="onnx"`` the handler serves the converted model.onnx (issue 8) and the reference
+stays raw XGBoost: the issue's target is the handler's *total* time against raw XGBoost. The
+onnx engine's own ``predict`` is timed too (reported), so the handler's overhead can be read off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import statistics
@@ -15,25 +23,42 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+from rich.console import Console
 
-from mlserve.train import load_example_data, sha256_file, train_example
+from benchmarks.common import Row, check, percentile
+from benchmarks.models import BenchModel, example_model, synthetic_matrix, synthetic_model
+from mlserve.train import load_example_data, sha256_file
 from runtime import contract
+
+BUCKET = "mlserve-bench-realtime"
+TARGET_RATIO = 2.0  # handler median / raw inplace_predict median, one row, example model
+TARGET_P99_US = 1000.0  # handler p99, one row, example model
+ONNX_TARGET_RATIO = 0.5  # handler with the onnx engine / raw XGBoost inplace_predict
+US = 1e6
 
 
 @dataclass(frozen=True)
 class LatencyResult:
+    model: str
+    engine: str
     rows: int
     handler_median_us: float
     handler_p99_us: float
-    raw_median_us: float
+    raw_median_us: float  # raw XGBoost inplace_predict
     raw_p99_us: float
+    engine_median_us: float  # the serving engine's own predict (== raw for xgboost)
 
     @property
     def median_ratio(self) -> float:
         return self.handler_median_us / self.raw_median_us
+
+    @property
+    def overhead_us(self) -> float:
+        """What the handler adds to its engine's predict (median against median)."""
+        return self.handler_median_us - self.engine_median_us
 
 
 class _Context:
@@ -66,66 +91,161 @@ def _event(body: str) -> dict[str, Any]:
     }
 
 
-def _percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def onnx_model_file(model: BenchModel) -> Path:
+    """model.onnx converted (and verified) from the model's model.ubj, cached next to it; redone
+    when the model or the converter is newer than the cached file."""
+    from components import engine
+
+    path: Path = model.directory / contract.ONNX_OBJECT_NAME
+    newest = max(model.model_path.stat().st_mtime, Path(engine.__file__).stat().st_mtime)
+    if not path.exists() or path.stat().st_mtime < newest:
+        engine.convert_to_onnx(model.model_path, path, name=model.directory.name, version="bench")
+    return path
 
 
-def measure_warm_latency(model_dir: Path, rows: int, iterations: int) -> LatencyResult:
+def engine_available() -> bool:
+    """True once the onnx engine (issue 8) is in the tree."""
+    try:
+        from components import engine
+    except ImportError:
+        return False
+    return hasattr(engine, "convert_to_onnx") and hasattr(contract, "ENV_MODEL_ENGINE")
+
+
+def _rows(model: BenchModel, rows: int) -> np.ndarray:
+    """Rows as a client sends them: the example's dataset values, or synthetic values with four
+    decimals (float64; the JSON body carries them as written, the reference gets float32)."""
+    if model.num_features == 30:  # the example model: real rows of its dataset
+        return np.asarray(load_example_data().x[:rows], dtype=np.float64)
+    return np.round(synthetic_matrix(rows, model.num_features, seed=11).astype(np.float64), 4)
+
+
+def _nthread(served: Any) -> int:
+    """The threads of the served booster; for the onnx engine, those the handler gives the
+    xgboost engine (one), so raw XGBoost is measured at its best for small batches."""
+    booster = getattr(served, "booster", None)
+    if booster is None:
+        return 1
+    return int(json.loads(booster.save_config())["learner"]["generic_param"]["nthread"])
+
+
+def measure_warm_latency(
+    model: BenchModel, rows: int, iterations: int, engine: str = "xgboost"
+) -> LatencyResult:
     import boto3
     import xgboost as xgb
     from moto import mock_aws
 
     from runtime.handlers import predict
 
-    model_path = model_dir / contract.MODEL_OBJECT_NAME
-    data = load_example_data()
-    matrix = data.x[:rows].astype(np.float32)
-    body = json.dumps({"instances": data.x[:rows].tolist()})
-    booster = xgb.Booster(model_file=str(model_path))
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    values = _rows(model, rows)
+    body = json.dumps({"instances": values.tolist()})
+    matrix = values.astype(np.float32)  # what the handler predicts on, too
+    booster = xgb.Booster(model_file=str(model.model_path))
+    if engine == "onnx":
+        path, key = onnx_model_file(model), contract.onnx_model_key("bench", "v1")
+    else:
+        path, key = model.model_path, contract.model_key("bench", "v1")
+    for name, value in (
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+    ):
+        os.environ.setdefault(name, value)
     with mock_aws(), tempfile.TemporaryDirectory() as cache:
         s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="mlserve-bench")
-        key = contract.model_key("example", "bench")
-        s3.upload_file(str(model_path), "mlserve-bench", key)
-        predict.configure(
-            env={
-                contract.ENV_MODEL_URI: f"s3://mlserve-bench/{key}",
-                contract.ENV_MODEL_SHA256: sha256_file(model_path),
-                contract.ENV_MODEL_CACHE_DIR: cache,
-            }
-        )
-        event, ctx = _event(body), _Context()
+        s3.create_bucket(Bucket=BUCKET)
+        s3.upload_file(str(path), BUCKET, key)
+        env = {
+            contract.ENV_MODEL_URI: f"s3://{BUCKET}/{key}",
+            contract.ENV_MODEL_SHA256: sha256_file(path),
+            contract.ENV_MODEL_CACHE_DIR: cache,
+            contract.ENV_MAX_ROWS: "10000",
+        }
+        if hasattr(contract, "ENV_MODEL_ENGINE"):
+            env[contract.ENV_MODEL_ENGINE] = engine
+        predict.configure(env=env)
+        event, ctx = _event(body), cast(Any, _Context())
         handler_s: list[float] = []
         raw_s: list[float] = []
+        engine_s: list[float] = []
         # Metrics stay on, as in Lambda: their EMF lines (stdout) go to a null sink.
         with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
             first = predict.handler(event, ctx)
             assert first["statusCode"] == 200, first["body"]
-            for _ in range(iterations):
-                t0 = time.perf_counter()
+            served = predict.serving().model
+            # The reference runs with the threads the xgboost engine is served with.
+            booster.set_param({"nthread": _nthread(served)})
+            expected = booster.inplace_predict(matrix)
+            got = np.asarray(json.loads(predict.handler(event, ctx)["body"])["predictions"])
+            np.testing.assert_allclose(got, expected, atol=1e-5)  # the same model, both ways
+            for _ in range(min(200, iterations)):  # warm caches and the allocator
                 predict.handler(event, ctx)
-                t1 = time.perf_counter()
                 booster.inplace_predict(matrix)
-                t2 = time.perf_counter()
+            gc.collect()
+            perf = time.perf_counter
+            for _ in range(iterations):
+                t0 = perf()
+                predict.handler(event, ctx)
+                t1 = perf()
+                booster.inplace_predict(matrix)
+                t2 = perf()
+                if engine != "xgboost":
+                    served.predict(matrix)
+                    engine_s.append(perf() - t2)
                 handler_s.append(t1 - t0)
                 raw_s.append(t2 - t1)
         predict.configure(env={})
-    us = 1e6
     return LatencyResult(
+        model=model.label,
+        engine=engine,
         rows=rows,
-        handler_median_us=statistics.median(handler_s) * us,
-        handler_p99_us=_percentile(handler_s, 0.99) * us,
-        raw_median_us=statistics.median(raw_s) * us,
-        raw_p99_us=_percentile(raw_s, 0.99) * us,
+        handler_median_us=statistics.median(handler_s) * US,
+        handler_p99_us=percentile(handler_s, 0.99) * US,
+        raw_median_us=statistics.median(raw_s) * US,
+        raw_p99_us=percentile(raw_s, 0.99) * US,
+        engine_median_us=statistics.median(engine_s or raw_s) * US,
     )
 
 
+def _latency_row(r: LatencyResult) -> str:
+    text = (
+        f"handler {r.handler_median_us:.0f} us (p99 {r.handler_p99_us:.0f}) vs raw "
+        f"{r.raw_median_us:.0f} us (p99 {r.raw_p99_us:.0f}) = {r.median_ratio:.2f}x"
+    )
+    if r.engine != "xgboost":
+        text += f"; onnx predict {r.engine_median_us:.0f} us"
+    return text + f"; overhead {r.overhead_us:.0f} us"
+
+
+def rows(console: Console, quick: bool = False) -> list[Row]:
+    out: list[Row] = []
+    engines = ("xgboost", "onnx") if engine_available() else ("xgboost",)
+    with console.status("warm latency: preparing models ..."):
+        models = [example_model(), synthetic_model(trees=500)]
+    for model in models:
+        for engine in engines:
+            for n in (1, 100):
+                iterations = (300 if quick else 2000) if n == 1 else (100 if quick else 400)
+                with console.status(f"warm latency: {model.label}, {engine}, {n} row(s) ..."):
+                    r = measure_warm_latency(model, n, iterations, engine)
+                figure = f"{model.label}, {engine} engine, {n} row{'s' if n > 1 else ''}"
+                measured = _latency_row(r)
+                if engine == "xgboost" and n == 1 and model.num_features == 30:
+                    ok = r.median_ratio <= TARGET_RATIO and r.handler_p99_us <= TARGET_P99_US
+                    target = f"median <= {TARGET_RATIO}x raw, p99 <= {TARGET_P99_US:.0f} us"
+                    out.append(check(figure, measured, target, ok))
+                elif engine == "onnx":
+                    target = f"<= {ONNX_TARGET_RATIO}x raw XGBoost"
+                    out.append(check(figure, measured, target, r.median_ratio <= ONNX_TARGET_RATIO))
+                else:
+                    out.append(Row(figure, measured))
+    if "onnx" not in engines:
+        out.append(Row("onnx engine", "not measured: components/engine.py not landed"))
+    return out
+
+
 def run(iterations: int = 2000) -> list[LatencyResult]:
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(tmp) / "example"
-        train_example(model_dir)
-        return [measure_warm_latency(model_dir, rows, iterations) for rows in (1, 100)]
+    """The example model's 1- and 100-row figures (xgboost engine)."""
+    model = example_model()
+    return [measure_warm_latency(model, n, iterations) for n in (1, 100)]

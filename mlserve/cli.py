@@ -1,4 +1,4 @@
-"""python -m mlserve {demo,local,train-example,predict,bench}: the developer CLI.
+"""python -m mlserve {demo,local,train-example,predict,cost,bench,verify}: the developer CLI.
 
 - ``train-example``: train the example model (models/example/model.ubj + metadata.json).
 - ``local``: run an architecture on this machine (embedded AWS + local API Gateway) until Ctrl-C.
@@ -13,6 +13,7 @@
   processes), with live progress (shards succeeded/running), then the parts are checked.
 - ``predict``: POST a CSV or JSON file of rows to a deployed (or local) API and print predictions.
 - ``bench``: the benchmarks behind ``make bench`` (benchmarks/run.py).
+- ``verify``: the reliability and security checks behind ``make verify`` (mlserve/verify.py).
 
 Only the standard library talks HTTP here (urllib): the CLI needs no client dependency.
 """
@@ -227,6 +228,7 @@ def cmd_local(args: argparse.Namespace) -> int:
                 task_log_dir=task_log_dir(),
                 polling=args.polling,
                 poll_interval_seconds=args.poll_interval_seconds,
+                engine=args.engine,
             )
         except OSError as exc:
             if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
@@ -326,6 +328,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             task_log_dir=task_log_dir(),
             polling=args.polling,
             poll_interval_seconds=args.poll_interval_seconds,
+            engine=args.engine,
         )
     # The functions' INFO lines (one JSON object per job created or task started) would go to
     # CloudWatch; here they would drown the demo's output. Warnings and errors still show.
@@ -366,7 +369,8 @@ def _demo(
     model = health["model"]
     console.print(
         f"GET /health → model [cyan]{model['name']}[/] version {model['version']} "
-        f"({model['num_features']} features, {model['objective']})"
+        f"({model['num_features']} features, {model['objective']}, "
+        f"engine {model.get('engine', contract.ENGINE_XGBOOST)})"
     )
     names: list[str] = list(model["feature_names"])
     if names != data.feature_names:
@@ -1024,6 +1028,14 @@ def build_parser() -> argparse.ArgumentParser:
             help="stepfunctions-*, polling lambda: the Wait between two status checks "
             "(pollIntervalSeconds; default here: %(default)s)",
         )
+        sub.add_argument(
+            "--engine",
+            choices=contract.ENGINES,
+            default=contract.ENGINE_XGBOOST,
+            help="lambda: the predictor's inference engine (the engine setting): xgboost, or "
+            "onnx (the model converted and verified against XGBoost at start; default: "
+            "%(default)s)",
+        )
 
     local = commands.add_parser("local", help="run an architecture locally until Ctrl-C")
     emulator_options(local)
@@ -1099,12 +1111,29 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(func=cmd_predict)
 
     bench = commands.add_parser(
-        "bench", help="latency ratios and package sizes (writes benchmarks/results.md)"
+        "bench", help="latency ratios, throughput, memory and package sizes (benchmarks/results.md)"
     )
     bench.add_argument(
-        "--iterations", type=_positive_int, default=2000, help="(default: %(default)s)"
+        "--only", action="append", metavar="SECTION", help="run only this section (repeatable)"
     )
+    bench.add_argument("--quick", action="store_true", help="fewer iterations, smaller inputs")
     bench.set_defaults(func=cmd_bench)
+
+    verify = commands.add_parser(
+        "verify", help="least privilege, fuzzing, faults, load, data safety, dependency audit"
+    )
+    verify.add_argument(
+        "pytest_args", nargs="*", metavar="PYTEST_ARG", help="extra arguments for pytest"
+    )
+    verify.set_defaults(func=cmd_verify)
+
+    from mlserve.cost import add_arguments as add_cost_arguments
+
+    cost = commands.add_parser(
+        "cost", help="monthly cost per architecture, break-even points, a chart (docs/cost.md)"
+    )
+    add_cost_arguments(cost)
+    cost.set_defaults(func=cmd_cost)
     return parser
 
 
@@ -1113,7 +1142,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from benchmarks.run import main as run_benchmarks
     except ImportError as exc:  # benchmarks/ lives in the repository, not in the package
         raise CliError("run `bench` from the repository root (make bench)") from exc
-    return run_benchmarks(iterations=args.iterations)
+    argv = [arg for section in args.only or () for arg in ("--only", section)]
+    return run_benchmarks(argv + (["--quick"] if args.quick else []))
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    from mlserve.cost import run as run_cost
+
+    return run_cost(args)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from mlserve.verify import run_verify
+
+    return run_verify(list(args.pytest_args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

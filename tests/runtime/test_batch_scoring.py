@@ -396,3 +396,146 @@ def test_types_do_not_change_between_blocks(
     np.testing.assert_allclose(
         scored.column("prediction").to_pylist(), reference(deployed.model, rows), atol=1e-6
     )
+
+
+# --- streaming: batch boundaries, row groups, headers -------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_row_numbers_and_predictions_survive_batch_and_row_group_boundaries(
+    deployed: Deployed, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """1000 rows in row groups of 300 (Parquet) or ~8 KiB blocks (CSV), batches of 70 rows,
+    3 shards: each shard starts inside a row group/block; every row is scored once, under its
+    own row number, with the prediction XGBoost gives that row."""
+    n, shards = 1000, 3
+    rows = make_rows(n, seed=11)
+    monkeypatch.setattr(scoring_batch, "PARQUET_BATCH_ROWS", 70)
+    monkeypatch.setattr(scoring_batch, "BLOCK_SIZE", 8 * 1024)
+    uri = deployed.put(f"inputs/bounds.{fmt}", encode(table(rows), fmt, row_group_size=300))
+    job = deployed.submit(
+        input_uri=uri, output_uri=f"s3://{BUCKET}/results/bounds/", format=fmt, shards=shards
+    )
+    for shard in range(shards):
+        assert deployed.run(job, shard) == 0
+    parts = deployed.parts(job, shards)
+    assert [p.num_rows for p in parts] == [333, 333, 334]
+    assert [p.column("row").to_pylist() for p in parts] == [
+        list(range(0, 333)),
+        list(range(333, 666)),
+        list(range(666, 1000)),
+    ]
+    scored = union(parts)
+    np.testing.assert_allclose(
+        scored.column("prediction").to_pylist(), reference(deployed.model, rows), atol=1e-6
+    )
+
+
+def test_csv_columns_are_found_by_header_name_whatever_their_order(deployed: Deployed) -> None:
+    """Features in reverse order, an extra column, and text ids that look like numbers ("007"):
+    columns are matched by header name and the ids come back exactly as written."""
+    rows = make_rows(50, seed=3)
+    reversed_features = {name: rows[:, i] for i, name in reversed(list(enumerate(FEATURES)))}
+    tbl = pa.table(
+        {
+            "note": pa.array(['x, "quoted"'] * 50),
+            **{k: pa.array(v.astype(np.float64)) for k, v in reversed_features.items()},
+            "id": pa.array([f"{i:03d}" for i in range(50)]),
+        }
+    )
+    uri = deployed.put("inputs/order.csv", encode(tbl, "csv"))
+    job = deployed.submit(
+        input_uri=uri,
+        output_uri=f"s3://{BUCKET}/results/order/",
+        format="csv",
+        shards=1,
+        id_column="id",
+    )
+    assert deployed.run(job, 0) == 0
+    body = deployed.get(f"results/order/{contract.part_name(0, 'csv')}").decode()
+    header, first = body.splitlines()[:2]
+    assert header == '"id","prediction"'
+    assert first.startswith('"000",')
+    scored = pacsv.read_csv(
+        io.BytesIO(body.encode()),
+        convert_options=pacsv.ConvertOptions(column_types={"id": pa.string()}),
+    )
+    assert scored.column("id").to_pylist() == [f"{i:03d}" for i in range(50)]
+    np.testing.assert_allclose(
+        scored.column("prediction").to_pylist(), reference(deployed.model, rows), atol=1e-6
+    )
+
+
+def test_parquet_row_counts_come_from_the_footer(
+    deployed: Deployed, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The row-range split of a Parquet object reads its footer with ranged GETs (a footer
+    longer than the first guess takes a second read) and counts what the footer says."""
+    rows = make_rows(1234, seed=5)
+    body = encode(table(rows), "parquet", row_group_size=200)
+    uri = deployed.put("inputs/footer.parquet", body)
+    monkeypatch.setattr(scoring_batch, "FOOTER_GUESS", 64)
+    reader = scoring_batch.Reader(deployed.s3, BUCKET, "parquet", tmp_path)
+    try:
+        sizes = reader.parquet_rows(uri.split("/", 3)[3], len(body))
+        assert sizes == [200] * 6 + [34]
+        assert reader.count("inputs/footer.parquet", len(body)) == 1234
+        not_parquet = deployed.put("inputs/not.parquet", b"a,b\n1,2\n")
+        with pytest.raises(scoring_batch.BatchFailure, match="not a Parquet file"):
+            reader.parquet_rows(not_parquet.split("/", 3)[3], 8)
+    finally:
+        reader.close()
+    assert list(tmp_path.iterdir()) == []  # nothing downloaded
+
+
+def test_feature_matrix_orders_converts_and_checks_columns() -> None:
+    batch = pa.record_batch(
+        {
+            "b": pa.array([1, 2, None], pa.int64()),
+            "a": pa.array([0.5, 1.5, 2.5], pa.float64()),
+            "c": pa.array([0.25, None, 1.0], pa.float32()),
+        }
+    )
+    matrix = scoring_batch.feature_matrix(batch, ["a", "b", "c"], True)
+    assert matrix.dtype == np.float32 and matrix.flags.c_contiguous
+    np.testing.assert_array_equal(
+        matrix, np.array([[0.5, 1, 0.25], [1.5, 2, np.nan], [2.5, np.nan, 1.0]], np.float32)
+    )
+    with pytest.raises(scoring_batch.BatchFailure, match="'b' has missing values"):
+        scoring_batch.feature_matrix(batch, ["a", "b"], False)
+    with pytest.raises(scoring_batch.BatchFailure, match="no feature column 'z'"):
+        scoring_batch.feature_matrix(batch, ["a", "z"], True)
+    text = pa.record_batch({"a": pa.array(["1.5", "oops"])})
+    with pytest.raises(scoring_batch.BatchFailure, match="'a' is not numeric"):
+        scoring_batch.feature_matrix(text, ["a"], False)
+
+
+def test_read_ahead_keeps_order_raises_producer_errors_and_stops_early() -> None:
+    assert list(scoring_batch.read_ahead(iter(range(100)), depth=2)) == list(range(100))
+
+    def failing() -> Any:
+        yield 1
+        raise scoring_batch.BatchFailure("bad block")
+
+    got: list[int] = []
+    with pytest.raises(scoring_batch.BatchFailure, match="bad block"):
+        for item in scoring_batch.read_ahead(failing()):
+            got.append(item)
+    assert got == [1]
+
+    produced: list[int] = []
+    closed: list[bool] = []
+
+    def endless() -> Any:
+        try:
+            for i in range(10**9):
+                produced.append(i)
+                yield i
+        finally:
+            closed.append(True)
+
+    for item in scoring_batch.read_ahead(endless(), depth=2):
+        if item == 5:
+            break
+    assert closed == [True]  # the producer was stopped and its generator closed
+    assert len(produced) <= 5 + 1 + 2 + 1  # at most the queue's depth ahead

@@ -141,3 +141,52 @@ def test_csv_that_is_not_utf8_is_rejected() -> None:
 def test_csv_row_limit_applies_after_the_header() -> None:
     assert parse(b"a,b,c\n" + b"1,2,3\n" * 5, "text/csv").shape == (5, 3)
     assert error(b"1,2,3\n" * 6, "text/csv").code == "too_many_rows"
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"instances": [[1, 2.5, -3e-5], [4e10, -0.0, 6]]}',  # numbers only
+        '{"instances": [[1, 2.5, -3e-5], [4e10, -0.0, 6]], "note": "x"}',  # another key
+        '{\n  "instances": [\n    [1, 2.5, -3e-5],\n    [4e10, -0.0, 6]\n  ]\n}',  # pretty
+        '{"instances": [[1, 2.5, -3e-5], [4e10, -0.0, 6.0]]}',  # ints and floats alike
+    ],
+)
+def test_rows_of_numbers_are_float32_in_every_layout(body: str) -> None:
+    expected = np.array([[1, 2.5, -3e-5], [4e10, -0.0, 6]], dtype=np.float32)
+    np.testing.assert_array_equal(parse(body), expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("1e400", "Infinity"),  # parses as an infinite float
+        ("-1e400", "-Infinity"),
+        ("3.4028236e38", "outside float32 range"),  # just above float32's largest
+        ("1" + "0" * 400, "outside float32 range"),  # an integer beyond any float
+    ],
+)
+def test_numbers_beyond_float32_are_rejected_where_they_are(value: str, fragment: str) -> None:
+    exc = error('{"instances": [[1, 2, 3], [4, ' + value + ", 6]]}")
+    assert (exc.status, exc.code) == (400, "invalid_value")
+    assert fragment in exc.message
+    assert "'b'" in exc.message  # the feature: second column
+
+
+def test_float32_extremes_are_accepted() -> None:
+    out = parse(json.dumps({"instances": [[FLOAT32_MAX, -FLOAT32_MAX, 1e-45]]}))
+    assert out[0, 0] == np.float32(FLOAT32_MAX) and out[0, 1] == -np.float32(FLOAT32_MAX)
+
+
+def test_booleans_and_strings_among_numbers_are_still_rejected() -> None:
+    assert "a boolean" in error('{"instances": [[1, 2, 3], [4, false, 6]]}').message
+    assert "a string" in error('{"instances": [[1, 2, 3], [4, "5", 6]]}').message
+    assert "null" in error('{"instances": [[1, 2, 3], [4, 5, null]]}').message
+
+
+def test_nested_arrays_are_not_values() -> None:
+    assert error('{"instances": [[1, 2, [3]]]}').message.endswith("not a number")
+    assert error('{"instances": [[[1, 2, 3]]]}').code == "wrong_feature_count"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,11 @@ def test_our_own_fault_is_500_without_a_stack_trace(
     def boom(self: Any, rows: np.ndarray) -> np.ndarray:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("runtime.model.LoadedModel.predict", boom)
+    # whatever engine serves the model: its class's predict fails
+    # a warm function (the model loaded, predictions served) fails the same way as a fresh one
+    assert call("POST", "/predict", json.dumps({"instances": [[0.0] * 30]}))[0] == 200
+    # whatever engine serves the model: its class's predict fails
+    monkeypatch.setattr(type(predict.runtime_context().models.get()), "predict", boom)
     status, body = call("POST", "/predict", json.dumps({"instances": [[0.0] * 30]}))
     assert status == 500
     assert body["error"]["code"] == "internal"
@@ -143,3 +148,93 @@ def test_our_own_fault_is_500_without_a_stack_trace(
 def test_unknown_route_is_json_404(deployed: dict[str, str]) -> None:
     status, body = call("GET", "/nope")
     assert (status, body["error"]["code"]) == (404, "not_found")
+
+
+def emf_records(out: str) -> list[dict[str, Any]]:
+    """The CloudWatch EMF records among the lines the function printed."""
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [r for r in records if "_aws" in r]
+
+
+def test_every_prediction_answers_alike_and_publishes_its_metrics(
+    deployed: dict[str, str], example_model: TrainResult, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = load_example_data().x[:3]
+    event = rest_event("POST", "/predict", json.dumps({"instances": rows.tolist()}))
+    capsys.readouterr()
+    answers = [predict.handler(event, FakeLambdaContext()) for _ in range(3)]  # cold, then warm
+    records = emf_records(capsys.readouterr().out)
+
+    first = answers[0]
+    for answer in answers:
+        assert answer["statusCode"] == 200
+        assert answer["body"] == first["body"]
+        assert dict(answer["multiValueHeaders"]) == {"Content-Type": ["application/json"]}
+        assert answer["isBase64Encoded"] is False
+    np.testing.assert_allclose(
+        json.loads(first["body"])["predictions"], reference(example_model, rows), atol=1e-6
+    )
+    assert len(records) == 3, "one EMF record per prediction"
+    for record in records:
+        (directive,) = record["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == contract.METRICS_NAMESPACE
+        assert directive["Dimensions"] == [["service"]]
+        assert [m["Name"] for m in directive["Metrics"]] == ["PredictRows", "PredictLatency"]
+        assert record["service"] == contract.SERVICE_NAME
+        assert record["PredictRows"] == [3.0]
+        assert record["PredictLatency"][0] > 0
+        assert abs(record["_aws"]["Timestamp"] / 1000 - time.time()) < 60
+
+
+def test_a_warm_function_rejects_bad_input_with_a_log_line_and_a_metric(
+    deployed: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert call("POST", "/predict", json.dumps({"instances": [[0.0] * 30]}))[0] == 200
+    log = io.StringIO()
+    previous = predict.logger.registered_handler.setStream(log)
+    try:
+        capsys.readouterr()
+        status, body = call("POST", "/predict", json.dumps({"instances": [[0.0] * 29]}))
+    finally:
+        predict.logger.registered_handler.setStream(previous)
+    assert (status, body["error"]["code"]) == (400, "wrong_feature_count")
+    (line,) = [json.loads(text) for text in log.getvalue().splitlines()]
+    assert line["message"] == "rejected request"
+    assert line["function_request_id"] == "req-1"
+    (record,) = emf_records(capsys.readouterr().out)
+    assert record["RejectedRequests"] == [1.0]
+    assert "PredictRows" not in record
+
+
+@pytest.mark.parametrize(
+    ("headers", "base64"),
+    [
+        ({"content-type": "application/json; charset=utf-8"}, False),
+        ({"CONTENT-TYPE": "application/json"}, False),
+        ({"Content-Type": "application/json"}, True),
+        ({}, False),  # no Content-Type: a JSON object is still understood
+    ],
+)
+def test_headers_in_any_case_and_base64_bodies_are_understood(
+    deployed: dict[str, str], headers: dict[str, str], base64: bool
+) -> None:
+    import base64 as b64
+
+    body = json.dumps({"instances": [[0.0] * 30]})
+    expected = predict.handler(rest_event("POST", "/predict", body), FakeLambdaContext())
+    event = rest_event("POST", "/predict", body)
+    event["headers"] = headers
+    event["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
+    if base64:
+        event["body"], event["isBase64Encoded"] = b64.b64encode(body.encode()).decode(), True
+    answer = predict.handler(event, FakeLambdaContext())
+    assert (answer["statusCode"], answer["body"]) == (200, expected["body"])
+
+
+def test_disabled_metrics_print_nothing(
+    deployed: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    for _ in range(2):
+        assert call("POST", "/predict", json.dumps({"instances": [[0.0] * 30]}))[0] == 200
+    assert emf_records(capsys.readouterr().out) == []
