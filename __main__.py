@@ -18,9 +18,10 @@ import pulumi
 from components.api import LambdaTarget, RestApi, RestApiArgs
 from components.batch import BatchScoring, BatchScoringArgs
 from components.ecs import EcsScoring, EcsScoringArgs, LambdaEcsPredictor, LambdaEcsPredictorArgs
+from components.engine import Conversion, EngineConversionError, convert_to_onnx
 from components.image import ScoringImage, ScoringImageArgs
 from components.network import Network, NetworkArgs
-from components.packaging import LambdaPackage, LambdaPackageArgs
+from components.packaging import LAYER_REQUIREMENTS, LambdaPackage, LambdaPackageArgs
 from components.realtime import RealtimePredictor, RealtimePredictorArgs
 from components.settings import ARCHITECTURES, Settings, load_settings
 from components.stepfunctions import (
@@ -144,14 +145,31 @@ class Built:
 
 def build_lambda(shared: Shared) -> Built:
     s = shared.settings
+    store = shared.store
+    if s.engine == contract.ENGINE_ONNX:
+        # The onnx engine serves the converted, verified model.onnx and may read only that.
+        if store.onnx_uri is None or store.onnx_sha256 is None or store.onnx_object_arn is None:
+            raise RuntimeError("mlserve:engine onnx needs the converted model in the model store")
+        model_uri, model_sha256, model_object_arn = (
+            store.onnx_uri,
+            store.onnx_sha256,
+            store.onnx_object_arn,
+        )
+    else:
+        model_uri, model_sha256, model_object_arn = (
+            store.model_uri,
+            store.model_sha256,
+            store.model_object_arn,
+        )
     predictor = RealtimePredictor(
         "predictor",
         RealtimePredictorArgs(
             code=shared.package.code,
             layer_arn=shared.package.layer_arn,
-            model_uri=shared.store.model_uri,
-            model_sha256=shared.store.model_sha256,
-            model_object_arn=shared.store.model_object_arn,
+            model_uri=model_uri,
+            model_sha256=model_sha256,
+            model_object_arn=model_object_arn,
+            engine=s.engine,
             lambda_architecture=s.lambda_architecture,
             memory=s.lambda_memory,
             timeout=s.lambda_timeout,
@@ -294,8 +312,40 @@ if set(BUILDERS) != set(ARCHITECTURES):
     )
 
 
+def convert_model(settings: Settings) -> Conversion | None:
+    """With mlserve:engine onnx: convert and verify the model before any resource exists.
+
+    A model the onnx engine cannot serve (or a conversion that disagrees with XGBoost) stops the
+    deployment here with the reason and the measured difference.
+    """
+    if (
+        settings.engine != contract.ENGINE_ONNX
+        or contract.ARCH_LAMBDA not in settings.architectures
+    ):
+        return None  # the engine is the lambda predictor's; the containers score with XGBoost
+    out = PROJECT_DIR / "build" / "onnx" / f"{settings.model_sha256}.onnx"
+    try:
+        conversion = convert_to_onnx(
+            settings.model_path,
+            out,
+            name=settings.model_name,
+            version=settings.model_version,
+        )
+    except EngineConversionError as exc:
+        message = f"mlserve:engine onnx: cannot serve this model with onnxruntime: {exc}"
+        pulumi.log.error(message)
+        raise pulumi.RunError(message) from exc
+    pulumi.log.info(
+        f"mlserve:engine onnx: {settings.model_path.name} converted to ONNX and verified on "
+        f"{conversion.rows_checked} rows: max |onnx - xgboost| = {conversion.max_abs_diff:.3g} "
+        f"(tolerance {conversion.tolerance:g} x max(1, |xgboost|))"
+    )
+    return conversion
+
+
 def main() -> None:
     settings = load_settings()
+    conversion = convert_model(settings)
 
     store = ModelStore(
         "model-store",
@@ -305,6 +355,8 @@ def main() -> None:
             model_version=settings.model_version,
             model_sha256=settings.model_sha256,
             protect_data=settings.protect_data,
+            onnx_path=conversion.out_path if conversion else None,
+            onnx_sha256=conversion.sha256 if conversion else None,
         ),
     )
     table = JobTable("job-table", JobTableArgs(protect_data=settings.protect_data))
@@ -312,7 +364,9 @@ def main() -> None:
         "lambda-package",
         LambdaPackageArgs(
             architecture=settings.lambda_architecture,
-            requirements_file=PROJECT_DIR / "runtime" / "requirements.txt",
+            requirements_file=LAYER_REQUIREMENTS[
+                contract.ENGINE_ONNX if conversion else contract.ENGINE_XGBOOST
+            ],
             source_root=PROJECT_DIR,
             artifact_bucket=store.bucket_name,
         ),
@@ -350,6 +404,10 @@ def main() -> None:
         pulumi.export("apiKey", api.api_key_value)
     pulumi.export("modelBucket", store.bucket_name)
     pulumi.export("modelUri", store.model_uri)
+    if contract.ARCH_LAMBDA in settings.architectures:  # the engine serves the lambda predictor
+        pulumi.export("engine", settings.engine)
+    if store.onnx_uri is not None:
+        pulumi.export("onnxModelUri", store.onnx_uri)
     pulumi.export("jobTable", table.name)
     pulumi.export("architecture", list(settings.architectures))
     for key, value in outputs.items():

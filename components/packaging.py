@@ -40,7 +40,13 @@ import pulumi
 from pulumi_aws.lambda_ import LayerVersion
 from pulumi_aws.s3 import BucketObjectv2
 
-from runtime.contract import LAMBDA_PYTHON_VERSION, LAMBDA_RUNTIME, LAMBDA_UNZIPPED_LIMIT_BYTES
+from runtime.contract import (
+    ENGINE_ONNX,
+    ENGINE_XGBOOST,
+    LAMBDA_PYTHON_VERSION,
+    LAMBDA_RUNTIME,
+    LAMBDA_UNZIPPED_LIMIT_BYTES,
+)
 
 # Bump whenever the build recipe (pip flags, strip rules, zip layout) changes: it is part of the
 # cache key, so every cached layer is rebuilt with the new recipe.
@@ -60,6 +66,11 @@ LAMBDA_DIRECT_UPLOAD_LIMIT_BYTES: Final = 50 * 1024 * 1024
 
 ENV_CACHE_DIR: Final = "MLSERVE_CACHE_DIR"
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
+# mlserve:engine -> the layer's requirements: the onnx engine's layer has no xgboost, no scipy.
+LAYER_REQUIREMENTS: Final[dict[str, Path]] = {
+    ENGINE_XGBOOST: REPO_ROOT / "runtime" / "requirements.txt",
+    ENGINE_ONNX: REPO_ROOT / "runtime" / "requirements-onnx.txt",
+}
 
 # Entries of the zips: fixed timestamp (the earliest a zip can hold) and fixed permissions.
 ZIP_DATE_TIME: Final = (1980, 1, 1, 0, 0, 0)
@@ -73,6 +84,15 @@ _TEST_DIR_NAMES: Final = frozenset({"tests", "test"})
 # scipy at run time), so only the ones checked to be unused at import time are removed:
 # xgboost imports nothing from xgboost.testing (it needs pytest/sklearn, which the layer lacks).
 _REMOVABLE_TESTING_DIRS: Final = frozenset({"xgboost/testing"})
+# onnxruntime (the onnx engine's layer): the offline tooling subpackages (model optimisation for
+# transformers, quantization, conversion tools) are never imported by `import onnxruntime` or an
+# InferenceSession, and the wheel's C-API library libonnxruntime.so.<version> (~33 MB) is for
+# native consumers: the Python binding onnxruntime_pybind11_state links the runtime statically
+# and does not load it (no DT_NEEDED entry; tests/infra/test_packaging.py runs the stripped layer).
+_REMOVABLE_DIRS: Final = frozenset(
+    {"onnxruntime/transformers", "onnxruntime/quantization", "onnxruntime/tools"}
+)
+_REMOVABLE_FILES: Final = re.compile(r"onnxruntime/capi/libonnxruntime\.so(\.[0-9]+)*")
 _STRIPPED_SUFFIXES: Final = frozenset({".pyc", ".pyo", ".pyi"})
 
 # Data files shipped with the function code next to the runtime's .py files.
@@ -183,15 +203,23 @@ def strip_layer_tree(site: Path) -> None:
             relative = path.relative_to(site).as_posix()
             in_metadata = any(part.endswith(".dist-info") for part in path.relative_to(site).parts)
             if name == "__pycache__" or (
-                not in_metadata and (name in _TEST_DIR_NAMES or relative in _REMOVABLE_TESTING_DIRS)
+                not in_metadata
+                and (
+                    name in _TEST_DIR_NAMES
+                    or relative in _REMOVABLE_TESTING_DIRS
+                    or relative in _REMOVABLE_DIRS
+                )
             ):
                 shutil.rmtree(path)
             else:
                 keep.append(name)
         dirnames[:] = keep
         for name in filenames:
-            if Path(name).suffix in _STRIPPED_SUFFIXES:
-                (here / name).unlink()
+            path = here / name
+            if path.suffix in _STRIPPED_SUFFIXES or _REMOVABLE_FILES.fullmatch(
+                path.relative_to(site).as_posix()
+            ):
+                path.unlink()
 
 
 # --- deterministic zip ---------------------------------------------------------------------------
@@ -441,7 +469,8 @@ def check_size(
             f"Lambda package too large: layer {human_mb(layer.unzipped_bytes)} + function "
             f"{human_mb(function.unzipped_bytes)} = {human_mb(total)} unzipped, over Lambda's "
             f"{human_mb(limit)} limit ({layer.architecture}, python{layer.python_version}). "
-            "Trim runtime/requirements.txt or use lambdaPackaging=image."
+            "Trim the layer's requirements (runtime/requirements*.txt) or use "
+            "lambdaPackaging=image."
         )
 
 

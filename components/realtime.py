@@ -1,9 +1,10 @@
 """RealtimePredictor: architecture `lambda` (API Gateway -> Lambda, synchronous predictions).
 
 One function serves both operations of the API (``health`` and ``predict``). The model is loaded
-from S3 at init (``MODEL_URI``, checked against ``MODEL_SHA256``); the dependencies come from the
-layer built by LambdaPackage. The execution role may do exactly two things: read the model
-object and write to the function's own log group.
+from S3 at init (``MODEL_URI``, checked against ``MODEL_SHA256``) by the engine ``MODEL_ENGINE``
+names (xgboost, or onnx: then MODEL_URI is the converted model.onnx); the dependencies come from
+the layer LambdaPackage built for that engine. The execution role may do exactly two things: read
+the model object and write to the function's own log group.
 """
 
 from __future__ import annotations
@@ -45,9 +46,13 @@ class RealtimePredictorArgs:
     snap_start: bool = False
     provisioned_concurrency: int = 0
     log_retention_days: int = 14
+    # MODEL_ENGINE: with onnx, model_uri/model_sha256/model_object_arn are the model.onnx ones.
+    engine: str = contract.ENGINE_XGBOOST
 
     def __post_init__(self) -> None:
         problems: list[str] = []
+        if self.engine not in contract.ENGINES:
+            problems.append(f"engine {self.engine!r} not in {contract.ENGINES}")
         if not isinstance(self.code, pulumi.Archive):
             problems.append(f"code must be a pulumi.Archive, got {type(self.code).__name__}")
         if self.lambda_architecture not in LAMBDA_ARCHITECTURES:
@@ -83,6 +88,7 @@ class RealtimePredictorArgs:
         return {
             contract.ENV_MODEL_URI: self.model_uri,
             contract.ENV_MODEL_SHA256: self.model_sha256,
+            contract.ENV_MODEL_ENGINE: self.engine,
             contract.ENV_MAX_ROWS: str(self.max_rows),
             contract.ENV_ALLOW_MISSING: "true" if self.allow_missing else "false",
             contract.ENV_POWERTOOLS_SERVICE_NAME: contract.SERVICE_NAME,

@@ -43,6 +43,7 @@ ARCHITECTURES: Final[tuple[str, ...]] = (
 LambdaArchitecture = Literal["arm64", "x86_64"]
 LAMBDA_ARCHITECTURES: Final[tuple[LambdaArchitecture, ...]] = ("arm64", "x86_64")
 LAMBDA_PACKAGING: Final = ("layer",)
+ENGINES: Final[tuple[str, ...]] = contract.ENGINES
 API_AUTH: Final = ("api-key", "iam", "none")
 POLLING: Final = ("lambda", "native")
 BATCH_COMPUTE_TYPES: Final = ("FARGATE", "FARGATE_SPOT")
@@ -216,6 +217,7 @@ class Settings:
     lambda_memory: int
     lambda_timeout: int
     lambda_packaging: str
+    engine: str
     provisioned_concurrency: int
     snap_start: bool
     max_rows: int
@@ -283,6 +285,11 @@ class Settings:
     def model_metadata_key(self) -> str:
         return contract.model_metadata_key(self.model_name, self.model_version)
 
+    @property
+    def onnx_key(self) -> str:
+        """Where the onnx engine's converted model goes: next to the XGBoost model."""
+        return contract.onnx_model_key(self.model_name, self.model_version)
+
 
 def _architectures(r: _Reader, implemented: tuple[str, ...]) -> tuple[str, ...]:
     raw = r.string("architecture")
@@ -349,6 +356,7 @@ def _lambda_values(r: _Reader) -> dict[str, Any]:
             f"is {API_GATEWAY_TIMEOUT_SECONDS} s, so a longer function could never answer)",
         ),
         "lambda_packaging": r.choice("lambdaPackaging", LAMBDA_PACKAGING, "packaging"),
+        "engine": r.choice("engine", ENGINES, "engine"),
         "provisioned_concurrency": provisioned,
         "snap_start": snap_start,
         "max_rows": r.integer("maxRows", 1, 100_000, "1-100000"),

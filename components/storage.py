@@ -35,6 +35,9 @@ class ModelStoreArgs:
     model_sha256: str | None = None  # computed from model_path when None
     protect_data: bool = True
     kms_key_arn: str | None = None  # SSE-KMS with a bucket key when set, else SSE-S3 (AES256)
+    # The onnx engine's converted model (components/engine.py), uploaded next to the XGBoost one.
+    onnx_path: Path | None = None
+    onnx_sha256: str | None = None  # computed from onnx_path when None
 
     def __post_init__(self) -> None:
         if not self.model_path.is_file():
@@ -52,6 +55,16 @@ class ModelStoreArgs:
             )
         if self.kms_key_arn is not None and not self.kms_key_arn.startswith("arn:"):
             raise ValueError(f"ModelStoreArgs.kms_key_arn: not an ARN: {self.kms_key_arn!r}")
+        if self.onnx_path is None and self.onnx_sha256 is not None:
+            raise ValueError("ModelStoreArgs.onnx_sha256 is given without onnx_path")
+        if self.onnx_path is not None:
+            if not self.onnx_path.is_file():
+                raise ValueError(f"ModelStoreArgs.onnx_path: no ONNX model at {self.onnx_path}")
+            if self.onnx_sha256 is not None and self.onnx_sha256 != sha256_file(self.onnx_path):
+                raise ValueError(
+                    f"ModelStoreArgs.onnx_sha256: {self.onnx_sha256} is not the sha256 of "
+                    f"{self.onnx_path}"
+                )
 
     @property
     def sha256(self) -> str:
@@ -113,6 +126,11 @@ class ModelStore(pulumi.ComponentResource):
     model_object_arn: pulumi.Output[str]
     model_sha256: str
     model_version: str
+    # Set when the store holds the onnx engine's model.onnx (ModelStoreArgs.onnx_path), else None.
+    onnx_key: str | None
+    onnx_uri: pulumi.Output[str] | None
+    onnx_object_arn: pulumi.Output[str] | None
+    onnx_sha256: str | None
 
     def __init__(
         self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None
@@ -196,6 +214,23 @@ class ModelStore(pulumi.ComponentResource):
             opts=after_bucket_setup,
         )
 
+        self.onnx_key = self.onnx_uri = self.onnx_object_arn = self.onnx_sha256 = None
+        if args.onnx_path is not None:
+            onnx_sha256 = args.onnx_sha256 or sha256_file(args.onnx_path)
+            onnx_key = contract.onnx_model_key(args.model_name, args.model_version)
+            onnx_object = aws.s3.BucketObjectv2(
+                f"{name}-onnx-model",
+                bucket=bucket.id,
+                key=onnx_key,
+                source=pulumi.FileAsset(str(args.onnx_path)),
+                content_type="application/octet-stream",
+                metadata={"sha256": onnx_sha256, "source-sha256": sha256},
+                opts=after_bucket_setup,
+            )
+            self.onnx_key, self.onnx_sha256 = onnx_key, onnx_sha256
+            self.onnx_uri = pulumi.Output.concat("s3://", onnx_object.bucket, "/", onnx_key)
+            self.onnx_object_arn = pulumi.Output.concat(bucket.arn, "/", onnx_key)
+
         self.bucket_name = bucket.bucket
         self.bucket_arn = bucket.arn
         self.model_sha256 = sha256
@@ -212,6 +247,8 @@ class ModelStore(pulumi.ComponentResource):
                 "model_object_arn": self.model_object_arn,
                 "model_sha256": self.model_sha256,
                 "model_version": self.model_version,
+                "onnx_uri": self.onnx_uri,
+                "onnx_sha256": self.onnx_sha256,
             }
         )
 
@@ -243,6 +280,8 @@ class JobTable(pulumi.ComponentResource):
             server_side_encryption={"enabled": True},
             point_in_time_recovery={"enabled": True},
             ttl={"attribute_name": contract.JOB_TABLE_TTL_ATTRIBUTE, "enabled": True},
+            # protectData also guards the table against a DeleteTable outside Pulumi
+            deletion_protection_enabled=args.protect_data,
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.protect_data),
         )
         self.name = table.name

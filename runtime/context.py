@@ -151,6 +151,7 @@ class RuntimeContext:
                         self.get(contract.ENV_MODEL_SHA256),
                         lambda: self.client("s3"),
                         Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR,
+                        engine=self.get(contract.ENV_MODEL_ENGINE),
                     )
         return self._model_cache
 

@@ -35,6 +35,9 @@ ENV_ECS_SECURITY_GROUPS: Final = "ECS_SECURITY_GROUPS"  # comma-separated securi
 ENV_ECS_ASSIGN_PUBLIC_IP: Final = "ECS_ASSIGN_PUBLIC_IP"  # ENABLED | DISABLED
 # Step Functions architectures: the job API starts executions of this state machine
 ENV_STATE_MACHINE_ARN: Final = "STATE_MACHINE_ARN"
+# The inference engine of the model at MODEL_URI (issue 8): xgboost (the model.ubj object) or
+# onnx (the model.onnx converted and verified at deploy time, next to it).
+ENV_MODEL_ENGINE: Final = "MODEL_ENGINE"
 
 # Powertools reads these itself; we set them on every function.
 ENV_POWERTOOLS_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
@@ -87,11 +90,44 @@ def model_metadata_key(name: str, version: str) -> str:
 
 
 def parse_model_key(key: str) -> tuple[str, str]:
-    """Return (name, version) of a key written by :func:`model_key`."""
+    """Return (name, version) of a key written by :func:`model_key` or :func:`onnx_model_key`."""
     parts = key.split("/")
-    if len(parts) != 4 or parts[0] + "/" != MODEL_PREFIX or parts[3] != MODEL_OBJECT_NAME:
-        raise ValueError(f"not a model key (expected models/<name>/<version>/model.ubj): {key!r}")
+    if (
+        len(parts) != 4
+        or parts[0] + "/" != MODEL_PREFIX
+        or parts[3] not in (MODEL_OBJECT_NAME, ONNX_OBJECT_NAME)
+    ):
+        raise ValueError(
+            f"not a model key (expected models/<name>/<version>/{MODEL_OBJECT_NAME} or "
+            f"{ONNX_OBJECT_NAME}): {key!r}"
+        )
     return parts[1], parts[2]
+
+
+# --- inference engines (issue 8) -----------------------------------------------------------------
+ENGINE_XGBOOST: Final = "xgboost"
+ENGINE_ONNX: Final = "onnx"
+ENGINES: Final = (ENGINE_XGBOOST, ENGINE_ONNX)
+ONNX_OBJECT_NAME: Final = "model.onnx"  # next to model.ubj: models/{name}/{version}/model.onnx
+# The converted model's metadata_props: everything the onnx engine needs besides the graph.
+ONNX_META_FEATURE_NAMES: Final = "mlserve.feature_names"  # JSON list of strings
+ONNX_META_OBJECTIVE: Final = "mlserve.objective"
+ONNX_META_NUM_CLASS: Final = "mlserve.num_class"
+ONNX_META_NAME: Final = "mlserve.name"
+ONNX_META_VERSION: Final = "mlserve.version"
+ONNX_META_SOURCE_SHA256: Final = "mlserve.source_sha256"  # the XGBoost model it was converted from
+ONNX_META_TOLERANCE: Final = "mlserve.tolerance"  # verified |onnx - xgboost| bound (see docs)
+ONNX_OUTPUT_NAME: Final = "prediction"  # the graph's single output, shaped like XGBoost's
+
+
+def onnx_model_key(name: str, version: str) -> str:
+    """S3 key of the converted model: ``models/{name}/{version}/model.onnx``."""
+    return f"{MODEL_PREFIX}{name}/{version}/{ONNX_OBJECT_NAME}"
+
+
+def engine_of_key(key: str) -> str:
+    """The engine serving the object at ``key``: onnx for model.onnx, else xgboost."""
+    return ENGINE_ONNX if key.rsplit("/", 1)[-1] == ONNX_OBJECT_NAME else ENGINE_XGBOOST
 
 
 # --- job table (DynamoDB) ---------------------------------------------------------------------

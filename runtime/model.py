@@ -1,7 +1,13 @@
-"""Load the XGBoost model from S3 and predict.
+"""Load the model from S3 and predict, with the xgboost or the onnx engine (one interface).
 
-- Only XGBoost's own JSON and UBJSON formats are accepted, never pickle or the legacy binary
-  format: the first bytes are checked before XGBoost sees the file.
+- ``xgboost`` (the reference): XGBoost's own JSON and UBJSON formats, ``Booster.inplace_predict``.
+- ``onnx`` (issue 8): the ``model.onnx`` converted and verified against XGBoost at deploy time
+  (components/engine.py), run by onnxruntime on one thread. This path never imports xgboost (the
+  onnx Lambda layer has none): feature names, objective and classes come from the ONNX model's
+  ``metadata_props``.
+- Never pickle or XGBoost's legacy binary format: the first bytes of the object are checked
+  (JSON ``{``, UBJSON ``{`` + a length marker, or an ONNX protobuf) before any library parses it,
+  and they must be the chosen engine's format.
 - The object is downloaded once per container into a cache directory (``/tmp/mlserve`` on
   Lambda), its sha256 checked against the digest recorded at deploy time; a cached file whose
   digest matches is reused without touching S3.
@@ -23,6 +29,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from runtime import contract
 from runtime.contract import parse_model_key
 
 if TYPE_CHECKING:
@@ -31,6 +38,16 @@ if TYPE_CHECKING:
 DEFAULT_CACHE_DIR = Path(tempfile.gettempdir()) / "mlserve"
 _CHUNK = 1 << 20
 _UBJ_LENGTH_MARKERS = frozenset(b"iUIlL")
+# An ONNX ModelProto starts with field 1 (ir_version, varint: tag 0x08, a small number), followed
+# by the tag of one of the next fields (producer_name 0x12 ... graph 0x3a, opset_import 0x42).
+_ONNX_IR_TAG = 0x08
+_ONNX_NEXT_TAGS = frozenset(b"\x12\x1a\x22\x28\x32\x3a\x42")
+# file format -> engine that loads it
+_FORMAT_ENGINE = {
+    "json": contract.ENGINE_XGBOOST,
+    "ubj": contract.ENGINE_XGBOOST,
+    "onnx": contract.ENGINE_ONNX,
+}
 
 
 class ModelUnavailable(Exception):
@@ -48,6 +65,7 @@ class ModelInfo:
     feature_names: tuple[str, ...]
     objective: str
     num_class: int
+    engine: str = contract.ENGINE_XGBOOST
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,14 +75,14 @@ class ModelInfo:
             "num_features": self.num_features,
             "feature_names": list(self.feature_names),
             "objective": self.objective,
+            "engine": self.engine,
         }
 
 
 class LoadedModel:
-    """A booster plus what the API says about it."""
+    """A model plus what the API says about it; :meth:`predict` is the engine's."""
 
-    def __init__(self, booster: xgboost.Booster, info: ModelInfo) -> None:
-        self.booster = booster
+    def __init__(self, info: ModelInfo) -> None:
         self.info = info
         self._index = {name: i for i, name in enumerate(info.feature_names)}
 
@@ -73,8 +91,40 @@ class LoadedModel:
         return self._index
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        """One prediction per row: shape (n,) or (n, classes) for multi-class probabilities."""
+        """One prediction per row of a 2-D float32 matrix: shape (n,), or (n, classes) for
+        multi-class probabilities."""
+        return self._predict(rows)
+
+    def _predict(self, rows: np.ndarray) -> np.ndarray:  # the engine's
+        raise NotImplementedError
+
+
+class XGBoostModel(LoadedModel):
+    """The reference engine: ``Booster.inplace_predict``."""
+
+    def __init__(self, booster: xgboost.Booster, info: ModelInfo) -> None:
+        super().__init__(info)
+        self.booster = booster
+
+    def _predict(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster.inplace_predict(rows))
+
+
+class OnnxModel(LoadedModel):
+    """The onnx engine: one onnxruntime session, one thread, input/output names resolved once."""
+
+    def __init__(self, session: Any, info: ModelInfo) -> None:
+        super().__init__(info)
+        self.session = session
+        self._input = session.get_inputs()[0].name
+        self._outputs = [contract.ONNX_OUTPUT_NAME]
+        self._run = session.run
+
+    def _predict(self, rows: np.ndarray) -> np.ndarray:
+        if rows.dtype != np.float32 or not rows.flags.c_contiguous:
+            rows = np.ascontiguousarray(rows, dtype=np.float32)
+        result: np.ndarray = self._run(self._outputs, {self._input: rows})[0]
+        return result
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -85,12 +135,15 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def detect_format(head: bytes) -> str:
-    """'json' or 'ubj' from the first bytes of a model file; anything else is refused."""
+    """'json', 'ubj' or 'onnx' from the first bytes of a model file; anything else is refused."""
+    if len(head) >= 3 and head[0] == _ONNX_IR_TAG and head[1] < 0x80 and head[2] in _ONNX_NEXT_TAGS:
+        return "onnx"
     stripped = head.lstrip()
     if stripped[:1] != b"{":
         raise ModelUnavailable(
-            "the model object is not an XGBoost JSON/UBJSON model (pickle and the legacy "
-            "binary format are refused); re-save it with Booster.save_model('model.ubj')"
+            "the model object is not an XGBoost JSON/UBJSON model nor an ONNX model (pickle and "
+            "the legacy binary format are refused); re-save it with "
+            "Booster.save_model('model.ubj')"
         )
     second = stripped[1:2]
     if second in (b'"', b"}") or (second and second.isspace()):
@@ -118,34 +171,133 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_model(
-    uri: str, expected_sha256: str, s3: Any, cache_dir: Path = DEFAULT_CACHE_DIR
-) -> LoadedModel:
-    """Download (or reuse the cached copy of) the model at ``uri``, verify it, load it."""
-    import xgboost as xgb
+def _file_format(path: Path) -> str:
+    with path.open("rb") as fh:
+        return detect_format(fh.read(16))
 
+
+def _check_engine(engine: str | None, key: str) -> str:
+    """The engine to load ``key`` with: MODEL_ENGINE when set, else the object's name decides."""
+    by_key = contract.engine_of_key(key)
+    if engine is None or not engine.strip():
+        return by_key
+    engine = engine.strip().lower()
+    if engine not in contract.ENGINES:
+        raise ModelUnavailable(
+            f"{contract.ENV_MODEL_ENGINE}={engine!r} is not an engine; allowed: "
+            f"{', '.join(contract.ENGINES)}"
+        )
+    if engine != by_key:
+        expected = (
+            contract.ONNX_OBJECT_NAME
+            if engine == contract.ENGINE_ONNX
+            else contract.MODEL_OBJECT_NAME
+        )
+        raise ModelUnavailable(
+            f"{contract.ENV_MODEL_ENGINE} is {engine} but {contract.ENV_MODEL_URI} points at "
+            f"{key.rsplit('/', 1)[-1]}, not {expected}: redeploy (pulumi up)"
+        )
+    return engine
+
+
+def load_model(
+    uri: str,
+    expected_sha256: str,
+    s3: Any,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    engine: str | None = None,
+) -> LoadedModel:
+    """Download (or reuse the cached copy of) the model at ``uri``, verify it, load it.
+
+    ``engine`` (MODEL_ENGINE) must match the object: ``onnx`` loads ``model.onnx``, ``xgboost``
+    ``model.ubj``; None picks the engine from the object's name.
+    """
     try:
         bucket, key = parse_s3_uri(uri)
         name, version = parse_model_key(key)
     except ValueError as exc:
         raise ModelUnavailable(f"MODEL_URI is not a model location: {exc}") from exc
+    engine = _check_engine(engine, key)
     expected = expected_sha256.strip().lower()
     if len(expected) != 64:
         raise ModelUnavailable("MODEL_SHA256 is not set to the model's sha256 hex digest")
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     cached = next(
-        (p for p in cache_dir.glob(f"{expected}.*") if p.suffix in (".json", ".ubj")), None
+        (p for p in cache_dir.glob(f"{expected}.*") if p.suffix in (".json", ".ubj", ".onnx")),
+        None,
     )
     if cached is None or _sha256_file(cached) != expected:
         cached = _download(s3, bucket, key, expected, cache_dir)
+    fmt = _file_format(cached)
+    if _FORMAT_ENGINE[fmt] != engine:
+        raise ModelUnavailable(
+            f"{uri} is an {fmt.upper()} model, which the {engine} engine does not load "
+            f"({contract.ENV_MODEL_ENGINE}={engine}): redeploy (pulumi up)"
+        )
+    if engine == contract.ENGINE_ONNX:
+        return _load_onnx(cached, uri, name, version, expected)
+    return _load_xgboost(cached, uri, name, version, expected)
+
+
+def _load_xgboost(path: Path, uri: str, name: str, version: str, sha256: str) -> XGBoostModel:
+    import xgboost as xgb
+
     booster = xgb.Booster()
     try:
-        booster.load_model(str(cached))
+        booster.load_model(str(path))
     except xgb.core.XGBoostError as exc:
-        cached.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         raise ModelUnavailable(f"XGBoost could not load {uri}: {str(exc).splitlines()[0]}") from exc
-    return LoadedModel(booster, _model_info(booster, name, version, expected))
+    return XGBoostModel(booster, _model_info(booster, name, version, sha256))
+
+
+def onnx_session_options() -> Any:
+    """One intra-op and one inter-op thread, every graph optimization: per-row cost is what
+    real-time serving pays, and Lambda's vCPUs serve one request at a time."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only
+    return options
+
+
+def _load_onnx(path: Path, uri: str, name: str, version: str, sha256: str) -> OnnxModel:
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(
+            str(path), sess_options=onnx_session_options(), providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        path.unlink(missing_ok=True)
+        raise ModelUnavailable(f"onnxruntime could not load {uri}: {exc}") from exc
+    meta = session.get_modelmeta().custom_metadata_map
+    try:
+        names = tuple(str(n) for n in json.loads(meta[contract.ONNX_META_FEATURE_NAMES]))
+        objective = meta[contract.ONNX_META_OBJECTIVE]
+        num_class = int(meta.get(contract.ONNX_META_NUM_CLASS, "0") or 0)
+        outputs = [o.name for o in session.get_outputs()]
+        (model_input,) = session.get_inputs()
+        width = model_input.shape[1]
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise ModelUnavailable(
+            f"{uri} is not an ONNX model converted by mlserve (metadata, input or output "
+            f"missing: {exc}); redeploy (pulumi up) with mlserve:engine onnx"
+        ) from exc
+    if outputs != [contract.ONNX_OUTPUT_NAME] or (isinstance(width, int) and width != len(names)):
+        raise ModelUnavailable(
+            f"{uri}: outputs {outputs} / input width {width} do not match the recorded "
+            f"{len(names)} features and output {contract.ONNX_OUTPUT_NAME!r}; redeploy"
+        )
+    info = ModelInfo(
+        name, version, sha256, len(names), names, objective, num_class, contract.ENGINE_ONNX
+    )
+    return OnnxModel(session, info)
 
 
 def _download(s3: Any, bucket: str, key: str, expected: str, cache_dir: Path) -> Path:
@@ -187,8 +339,10 @@ class ModelCache:
         sha256: str | None,
         s3_factory: Callable[[], Any],
         cache_dir: Path = DEFAULT_CACHE_DIR,
+        engine: str | None = None,
     ) -> None:
         self._uri = uri
+        self._engine = engine
         self._sha256 = sha256
         self._s3_factory = s3_factory
         self._cache_dir = cache_dir
@@ -204,6 +358,6 @@ class ModelCache:
                 if not self._uri or not self._sha256:
                     raise ModelUnavailable("MODEL_URI and MODEL_SHA256 must be set")
                 self._model = load_model(
-                    self._uri, self._sha256, self._s3_factory(), self._cache_dir
+                    self._uri, self._sha256, self._s3_factory(), self._cache_dir, self._engine
                 )
             return self._model

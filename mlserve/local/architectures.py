@@ -47,8 +47,11 @@ class ArchitectureOptions:
 
     polling: str = POLLING_LAMBDA
     poll_interval_seconds: int = LOCAL_POLL_INTERVAL_SECONDS
+    engine: str = contract.ENGINE_XGBOOST  # mlserve:engine (the lambda architecture's predictor)
 
     def __post_init__(self) -> None:
+        if self.engine not in contract.ENGINES:
+            raise ValueError(f"engine {self.engine!r} is not one of {', '.join(contract.ENGINES)}")
         if self.polling not in POLLING_MODES:
             raise ValueError(f"polling {self.polling!r} is not one of {', '.join(POLLING_MODES)}")
         if self.poll_interval_seconds < 1:
@@ -95,17 +98,49 @@ def function_base_env() -> dict[str, str]:
     }
 
 
+def upload_onnx_model(ctx: StackContext) -> tuple[str, str]:
+    """mlserve:engine onnx: convert and verify the model (components/engine.py, as the Pulumi
+    program does; EngineConversionError stops the start) and upload ``model.onnx`` next to the
+    model with its sha256 in the object metadata. Returns (MODEL_URI, MODEL_SHA256)."""
+    from components.engine import convert_to_onnx
+
+    stores, model = ctx.stores, ctx.stores.model
+    conversion = convert_to_onnx(
+        model.model_path,
+        ctx.scratch / contract.ONNX_OBJECT_NAME,
+        name=model.name,
+        version=model.version,
+    )
+    key = contract.onnx_model_key(model.name, model.version)
+    ctx.aws.client("s3").put_object(
+        Bucket=stores.bucket,
+        Key=key,
+        Body=conversion.out_path.read_bytes(),
+        ContentType="application/octet-stream",
+        Metadata={"sha256": conversion.sha256, "source-sha256": model.sha256},
+    )
+    return f"s3://{stores.bucket}/{key}", conversion.sha256
+
+
 def _realtime(ctx: StackContext) -> Routes:
     """Architecture ``lambda``: API Gateway -> the predictor (GET /health, POST /predict)."""
     from runtime.handlers import predict
 
     stores = ctx.stores
+    engine = ctx.options.engine
+    model_uri, model_sha256 = stores.model_uri, stores.model.sha256
+    if engine == contract.ENGINE_ONNX:
+        # as __main__.py does: convert + verify at deployment, upload model.onnx next to the model
+        model_uri, model_sha256 = upload_onnx_model(ctx)
+        ctx.outputs["onnxModelUri"] = model_uri
+    ctx.outputs["engine"] = engine
 
     def environment(settings: RuntimeSettings) -> Mapping[str, str]:
         return {
             **function_base_env(),
-            contract.ENV_MODEL_URI: stores.model_uri,
-            contract.ENV_MODEL_SHA256: stores.model.sha256,
+            contract.ENV_MODEL_ENGINE: engine,
+            contract.ENV_MODEL_URI: model_uri,
+            contract.ENV_MODEL_SHA256: model_sha256,
             contract.ENV_MAX_ROWS: str(settings.max_rows),
             contract.ENV_ALLOW_MISSING: "true" if settings.allow_missing else "false",
         }

@@ -246,3 +246,41 @@ def iter_queue(items: queue.Queue[str]) -> list[str]:
     while not items.empty():
         out.append(items.get_nowait())
     return out
+
+
+def test_demo_with_the_onnx_engine_serves_the_converted_model(
+    trained: TrainResult, tmp_path: Path
+) -> None:
+    result = mlserve(
+        "demo",
+        "--engine",
+        "onnx",
+        "--model-dir",
+        str(trained.model_path.parent),
+        "--rows",
+        "5",
+        cwd=tmp_path,
+    )
+
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "engine onnx" in result.stdout
+    assert "identical predictions" in result.stdout
+    accuracy = re.search(r"accuracy on the held-out split.*?: (\d+\.\d)%", result.stdout)
+    assert accuracy is not None and float(accuracy.group(1)) > 90, result.stdout
+
+
+def test_demo_with_the_onnx_engine_refuses_an_unsupported_model(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    dtrain = xgb.DMatrix(x, label=(x[:, 0] > 0).astype(int))
+    dtrain.set_group([30, 30])
+    booster = xgb.train({"objective": "rank:pairwise", "nthread": 1}, dtrain, 2)
+    model_dir = tmp_path / "ranker"
+    model_dir.mkdir()
+    booster.save_model(model_dir / "model.ubj")
+
+    result = mlserve("demo", "--engine", "onnx", "--model-dir", str(model_dir), cwd=tmp_path)
+
+    assert result.returncode == 1, result.stderr + result.stdout
+    assert "objective 'rank:pairwise' is not supported by the onnx engine" in result.stderr
+    assert "Traceback" not in result.stderr

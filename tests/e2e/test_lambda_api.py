@@ -1,13 +1,19 @@
-"""Architecture ``lambda`` through the local emulator, over HTTP: what a caller of the API sees."""
+"""Architecture ``lambda`` through the local emulator, over HTTP: what a caller of the API sees.
+
+The whole contract runs once per engine (mlserve:engine xgboost and onnx, issue 8): every answer
+must be the same, predictions equal to XGBoost's own within TOLERANCE.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +22,7 @@ import xgboost as xgb
 
 from mlserve.local import Emulator
 from mlserve.train import TrainResult
+from runtime import contract
 
 from .helpers import Api, Example, assert_error, reference
 
@@ -34,6 +41,21 @@ def csv_text(header: list[str] | None, rows: list[list[str]]) -> str:
 def predictions(response: requests.Response) -> np.ndarray:
     assert response.status_code == 200, response.text
     return np.asarray(response.json()["predictions"], dtype=np.float64)
+
+
+@pytest.fixture(scope="module", params=contract.ENGINES)
+def emulator(request: pytest.FixtureRequest, emulators: Any) -> Emulator:
+    """Architecture ``lambda`` with each engine; module scope groups the tests by engine."""
+    return emulators.get("lambda", engine=request.param)
+
+
+def served(emulator: Emulator, trained: TrainResult) -> tuple[str, str]:
+    """(key, sha256) of the object the predictor loads: model.ubj, or model.onnx (onnx engine)."""
+    if emulator.outputs["engine"] == contract.ENGINE_ONNX:
+        key = emulator.outputs["onnxModelUri"].removeprefix(f"s3://{emulator.bucket}/")
+        head = emulator.client("s3").head_object(Bucket=emulator.bucket, Key=key)
+        return key, head["Metadata"]["sha256"]
+    return emulator.stores.model_key, trained.sha256
 
 
 @pytest.fixture
@@ -56,7 +78,8 @@ def test_health_describes_the_served_model(
     assert body["status"] == "ok"
     model = body["model"]
     assert model["name"] == "example"
-    assert model["sha256"] == trained.sha256
+    assert model["engine"] == emulator.outputs["engine"]
+    assert model["sha256"] == served(emulator, trained)[1]
     assert model["version"] == trained.sha256[:12] == emulator.model.version
     assert model["num_features"] == 30
     assert model["feature_names"] == example.names
@@ -83,6 +106,12 @@ def test_the_model_is_stored_like_the_pulumi_program_stores_it(
     table = emulator.client("dynamodb").describe_table(TableName=emulator.table)["Table"]
     assert table["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    if emulator.outputs["engine"] == contract.ENGINE_ONNX:
+        # the converted model sits next to the XGBoost one, its own digest in its metadata
+        onnx_key, onnx_sha256 = served(emulator, trained)
+        assert onnx_key == key.replace("model.ubj", "model.onnx")
+        body = s3.get_object(Bucket=emulator.bucket, Key=onnx_key)["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == onnx_sha256 != trained.sha256
 
 
 def test_predict_rows_as_lists(api: Api, booster: xgb.Booster, example: Example) -> None:
@@ -337,17 +366,18 @@ def test_a_corrupt_model_is_a_503_and_the_load_is_retried_after_a_restore(
     reconfigure: Emulator, api: Api, trained: TrainResult, example: Example
 ) -> None:
     s3 = reconfigure.client("s3")
-    bucket, key = reconfigure.bucket, reconfigure.stores.model_key
-    original = trained.model_path.read_bytes()
+    bucket = reconfigure.bucket
+    key, digest = served(reconfigure, trained)
+    original = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     s3.put_object(Bucket=bucket, Key=key, Body=b'{"not": "the model"}')
     try:
         reconfigure.reconfigure()  # a new execution environment: nothing cached
         for path in ("/health", "/predict"):
             kwargs = {"json": {"instances": example.rows(1).tolist()}} if path == "/predict" else {}
             response = api.post(path, **kwargs) if path == "/predict" else api.get(path)
-            assert_error(response, 503, "model_unavailable", "sha256", trained.sha256)
+            assert_error(response, 503, "model_unavailable", "sha256", digest)
     finally:
-        s3.put_object(Bucket=bucket, Key=key, Body=original, Metadata={"sha256": trained.sha256})
+        s3.put_object(Bucket=bucket, Key=key, Body=original, Metadata={"sha256": digest})
 
     response = api.predict_json({"instances": example.rows(2).tolist()})
     assert predictions(response).shape == (2,)

@@ -388,7 +388,8 @@ def test_check_size_names_measured_sizes_total_and_limit() -> None:
     assert str(caught.value) == (
         "Lambda package too large: layer 240.5 MB + function 10.0 MB = 250.5 MB unzipped, "
         "over Lambda's 250.0 MB limit (arm64, python3.12). "
-        "Trim runtime/requirements.txt or use lambdaPackaging=image."
+        "Trim the layer's requirements (runtime/requirements*.txt) or use "
+        "lambdaPackaging=image."
     )
 
 

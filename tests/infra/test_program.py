@@ -149,6 +149,7 @@ def test_stack_outputs(default_run: StackRun) -> None:
         "modelUri",
         "jobTable",
         "architecture",
+        "engine",
         "predictorLogGroup",
     }
     bucket = default_run.one(BUCKET).outputs["bucket"]
@@ -374,6 +375,7 @@ def test_predictor_function(default_run: StackRun, tiny_model: Path) -> None:
     assert inputs["environment"]["variables"] == {
         "MODEL_URI": default_run.exports["modelUri"],
         "MODEL_SHA256": digest,
+        "MODEL_ENGINE": "xgboost",
         "MAX_ROWS": "10000",
         "ALLOW_MISSING": "false",
         "POWERTOOLS_SERVICE_NAME": "mlserve",
@@ -555,6 +557,7 @@ def test_no_auth(base_config: dict[str, str]) -> None:
         "modelUri",
         "jobTable",
         "architecture",
+        "engine",
         "predictorLogGroup",
     }
 

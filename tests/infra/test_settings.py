@@ -30,7 +30,7 @@ DESIGN_KEYS = {
     "taskCpu", "taskMemory", "image", "polling", "pollIntervalSeconds", "syncWaitSeconds",
     "batchComputeType", "batchMaxVcpus", "jobAttempts", "apiAuth", "throttleRate",
     "throttleBurst", "subnetIds", "securityGroupIds", "logRetentionDays", "protectData",
-    "maxRows", "allowMissing",
+    "maxRows", "allowMissing", "engine",
 }  # fmt: skip
 
 
@@ -90,6 +90,7 @@ def test_project_file_declares_every_design_key_with_type_default_and_descriptio
         ("protectData", True),
         ("polling", "lambda"),
         ("batchComputeType", "FARGATE"),
+        ("engine", "xgboost"),
     ],
 )
 def test_design_defaults(key: str, default: Any) -> None:
@@ -435,3 +436,17 @@ def test_settings_are_frozen(tiny_model: Path) -> None:
     s = settings(tiny_model)
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.lambda_memory = 1  # type: ignore[misc]
+
+
+# --- engine (issue 8) -----------------------------------------------------------------------------
+def test_engine_defaults_to_xgboost_and_accepts_onnx(tiny_model: Path) -> None:
+    assert settings(tiny_model).engine == "xgboost"
+    onnx = settings(tiny_model, engine="onnx")
+    assert onnx.engine == "onnx"
+    assert onnx.onnx_key == f"models/example/{onnx.model_version}/model.onnx"
+
+
+def test_unknown_engine_names_the_allowed_ones(tiny_model: Path) -> None:
+    assert problems(tiny_model, engine="tensorrt") == (
+        "mlserve:engine: unknown engine 'tensorrt'; allowed: xgboost, onnx",
+    )

@@ -11,7 +11,7 @@ import pytest
 import xgboost as xgb
 
 from mlserve.train import TrainResult, sha256_file
-from runtime.contract import model_key
+from runtime.contract import model_key, onnx_model_key
 from runtime.model import ModelCache, ModelUnavailable, detect_format, load_model
 
 BUCKET = "mlserve-models-test"
@@ -141,3 +141,160 @@ def test_cache_retries_after_a_failed_load(
 def test_cache_without_configuration_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(ModelUnavailable, match="MODEL_URI"):
         ModelCache(None, None, lambda: None, tmp_path).get()
+
+
+# --- the onnx engine (issue 8) ----------------------------------------------------------------
+ONNX_TOLERANCE = 1e-5  # the agreement the deploy-time verification guarantees
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory, example_model: TrainResult) -> Any:
+    from components.engine import convert_to_onnx
+
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    return convert_to_onnx(example_model.model_path, out, name="example", version="v1")
+
+
+def upload_onnx(s3: Any, path: Path, version: str = "v1") -> str:
+    key = onnx_model_key("example", version)
+    s3.upload_file(str(path), BUCKET, key)
+    return f"s3://{BUCKET}/{key}"
+
+
+def test_onnx_engine_loads_and_agrees_with_xgboost(
+    s3: Any, example_model: TrainResult, converted: Any, tmp_path: Path
+) -> None:
+    onnx_model = load_model(
+        upload_onnx(s3, converted.out_path), converted.sha256, s3, tmp_path, "onnx"
+    )
+    xgb_model = load_model(upload(s3, example_model.model_path), example_model.sha256, s3, tmp_path)
+
+    assert onnx_model.info.engine == "onnx" and xgb_model.info.engine == "xgboost"
+    assert onnx_model.info.as_dict()["engine"] == "onnx"
+    assert xgb_model.info.as_dict()["engine"] == "xgboost"
+    expected = {**xgb_model.info.as_dict(), "sha256": converted.sha256, "engine": "onnx"}
+    assert onnx_model.info.as_dict() == expected
+    assert onnx_model.feature_index == xgb_model.feature_index
+    rng = np.random.default_rng(4)
+    rows = rng.normal(10, 5, size=(300, 30)).astype(np.float32)
+    rows[rng.random(rows.shape) < 0.1] = np.nan
+    for batch in (rows[:1], rows):
+        got, want = onnx_model.predict(batch), xgb_model.predict(batch)
+        assert got.shape == want.shape == (len(batch),)
+        assert float(np.max(np.abs(got - want))) <= ONNX_TOLERANCE
+    # a float64 or non-contiguous matrix is served too (converted once, as XGBoost would)
+    np.testing.assert_allclose(
+        onnx_model.predict(rows[:, :].astype(np.float64)[::2]),
+        xgb_model.predict(rows[::2]),
+        atol=ONNX_TOLERANCE,
+    )
+
+
+def test_onnx_engine_never_imports_xgboost(converted: Any, tmp_path: Path) -> None:
+    """The onnx layer has no xgboost: loading and predicting must not even try to import it."""
+    script = f"""
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("xgboost", "scipy"):
+            raise ImportError(f"{{name}} is not in the onnx layer")
+sys.meta_path.insert(0, Block())
+import shutil
+from pathlib import Path
+import numpy as np
+from runtime.model import ModelCache
+cache = Path({str(tmp_path)!r})
+shutil.copy({str(converted.out_path)!r}, cache / "{converted.sha256}.onnx")
+class NoS3:
+    def get_object(self, **kw): raise AssertionError("cached")
+model = ModelCache("s3://b/models/example/v1/model.onnx", "{converted.sha256}", NoS3, cache,
+                   engine="onnx").get()
+print(model.info.engine, model.predict(np.zeros((2, 30), np.float32)).shape)
+"""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["onnx", "(2,)"]
+
+
+def test_onnx_engine_multiclass_shape_matches_xgboost(s3: Any, tmp_path: Path) -> None:
+    from components.engine import convert_to_onnx
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(90, 4))
+    booster = xgb.train(
+        {"objective": "multi:softprob", "num_class": 3},
+        xgb.DMatrix(x, label=rng.integers(0, 3, size=90)),
+        5,
+    )
+    path = tmp_path / "multi.ubj"
+    booster.save_model(path)
+    conversion = convert_to_onnx(path, tmp_path / "multi.onnx")
+    model = load_model(
+        upload_onnx(s3, conversion.out_path), conversion.sha256, s3, tmp_path / "c", "onnx"
+    )
+    assert model.info.num_class == 3 and model.info.objective == "multi:softprob"
+    rows = x[:5].astype(np.float32)
+    got = model.predict(rows)
+    assert got.shape == (5, 3)
+    np.testing.assert_allclose(got, booster.inplace_predict(rows), atol=ONNX_TOLERANCE)
+
+
+def test_engine_and_object_must_match(
+    s3: Any, example_model: TrainResult, converted: Any, tmp_path: Path
+) -> None:
+    ubj = upload(s3, example_model.model_path)
+    onnx_uri = upload_onnx(s3, converted.out_path)
+    with pytest.raises(ModelUnavailable, match="MODEL_ENGINE is onnx but MODEL_URI points at"):
+        load_model(ubj, example_model.sha256, s3, tmp_path, "onnx")
+    with pytest.raises(ModelUnavailable, match="MODEL_ENGINE is xgboost but MODEL_URI points at"):
+        load_model(onnx_uri, converted.sha256, s3, tmp_path, "xgboost")
+    with pytest.raises(ModelUnavailable, match="MODEL_ENGINE='tflite' is not an engine"):
+        load_model(onnx_uri, converted.sha256, s3, tmp_path, "tflite")
+    # unset: the object's name decides
+    assert load_model(onnx_uri, converted.sha256, s3, tmp_path).info.engine == "onnx"
+
+
+def test_an_xgboost_model_renamed_model_onnx_is_refused(
+    s3: Any, example_model: TrainResult, tmp_path: Path
+) -> None:
+    uri = upload_onnx(s3, example_model.model_path)
+    with pytest.raises(ModelUnavailable, match="is an UBJ model, which the onnx engine"):
+        load_model(uri, example_model.sha256, s3, tmp_path, "onnx")
+
+
+def test_pickle_named_model_onnx_is_refused(s3: Any, tmp_path: Path) -> None:
+    blob = tmp_path / "model.pkl"
+    blob.write_bytes(pickle.dumps({"not": "a model"}))
+    with pytest.raises(ModelUnavailable, match="pickle"):
+        load_model(upload_onnx(s3, blob), sha256_file(blob), s3, tmp_path / "cache", "onnx")
+
+
+def test_an_onnx_model_without_mlserve_metadata_is_refused(
+    s3: Any, converted: Any, tmp_path: Path
+) -> None:
+    import onnx
+
+    foreign = onnx.load(str(converted.out_path))
+    del foreign.metadata_props[:]
+    path = tmp_path / "foreign.onnx"
+    onnx.save(foreign, str(path))
+    with pytest.raises(ModelUnavailable, match="not an ONNX model converted by mlserve"):
+        load_model(upload_onnx(s3, path), sha256_file(path), s3, tmp_path / "cache", "onnx")
+
+
+def test_altered_onnx_object_is_refused(s3: Any, converted: Any, tmp_path: Path) -> None:
+    uri = upload_onnx(s3, converted.out_path)
+    data = bytearray(converted.out_path.read_bytes())
+    data[-1] ^= 1
+    s3.put_object(Bucket=BUCKET, Key=onnx_model_key("example", "v1"), Body=bytes(data))
+    with pytest.raises(ModelUnavailable, match="sha256 mismatch"):
+        load_model(uri, converted.sha256, s3, tmp_path, "onnx")
+
+
+def test_detect_format_knows_onnx(converted: Any) -> None:
+    assert detect_format(converted.out_path.read_bytes()[:16]) == "onnx"
