@@ -204,10 +204,19 @@ def job_api_ecs_policy(
 
 
 def _job_api_data_statements(
-    table_arn: str, bucket_arn: str, metadata_object_arn: str
+    table_arn: str, bucket_arn: str, metadata_object_arn: str, *, read_results: bool = True
 ) -> list[dict[str, Any]]:
     """What every job API (``runtime.handlers.jobs``) does with its data, whatever the compute:
-    create/read/update job records, read the model metadata and results, write inputs."""
+    create/read/update job records, read the model metadata and (``read_results``: a finished
+    job's ``predictions.json``, answered by ``POST /predict``) results, write inputs."""
+    read: dict[str, Any] = {
+        "Sid": "ReadMetadataAndResults",
+        "Effect": "Allow",
+        "Action": ["s3:GetObject"],
+        "Resource": [metadata_object_arn, _prefix_arn(bucket_arn, RESULTS_PREFIX)],
+    }
+    if not read_results:
+        read.update(Sid="ReadMetadata", Resource=[metadata_object_arn])
     return [
         {
             "Sid": "JobRecords",
@@ -215,12 +224,7 @@ def _job_api_data_statements(
             "Action": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
             "Resource": [table_arn],
         },
-        {
-            "Sid": "ReadMetadataAndResults",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject"],
-            "Resource": [metadata_object_arn, _prefix_arn(bucket_arn, RESULTS_PREFIX)],
-        },
+        read,
         {
             "Sid": "WriteInputs",
             "Effect": "Allow",
@@ -353,7 +357,9 @@ def run_ecs_policy(
     execution_role_arn: str,
     log_group_arn: str,
 ) -> PolicyDocument:
-    """The RunECS step's grants: run the scoring task, record its ARN on the job."""
+    """The RunECS step's grants: run the scoring task, read the job and record the task's ARN
+    on it (``GetItem``, ``UpdateItem``), and stop the task it just started when the job was
+    cancelled meanwhile (``ecs:StopTask`` on the cluster's tasks)."""
     _require_arns(
         table_arn=table_arn,
         task_definition_arn=task_definition_arn,
@@ -366,9 +372,15 @@ def run_ecs_policy(
         _run_scoring_task_statement(task_definition_arn, cluster_arn),
         _pass_scoring_roles_statement(task_role_arn, execution_role_arn),
         {
+            "Sid": "StopCancelledTask",
+            "Effect": "Allow",
+            "Action": ["ecs:StopTask"],
+            "Resource": [cluster_tasks_arn(cluster_arn)],
+        },
+        {
             "Sid": "RecordTask",
             "Effect": "Allow",
-            "Action": ["dynamodb:UpdateItem"],
+            "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
             "Resource": [table_arn],
         },
         _own_logs_statement(log_group_arn),
@@ -410,8 +422,8 @@ def state_machine_policy(
     """The stepfunctions-ecs state machine's grants.
 
     * ``lambda:InvokeFunction`` on the step functions (``function_arns``: RunECS and
-      CheckJobStatus with ``polling: lambda``; none with ``polling: native``), each as its ARN
-      and its qualified ARNs (``ARN:*``).
+      CheckJobStatus with ``polling: lambda``; none with ``polling: native``): their
+      unqualified ARNs, the ones the definition's Lambda tasks name (no version or alias).
     * ``dynamodb:UpdateItem`` on the job table (RecordRunning, MarkSucceeded, MarkFailed).
     * ``native`` (``ecs:runTask.sync``): run the scoring task in its cluster, pass its two roles
       to ECS, stop and describe its tasks, and manage the EventBridge rule Step Functions uses
@@ -428,7 +440,7 @@ def state_machine_policy(
                 "Sid": "InvokeStepFunctions",
                 "Effect": "Allow",
                 "Action": ["lambda:InvokeFunction"],
-                "Resource": [arn for f in function_arns for arn in (f, f"{f}:*")],
+                "Resource": list(function_arns),
             }
         )
     statements.append(
@@ -563,7 +575,8 @@ def batch_job_policy(
 ) -> PolicyDocument:
     """The Batch scoring job's grants (``python -m runtime.scoring --mode batch``).
 
-    * its job record: ``GetItem`` (the config) and ``UpdateItem`` (rows, output_uri);
+    * its job record: ``UpdateItem`` only (its ``ALL_NEW`` answer is the job's config: the
+      attempt count is incremented and the record read in one conditional call; then rows);
     * the model object and every object under the input prefixes: ``GetObject``;
     * ``ListBucket`` on the bucket, only for keys under the input prefixes (an input given as a
       prefix is listed) and the output prefixes (the last shard checks every part exists);
@@ -581,7 +594,7 @@ def batch_job_policy(
         {
             "Sid": "JobRecord",
             "Effect": "Allow",
-            "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            "Action": ["dynamodb:UpdateItem"],
             "Resource": [table_arn],
         },
         {
@@ -672,29 +685,28 @@ def job_config_trigger_policy(
 BATCH_SYNC_RULE_NAME: Final = "StepFunctionsGetEventsForBatchJobsRule"
 
 
-def _submit_scoring_job_statements(
+def _submit_scoring_job_statement(
     job_queue_arns: list[str] | tuple[str, ...], job_definition_arn: str
-) -> list[dict[str, Any]]:
+) -> dict[str, Any]:
     """``batch:SubmitJob`` to the scoring queues with every revision of the scoring job
-    definition, and ``batch:TagResource`` on Batch jobs (SubmitJob passes the job's tags)."""
+    definition.
+
+    SubmitJob is authorised on three resources, all required: the job queue, the job
+    definition and the job it creates (``job/*``: its id does not exist before the call)."""
     if not job_queue_arns:
         raise ValueError("job_queue_arns must name at least one queue")
     for index, queue_arn in enumerate(job_queue_arns):
         _require_arn(queue_arn, f"job_queue_arns[{index}]")
-    return [
-        {
-            "Sid": "SubmitScoringJob",
-            "Effect": "Allow",
-            "Action": ["batch:SubmitJob"],
-            "Resource": [*job_queue_arns, batch_job_definition_family_arn(job_definition_arn)],
-        },
-        {
-            "Sid": "TagScoringJobs",
-            "Effect": "Allow",
-            "Action": ["batch:TagResource"],
-            "Resource": [batch_jobs_arn(job_queue_arns[0])],
-        },
-    ]
+    return {
+        "Sid": "SubmitScoringJob",
+        "Effect": "Allow",
+        "Action": ["batch:SubmitJob"],
+        "Resource": [
+            *job_queue_arns,
+            batch_job_definition_family_arn(job_definition_arn),
+            batch_jobs_arn(job_queue_arns[0]),
+        ],
+    }
 
 
 def _describe_batch_jobs_statement() -> dict[str, Any]:
@@ -715,19 +727,26 @@ def submit_batch_job_policy(
     log_group_arn: str,
 ) -> PolicyDocument:
     """The SubmitBatchJob step's grants: read the job's shards/priority, submit the scoring
-    job (an array job when sharded) to that priority's queue, record its Batch job id, and
+    job (an array job when sharded) to that priority's queue, tagged with its job id
+    (``batch:TagResource`` on Batch jobs: SubmitJob passes tags), record its Batch job id, and
     terminate the job it just submitted when the record was cancelled meanwhile."""
     _require_arns(
         table_arn=table_arn, job_definition_arn=job_definition_arn, log_group_arn=log_group_arn
     )
-    statements = _submit_scoring_job_statements(job_queue_arns, job_definition_arn)
+    jobs = batch_jobs_arn(job_queue_arns[0]) if job_queue_arns else ""
     return _document(
-        *statements,
+        _submit_scoring_job_statement(job_queue_arns, job_definition_arn),
+        {
+            "Sid": "TagScoringJobs",
+            "Effect": "Allow",
+            "Action": ["batch:TagResource"],
+            "Resource": [jobs],
+        },
         {
             "Sid": "TerminateScoringJobs",
             "Effect": "Allow",
             "Action": ["batch:TerminateJob"],
-            "Resource": statements[1]["Resource"],
+            "Resource": [jobs],
         },
         {
             "Sid": "JobRecord",
@@ -765,7 +784,8 @@ def batch_state_machine_policy(
 ) -> PolicyDocument:
     """The stepfunctions-batch state machine's grants.
 
-    * ``polling: lambda``: invoke SubmitBatchJob and CheckBatchStatus (each ARN and ``ARN:*``);
+    * ``polling: lambda``: invoke SubmitBatchJob and CheckBatchStatus (the unqualified ARNs
+      the definition names);
     * ``dynamodb:UpdateItem`` on the job table (RecordRunning, MarkSucceeded, MarkFailed);
     * ``polling: native`` (``batch:submitJob.sync``): submit the scoring job, describe and
       terminate it, and manage the EventBridge rule Step Functions uses to learn that a Batch
@@ -782,7 +802,7 @@ def batch_state_machine_policy(
                 "Sid": "InvokeStepFunctions",
                 "Effect": "Allow",
                 "Action": ["lambda:InvokeFunction"],
-                "Resource": [arn for f in function_arns for arn in (f, f"{f}:*")],
+                "Resource": list(function_arns),
             }
         )
     statements.append(
@@ -798,7 +818,7 @@ def batch_state_machine_policy(
             raise ValueError("native polling needs job_queue_arns and job_definition_arn")
         _require_arns(job_definition_arn=job_definition_arn)
         statements += [
-            *_submit_scoring_job_statements(job_queue_arns, job_definition_arn),
+            _submit_scoring_job_statement(job_queue_arns, job_definition_arn),
             _describe_batch_jobs_statement(),
             {
                 "Sid": "TerminateScoringJobs",
@@ -842,7 +862,9 @@ def job_api_batch_policy(
     log_group_arn: str,
 ) -> PolicyDocument:
     """The stepfunctions-batch job API's grants: job records, its S3 prefixes (inline rows are
-    staged under ``inputs/``), the workflow, and terminating the Batch job on cancel.
+    staged under ``inputs/``; it never reads ``results/``: a Batch job's output is a prefix of
+    part files that GET /jobs/{id} only names), the workflow, and terminating the Batch job on
+    cancel.
     ``job_queue_arn`` (either queue) gives the region and account of the Batch jobs."""
     _require_arns(
         table_arn=table_arn,
@@ -853,7 +875,7 @@ def job_api_batch_policy(
         log_group_arn=log_group_arn,
     )
     return _document(
-        *_job_api_data_statements(table_arn, bucket_arn, metadata_object_arn),
+        *_job_api_data_statements(table_arn, bucket_arn, metadata_object_arn, read_results=False),
         {
             "Sid": "StartWorkflow",
             "Effect": "Allow",

@@ -570,12 +570,11 @@ def parse_job_request(
     """
     kind = media_type(content_type)
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
-    if (kind == "application/json" or (not kind and text.lstrip().startswith("{"))) and (
-        '"input_uri"' in text
-    ):
+    json_kind = kind == "application/json" or kind.endswith("+json")  # as parse_body reads it
+    if (json_kind or (not kind and text.lstrip().startswith("{"))) and ('"input_uri"' in text):
         try:
             doc = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             doc = None  # parse_body reports the JSON error with its position
         if isinstance(doc, dict) and "input_uri" in doc:
             return _batch_request(doc, data_bucket) if batch else _uri_request(doc, data_bucket)
@@ -771,6 +770,8 @@ def parse_job_config_bytes(body: bytes | str, data_bucket: str) -> JobConfig:
         doc = json.loads(body)
     except ValueError as exc:
         raise _config_error(f"the job config is not JSON: {exc}") from None
+    except RecursionError:
+        raise _config_error("the job config is not JSON: it is nested too deeply") from None
     return parse_job_config(doc, data_bucket)
 
 

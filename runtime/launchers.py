@@ -430,7 +430,18 @@ class StepFunctionsBatchLauncher(StepFunctionsEcsLauncher):
     architecture: str = contract.ARCH_STEPFUNCTIONS_BATCH
 
     def start(self, job: Job) -> Job:
-        job = self._complete(job)
+        try:
+            job = self._complete(job)
+        except Exception as exc:  # S3/DynamoDB errors after retries: never left PENDING
+            reason = _reason(exc)
+            error = JobError("task_not_started", f"the job's input was not staged: {reason}")
+            try:
+                failed = self.store.transition(
+                    job.job_id, contract.STATUS_FAILED, expected=ACTIVE_STATUSES, error=error
+                )
+            except TransitionRejected:
+                failed = self.store.require(job.job_id)
+            raise LaunchFailed(failed, reason) from exc
         return super().start(job)
 
     def _complete(self, job: Job) -> Job:

@@ -51,6 +51,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from mlserve.local import recorder
 from mlserve.local.aws import ACCOUNT_ID, FAKE_CREDENTIALS, REGION
 from mlserve.local.fargate import _HOST_PASSTHROUGH, LOCAL_SCORING_IMAGE, REPO_ROOT
 from runtime import contract
@@ -586,7 +587,8 @@ class LocalBatch:
         workdir = self.work_dir / "jobs" / run.job_id.replace(":", "-") / str(attempt)
         (workdir / "tmp").mkdir(parents=True, exist_ok=True)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", self.images[run.image], *run.command]
+        entry = recorder.entrypoint(self.images[run.image], "batch-job")
+        argv = [sys.executable, "-m", *entry, *run.command]
         with self._lock:
             if run.terminated is not None:
                 return None, run.terminated, None

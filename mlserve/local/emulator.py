@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
+from mlserve.local import recorder
 from mlserve.local.architectures import (
     ARCHITECTURES,
     LOCAL_POLL_INTERVAL_SECONDS,
@@ -101,6 +102,7 @@ class Emulator:
         polling: str = POLLING_LAMBDA,
         poll_interval_seconds: int = LOCAL_POLL_INTERVAL_SECONDS,
         batch_max_parallel: int | None = None,
+        engine: str = contract.ENGINE_XGBOOST,
     ) -> Emulator:
         """Provision everything and serve the API; return ``self`` (also a context manager).
 
@@ -122,6 +124,9 @@ class Emulator:
 
         ``stepfunctions-batch``: the same two settings; Batch jobs (array children) run as
         local processes, at most ``batch_max_parallel`` at a time (default: the core count).
+
+        ``engine`` is the stack setting ``engine`` (``onnx``: the ``lambda`` predictor serves the
+        model converted and verified at start, uploaded as ``model.onnx``).
         """
         names = parse_architectures(architecture)
         if api_auth not in API_AUTH_MODES:
@@ -130,7 +135,9 @@ class Emulator:
             )
         if task_start_delay < 0:
             raise ValueError(f"task_start_delay must be >= 0, got {task_start_delay}")
-        options = ArchitectureOptions(polling=polling, poll_interval_seconds=poll_interval_seconds)
+        options = ArchitectureOptions(
+            polling=polling, poll_interval_seconds=poll_interval_seconds, engine=engine
+        )
         settings = RuntimeSettings(
             allow_missing=allow_missing,
             max_rows=max_rows,
@@ -160,6 +167,7 @@ class Emulator:
                 options=options,
                 batch_max_parallel=batch_max_parallel,
             )
+            recorder.deployed(self)  # MLSERVE_RECORD_CALLS: tests/verify/test_least_privilege
         except BaseException:
             self.stop()
             raise

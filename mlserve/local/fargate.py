@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlserve.local import recorder
 from mlserve.local.aws import ACCOUNT_ID, FAKE_CREDENTIALS, REGION
 from runtime import contract
 
@@ -51,6 +52,9 @@ LOCAL_SCORING_IMAGE = "mlserve/scoring:local"
 REPO_ROOT = Path(contract.__file__).resolve().parent.parent
 DEFAULT_STOP_TIMEOUT = 30.0  # ECS: seconds between SIGTERM and SIGKILL unless stopTimeout is set
 SHUTDOWN_GRACE = 5.0  # emulator stop: SIGTERM, then SIGKILL after this long
+# At most this many task processes run at once; later tasks wait PENDING for a free slot (a
+# machine cannot run hundreds of Python processes the way Fargate runs hundreds of tasks).
+DEFAULT_MAX_RUNNING = max(4, 4 * (os.cpu_count() or 1))
 ESSENTIAL_EXITED = "Essential container in task exited"
 USER_STOPPED = "Task stopped by user"
 # What a container may inherit from the host; everything else comes from the task.
@@ -127,9 +131,15 @@ class LocalFargate:
         images: Iterable[str] = (LOCAL_SCORING_IMAGE,),
         module: str = contract.SCORING_MODULE,
         log_dir: Path | None = None,
+        max_running: int = DEFAULT_MAX_RUNNING,
     ) -> None:
         if task_start_delay < 0:
             raise ValueError(f"task_start_delay must be >= 0, got {task_start_delay}")
+        if max_running < 1:
+            raise ValueError(f"max_running must be >= 1, got {max_running}")
+        self.max_running = max_running  # may be changed while running
+        self._slots = threading.Condition()
+        self._running = 0
         self.endpoint_url = endpoint_url
         self.work_dir = work_dir
         self.log_dir = log_dir or work_dir / "logs"
@@ -354,6 +364,30 @@ class LocalFargate:
             self._stopped(task, exit_code=None, stop_code="TaskFailedToStart", reason=reason)
             return
 
+        if not self._acquire_slot(task):  # stopped while waiting for a free slot
+            self._stopped(task, exit_code=None)
+            return
+        try:
+            self._run_container(task)
+        finally:
+            self._release_slot()
+
+    def _acquire_slot(self, task: LocalTask) -> bool:
+        """Wait (PENDING) until fewer than ``max_running`` processes run; False if stopped."""
+        with self._slots:
+            while self._running >= self.max_running and not task.stop_requested.is_set():
+                self._slots.wait(0.2)
+            if task.stop_requested.is_set():
+                return False
+            self._running += 1
+            return True
+
+    def _release_slot(self) -> None:
+        with self._slots:
+            self._running -= 1
+            self._slots.notify()
+
+    def _run_container(self, task: LocalTask) -> None:
         with self._lock:
             stop_now = task.stop_requested.is_set()
             error = None if stop_now else self._spawn(task)
@@ -384,7 +418,7 @@ class LocalFargate:
         task.workdir.mkdir(parents=True, exist_ok=True)
         (task.workdir / "tmp").mkdir(exist_ok=True)
         task.log_path.parent.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", self.module, *task.command]
+        argv = [sys.executable, "-m", *recorder.entrypoint(self.module, "ecs-task"), *task.command]
         with task.log_path.open("ab") as log:
             try:
                 task.process = subprocess.Popen(

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlserve.local import recorder
 from mlserve.local.aws import ACCOUNT_ID, REGION
 from runtime import contract
 
@@ -97,7 +98,7 @@ class LocalFunction:
 
     def invoke(self, event: dict[str, Any]) -> Any:
         context = LambdaContext(self.name, self.memory_mb, self.timeout_seconds)
-        with self._lock:
+        with self._lock, recorder.acting_as("function", self.name):
             return self.handler(event, context)
 
 

@@ -573,6 +573,9 @@ def _as_list(values: Any) -> Iterable[Any]:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of concurrent clients (API Gateway
+    # takes thousands) overflows it and the kernel resets their connections.
+    request_queue_size = 1024
     gateway: Gateway
 
     def handle_error(self, request: Any, client_address: Any) -> None:

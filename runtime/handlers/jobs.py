@@ -29,7 +29,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from runtime import contract
 from runtime.context import RuntimeContext
-from runtime.handlers.common import ApiError, install_error_handlers, json_response, metric
+from runtime.handlers.common import (
+    ApiError,
+    install_error_handlers,
+    json_response,
+    metric,
+    request_body,
+)
 from runtime.jobs import (
     Job,
     JobExists,
@@ -97,7 +103,7 @@ def health() -> Response[str]:
 def predict() -> Response[str]:
     ctx = runtime_context()
     event = app.current_event
-    rows = parse_body(event.decoded_body, event.headers.get("content-type"), *_validation(ctx))
+    rows = parse_body(request_body(event), event.headers.get("content-type"), *_validation(ctx))
     job = _submit(ctx, inline_request(rows))
     job = launcher().wait(job, _wait_budget(ctx))
     if job.status == contract.STATUS_SUCCEEDED:
@@ -117,7 +123,7 @@ def submit_job() -> Response[str]:
     ctx = runtime_context()
     event = app.current_event
     request = parse_job_request(
-        event.decoded_body,
+        request_body(event),
         event.headers.get("content-type"),
         *_validation(ctx),
         data_bucket=ctx.data_bucket,

@@ -101,7 +101,15 @@ def handle_object(  # noqa: PLR0911 - one return per outcome
     job_id = config_job_id(bucket, key, version)
     logger.append_keys(job_id=job_id, source=f"s3://{bucket}/{key}")
     store = ctx.jobs
-    if store.get(job_id) is not None:
+    existing = store.get(job_id)
+    if existing is not None:
+        if existing.status == contract.STATUS_PENDING:
+            # An earlier delivery recorded the job but failed before its execution started
+            # (e.g. throttled), and Lambda retries the event: start it now. An execution that
+            # did start makes this a no-op (ExecutionAlreadyExists).
+            not_started = _start(ctx, existing, key)
+            if not_started is not None:
+                return not_started
         logger.info("duplicate event: the job exists already")
         return {"key": key, "job_id": job_id, "outcome": DUPLICATE}
     s3 = ctx.client("s3")
@@ -129,8 +137,17 @@ def handle_object(  # noqa: PLR0911 - one return per outcome
     except JobExists:
         logger.info("duplicate event: the job exists already")
         return {"key": key, "job_id": job_id, "outcome": DUPLICATE}
+    not_started = _start(ctx, job, key)
+    if not_started is not None:
+        return not_started
+    logger.info("job started", extra={"shards": config.shards, "priority": config.priority})
+    return {"key": key, "job_id": job_id, "outcome": STARTED}
+
+
+def _start(ctx: RuntimeContext, job: Job, key: str) -> dict[str, str] | None:
+    """Start the job's execution; the NOT_STARTED result when that failed, else None."""
     launcher = StepFunctionsBatchLauncher(
-        store=store,
+        store=ctx.jobs,
         sfn=ctx.client("stepfunctions"),
         state_machine_arn=ctx.state_machine_arn,
         ecs=None,
@@ -139,9 +156,8 @@ def handle_object(  # noqa: PLR0911 - one return per outcome
         launcher.start(job)
     except LaunchFailed as exc:  # recorded FAILED (task_not_started) by the launcher
         logger.error("job not started", extra={"reason": exc.reason})
-        return {"key": key, "job_id": job_id, "outcome": NOT_STARTED, "reason": exc.reason}
-    logger.info("job started", extra={"shards": config.shards, "priority": config.priority})
-    return {"key": key, "job_id": job_id, "outcome": STARTED}
+        return {"key": key, "job_id": job.job_id, "outcome": NOT_STARTED, "reason": exc.reason}
+    return None
 
 
 def _read(s3: Any, bucket: str, key: str) -> bytes | None:

@@ -537,13 +537,21 @@ def test_sfn_job_api_policy_is_exactly_the_specified_grants() -> None:
 
 
 def test_run_ecs_policy_is_exactly_the_specified_grants() -> None:
+    # RunECS reads the job after RunTask (GetItem) and stops the task of a job cancelled
+    # meanwhile (StopTask): tests/verify/test_least_privilege.py records both calls
     assert run_ecs_policy()["Statement"] == [
         RUN_SCORING_TASK,
         PASS_SCORING_ROLES,
         {
+            "Sid": "StopCancelledTask",
+            "Effect": "Allow",
+            "Action": ["ecs:StopTask"],
+            "Resource": ["arn:aws:ecs:us-east-1:123456789012:task/scoring-cluster-1a2b3c/*"],
+        },
+        {
             "Sid": "RecordTask",
             "Effect": "Allow",
-            "Action": ["dynamodb:UpdateItem"],
+            "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
             "Resource": [TABLE_ARN],
         },
         OWN_LOGS,
@@ -574,7 +582,8 @@ def test_lambda_state_machine_policy_is_exactly_the_specified_grants() -> None:
             "Sid": "InvokeStepFunctions",
             "Effect": "Allow",
             "Action": ["lambda:InvokeFunction"],
-            "Resource": [RUN_ECS_ARN, f"{RUN_ECS_ARN}:*", CHECK_ARN, f"{CHECK_ARN}:*"],
+            # the unqualified ARNs the definition's Lambda tasks name, no version or alias
+            "Resource": [RUN_ECS_ARN, CHECK_ARN],
         },
         UPDATE_JOB_RECORDS,
         DELIVER_LOGS,

@@ -406,7 +406,7 @@ def test_lambda_state_machine_role_statements(sfn_run: StackRun) -> None:
             "Sid": "InvokeStepFunctions",
             "Effect": "Allow",
             "Action": ["lambda:InvokeFunction"],
-            "Resource": [run_ecs, f"{run_ecs}:*", check, f"{check}:*"],
+            "Resource": [run_ecs, check],
         },
         {
             "Sid": "UpdateJobRecords",
@@ -454,9 +454,15 @@ def test_run_ecs_role_statements(sfn_run: StackRun) -> None:
         run_scoring_task(sfn_run),
         pass_scoring_roles(sfn_run),
         {
+            "Sid": "StopCancelledTask",
+            "Effect": "Allow",
+            "Action": ["ecs:StopTask"],
+            "Resource": [ecs_facts(sfn_run)["tasks"]],
+        },
+        {
             "Sid": "RecordTask",
             "Effect": "Allow",
-            "Action": ["dynamodb:UpdateItem"],
+            "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
             "Resource": [ecs_facts(sfn_run)["table_arn"]],
         },
         own_logs(sfn_run, RUN_ECS),

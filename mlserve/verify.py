@@ -1,0 +1,166 @@
+"""`make verify`: the reliability and security checks, and one summary table.
+
+1. pytest runs tests/verify (the long checks marked ``verify`` as well as the fast ones) with
+   ``MLSERVE_VERIFY_REPORT`` pointing at a JSON-lines file; each check records its figures there
+   (tests/verify/report.py): least privilege, fuzzing, faults, load.
+2. pip-audit audits every pinned requirement set we ship or build with: the Lambda layers, the
+   scoring image and the development constraints.
+3. One table per architecture, then the audit's findings. The exit status is non-zero when a
+   test failed or a known vulnerability was found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT_ENV = "MLSERVE_VERIFY_REPORT"
+# The columns of the summary table, in order: figure name -> header.
+FIGURES: dict[str, str] = {
+    "calls_checked": "calls checked",
+    "calls_denied": "denied",
+    "unused_grants": "unused grants",
+    "policy_findings": "linter findings",
+    "fuzz_cases": "fuzz cases",
+    "fuzz_failures": "fuzz failures",
+    "faults_passed": "fault scenarios passed",
+    "faults_failed": "fault scenarios failed",
+    "load_requests": "load requests",
+    "load_errors": "load errors",
+    "lost_records": "lost records",
+}
+ARCHITECTURE_ORDER = ("lambda", "lambda-ecs", "stepfunctions-ecs", "stepfunctions-batch", "all")
+# What we ship or build with, each pinned to exact versions.
+REQUIREMENT_SETS = (
+    ("Lambda layer (xgboost engine)", "runtime/requirements.txt"),
+    ("Lambda layer (onnx engine)", "runtime/requirements-onnx.txt"),
+    ("scoring image", "images/scoring/requirements.txt"),
+    ("development tools (constraints.txt)", "constraints.txt"),
+)
+
+
+_QUIET = ("--progress-spinner", "off")
+
+
+@dataclass
+class AuditResult:
+    label: str
+    path: str
+    audited: int = 0
+    not_audited: list[str] = field(default_factory=list)
+    vulnerabilities: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+def _figures(report: Path) -> dict[str, dict[str, int]]:
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    if not report.exists():
+        return {}
+    for line in report.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            for name, value in entry["figures"].items():
+                totals[entry["architecture"]][name] += int(value)
+    return totals
+
+
+def _audit(label: str, relative: str) -> AuditResult | None:
+    path = ROOT / relative
+    if not path.exists():
+        return None
+    result = AuditResult(label, relative)
+    audit = shutil.which("pip-audit", path=str(Path(sys.executable).parent)) or "pip-audit"
+    try:
+        proc = subprocess.run(
+            [audit, "--requirement", str(path), "--no-deps", "--format", "json", *_QUIET],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        result.error = f"pip-audit did not run: {exc}"
+        return result
+    try:
+        data = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        result.error = (proc.stderr.strip().splitlines() or ["pip-audit failed"])[-1]
+        return result
+    for dep in data.get("dependencies", []):
+        if "skip_reason" in dep:
+            result.not_audited.append(f"{dep['name']}: {dep['skip_reason']}")
+            continue
+        result.audited += 1
+        for vuln in dep.get("vulns", []):
+            fixes = ", ".join(vuln.get("fix_versions", [])) or "no fix released"
+            result.vulnerabilities.append(
+                f"{dep['name']} {dep.get('version', '')}: {vuln['id']} (fixed in: {fixes})"
+            )
+    return result
+
+
+def _print_summary(
+    figures: dict[str, dict[str, int]], audits: list[AuditResult], tests_ok: bool, minutes: float
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="mlserve verify: per architecture")
+    table.add_column("architecture")
+    for header in FIGURES.values():
+        table.add_column(header, justify="right")
+    architectures = [a for a in ARCHITECTURE_ORDER if a in figures]
+    architectures += sorted(set(figures) - set(ARCHITECTURE_ORDER))
+    for arch in architectures:
+        table.add_row(arch, *(str(figures[arch].get(name, 0)) for name in FIGURES))
+    console.print(table)
+
+    audit_table = Table(title="dependency audit (pip-audit, exact pins)")
+    for column in ("requirements", "audited", "vulnerabilities", "not audited"):
+        audit_table.add_column(column)
+    for audit in audits:
+        audit_table.add_row(
+            f"{audit.label} ({audit.path})",
+            str(audit.audited),
+            str(len(audit.vulnerabilities)),
+            audit.error or str(len(audit.not_audited)),
+        )
+    console.print(audit_table)
+    for audit in audits:
+        for finding in audit.vulnerabilities:
+            console.print(f"[red]vulnerability[/red] {audit.path}: {finding}")
+    unaudited = sum(len(a.not_audited) for a in audits)
+    if unaudited:
+        first = next(a.not_audited[0] for a in audits if a.not_audited)
+        console.print(
+            f"[yellow]{unaudited} pinned packages could not be checked[/yellow]: the "
+            f"vulnerability service did not answer for them (e.g. {first}). Run `make verify` "
+            "where the service is reachable to close this gap."
+        )
+    verdict = "[green]all checks passed[/green]" if tests_ok else "[red]checks FAILED[/red]"
+    console.print(f"{verdict} in {minutes:.1f} min")
+
+
+def run_verify(pytest_args: list[str] | None = None) -> int:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "verify.jsonl"
+        env = {**os.environ, REPORT_ENV: str(report)}
+        command = [sys.executable, "-m", "pytest", "tests/verify", "-m", "verify or not verify"]
+        command += ["-p", "no:cacheprovider", *(pytest_args or [])]
+        tests_ok = subprocess.run(command, cwd=ROOT, env=env, check=False).returncode == 0
+        figures = _figures(report)
+    audits = [a for label, path in REQUIREMENT_SETS if (a := _audit(label, path)) is not None]
+    vulnerable = any(a.vulnerabilities for a in audits)
+    _print_summary(figures, audits, tests_ok and not vulnerable, (time.monotonic() - started) / 60)
+    return 0 if tests_ok and not vulnerable else 1
