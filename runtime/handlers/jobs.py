@@ -106,7 +106,8 @@ def predict() -> Response[str]:
     rows = parse_body(request_body(event), event.headers.get("content-type"), *_validation(ctx))
     job = _submit(ctx, inline_request(rows))
     job = launcher().wait(job, _wait_budget(ctx))
-    if job.status == contract.STATUS_SUCCEEDED:
+    # A batch job's output is a prefix of parts, not one answer: its replay gets the job (202).
+    if job.status == contract.STATUS_SUCCEEDED and not (job.output_uri or "").endswith("/"):
         metric(metrics, "SyncPredictions", MetricUnit.Count, 1)
         predictions = _predictions(ctx, job)
         return json_response({"predictions": predictions, "model_version": job.model_version})

@@ -315,6 +315,26 @@ def test_post_jobs_with_an_input_uri_runs_the_same_pipeline(
 
 
 @pipeline
+def test_a_retried_predict_of_a_finished_batch_job_answers_with_the_job(
+    sfb: Emulator, example: Example
+) -> None:
+    """Its output is a prefix of parts: the replay answers 202 with the job, never a 5xx."""
+    from .helpers import Api
+
+    rows = example.rows(5).tolist()
+    key = f"replay-{uuid.uuid4().hex[:8]}"
+    with Api(sfb.url, sfb.api_key) as api:
+        first = api.post("/predict", json={"instances": rows}, headers={"Idempotency-Key": key})
+        assert first.status_code == 202, first.text
+        job_id = first.json()["job_id"]
+        assert wait_terminal(sfb, job_id)["status"] == contract.STATUS_SUCCEEDED
+        replay = api.post("/predict", json={"instances": rows}, headers={"Idempotency-Key": key})
+    assert replay.status_code == 202, replay.text
+    assert replay.json()["job_id"] == job_id
+    assert replay.json()["status"] == contract.STATUS_SUCCEEDED
+
+
+@pipeline
 def test_cancelling_a_job_terminates_its_batch_job(sfb: Emulator, example: Example) -> None:
     from .helpers import Api
 
