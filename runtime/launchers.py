@@ -276,6 +276,17 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _not_started(store: JobStore, job: Job, message: str) -> Job:
+    """Record FAILED task_not_started (unless the job already ended) and return the record."""
+    error = JobError("task_not_started", message)
+    try:
+        return store.transition(
+            job.job_id, contract.STATUS_FAILED, expected=ACTIVE_STATUSES, error=error
+        )
+    except TransitionRejected:
+        return store.require(job.job_id)
+
+
 @dataclass
 class StepFunctionsEcsLauncher:
     """``stepfunctions-ecs``: one Standard execution per job, named after the job id, runs and
@@ -307,14 +318,8 @@ class StepFunctionsEcsLauncher:
                 log.info("execution already started", extra={"job_id": job.job_id})
                 return job
             reason = _reason(exc)
-            error = JobError("task_not_started", f"Step Functions did not start the job: {reason}")
-            try:
-                failed = self.store.transition(
-                    job.job_id, contract.STATUS_FAILED, expected=ACTIVE_STATUSES, error=error
-                )
-            except TransitionRejected:
-                failed = self.store.require(job.job_id)
-            raise LaunchFailed(failed, reason) from exc
+            message = f"Step Functions did not start the job: {reason}"
+            raise LaunchFailed(_not_started(self.store, job, message), reason) from exc
         log.info("execution started", extra={"execution_arn": self.execution_arn(job.job_id)})
         return job
 
@@ -434,14 +439,8 @@ class StepFunctionsBatchLauncher(StepFunctionsEcsLauncher):
             job = self._complete(job)
         except Exception as exc:  # S3/DynamoDB errors after retries: never left PENDING
             reason = _reason(exc)
-            error = JobError("task_not_started", f"the job's input was not staged: {reason}")
-            try:
-                failed = self.store.transition(
-                    job.job_id, contract.STATUS_FAILED, expected=ACTIVE_STATUSES, error=error
-                )
-            except TransitionRejected:
-                failed = self.store.require(job.job_id)
-            raise LaunchFailed(failed, reason) from exc
+            message = f"the job's input was not staged: {reason}"
+            raise LaunchFailed(_not_started(self.store, job, message), reason) from exc
         return super().start(job)
 
     def _complete(self, job: Job) -> Job:
