@@ -591,7 +591,10 @@ def test_dynamodb_throttling_in_the_step_lambdas_is_retried(sfn: Client, faults:
     fault = faults.inject(handler_client("steps", "dynamodb"), "*", THROTTLED_DYNAMODB, times=3)
     response = sfn.post("/jobs", {"instances": sfn.rows()})
     assert response.status_code == 202, response.text
-    job = sfn.wait_terminal(response.json()["job_id"])
+    job_id = response.json()["job_id"]
+    # The container records SUCCEEDED itself: wait for the execution (the step Lambdas) to end.
+    assert wait_execution(sfn.emulator, job_id)["status"] == "SUCCEEDED"
+    job = sfn.wait_terminal(job_id)
     assert job.status == contract.STATUS_SUCCEEDED, job
     assert fault.seen == 3
     assert len(tasks_of(sfn.emulator, job.job_id)) == 1
