@@ -33,7 +33,6 @@ FIGURES: dict[str, str] = {
     "fuzz_cases": "fuzz cases",
     "fuzz_failures": "fuzz failures",
     "faults_passed": "fault scenarios passed",
-    "faults_failed": "fault scenarios failed",
     "load_requests": "load requests",
     "load_errors": "load errors",
     "lost_records": "lost records",
@@ -108,21 +107,39 @@ def _audit(label: str, relative: str) -> AuditResult | None:
     return result
 
 
+def _failed_checks(junit: Path) -> list[str]:
+    """The tests that failed or errored, from pytest's JUnit XML report (standard library)."""
+    if not junit.exists():
+        return []
+    import xml.etree.ElementTree as ET
+
+    failed = []
+    for case in ET.parse(junit).getroot().iter("testcase"):  # noqa: S314 - our own pytest's file
+        if case.find("failure") is not None or case.find("error") is not None:
+            failed.append(f"{case.get('classname')}::{case.get('name')}")
+    return failed
+
+
 def _print_summary(
-    figures: dict[str, dict[str, int]], audits: list[AuditResult], tests_ok: bool, minutes: float
+    figures: dict[str, dict[str, int]],
+    audits: list[AuditResult],
+    failed: list[str],
+    tests_ok: bool,
+    minutes: float,
 ) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    table = Table(title="mlserve verify: per architecture")
-    table.add_column("architecture")
-    for header in FIGURES.values():
-        table.add_column(header, justify="right")
     architectures = [a for a in ARCHITECTURE_ORDER if a in figures]
     architectures += sorted(set(figures) - set(ARCHITECTURE_ORDER))
+    # One column per architecture, one row per figure: fits a terminal of 80 columns.
+    table = Table(title="mlserve verify: per architecture")
+    table.add_column("figure")
     for arch in architectures:
-        table.add_row(arch, *(str(figures[arch].get(name, 0)) for name in FIGURES))
+        table.add_column(arch, justify="right")
+    for name, header in FIGURES.items():
+        table.add_row(header, *(str(figures[arch].get(name, 0)) for arch in architectures))
     console.print(table)
 
     audit_table = Table(title="dependency audit (pip-audit, exact pins)")
@@ -147,6 +164,9 @@ def _print_summary(
             f"vulnerability service did not answer for them (e.g. {first}). Run `make verify` "
             "where the service is reachable to close this gap."
         )
+    # A failed check records no figures: name it, so the table above is never read as all-clear.
+    for name in failed:
+        console.print(f"[red]FAILED[/red] {name}")
     verdict = "[green]all checks passed[/green]" if tests_ok else "[red]checks FAILED[/red]"
     console.print(f"{verdict} in {minutes:.1f} min")
 
@@ -157,10 +177,13 @@ def run_verify(pytest_args: list[str] | None = None) -> int:
         report = Path(tmp) / "verify.jsonl"
         env = {**os.environ, REPORT_ENV: str(report)}
         command = [sys.executable, "-m", "pytest", "tests/verify", "-m", "verify or not verify"]
-        command += ["-p", "no:cacheprovider", *(pytest_args or [])]
+        junit = Path(tmp) / "junit.xml"
+        command += ["-p", "no:cacheprovider", f"--junitxml={junit}", *(pytest_args or [])]
         tests_ok = subprocess.run(command, cwd=ROOT, env=env, check=False).returncode == 0
         figures = _figures(report)
+        failed = _failed_checks(junit)
     audits = [a for label, path in REQUIREMENT_SETS if (a := _audit(label, path)) is not None]
     vulnerable = any(a.vulnerabilities for a in audits)
-    _print_summary(figures, audits, tests_ok and not vulnerable, (time.monotonic() - started) / 60)
+    minutes = (time.monotonic() - started) / 60
+    _print_summary(figures, audits, failed, tests_ok and not vulnerable, minutes)
     return 0 if tests_ok and not vulnerable else 1
