@@ -316,7 +316,7 @@ class StepFunctionsEcsPredictor(pulumi.ComponentResource):
             definition=definition,
             log_retention_days=args.log_retention_days,
         )
-        state_machine, role, log_group = machine.state_machine, machine.role, machine.log_group
+        state_machine = machine.state_machine
 
         # --- the job API ------------------------------------------------------------------------
         api_arns = {
@@ -347,31 +347,7 @@ class StepFunctionsEcsPredictor(pulumi.ComponentResource):
             log_retention_days=args.log_retention_days,
         )
 
-        target = LambdaTarget(
-            key=name, function_name=job_api.function.name, function_arn=job_api.function.arn
-        )
-        self.routes = dict.fromkeys(JOB_API_OPERATIONS, target)
-        self.state_machine_arn = state_machine.arn
-        self.state_machine_name = state_machine.name
-        self.state_machine_log_group_name = log_group.name
-        self.role_arn = role.arn
-        self.function_name = job_api.function.name
-        self.function_arn = job_api.function.arn
-        self.log_group_name = job_api.log_group.name
-        outputs: dict[str, Any] = {
-            "state_machine_arn": self.state_machine_arn,
-            "state_machine_name": self.state_machine_name,
-            "state_machine_log_group_name": self.state_machine_log_group_name,
-            "role_arn": self.role_arn,
-            "function_name": self.function_name,
-            "function_arn": self.function_arn,
-            "log_group_name": self.log_group_name,
-        }
-        for step, parts in steps.items():
-            key = step.replace("-", "_")
-            outputs[f"{key}_function_arn"] = parts.function.arn
-            outputs[f"{key}_log_group_name"] = parts.log_group.name
-        self.register_outputs(outputs)
+        _publish(self, name, machine, job_api, steps, extra_outputs={})
 
     def _step_functions(
         self, name: str, args: StepFunctionsEcsPredictorArgs
@@ -664,7 +640,7 @@ class StepFunctionsBatchPredictor(pulumi.ComponentResource):
             definition=definition,
             log_retention_days=args.log_retention_days,
         )
-        state_machine, role, log_group = machine.state_machine, machine.role, machine.log_group
+        state_machine = machine.state_machine
 
         # --- the S3 trigger ---------------------------------------------------------------------
         self.trigger = JobConfigTrigger(
@@ -714,32 +690,14 @@ class StepFunctionsBatchPredictor(pulumi.ComponentResource):
             log_retention_days=args.log_retention_days,
         )
 
-        target = LambdaTarget(
-            key=name, function_name=job_api.function.name, function_arn=job_api.function.arn
+        _publish(
+            self,
+            name,
+            machine,
+            job_api,
+            steps,
+            extra_outputs={"trigger_function_name": self.trigger.function_name},
         )
-        self.routes = dict.fromkeys(JOB_API_OPERATIONS, target)
-        self.state_machine_arn = state_machine.arn
-        self.state_machine_name = state_machine.name
-        self.state_machine_log_group_name = log_group.name
-        self.role_arn = role.arn
-        self.function_name = job_api.function.name
-        self.function_arn = job_api.function.arn
-        self.log_group_name = job_api.log_group.name
-        outputs: dict[str, Any] = {
-            "state_machine_arn": self.state_machine_arn,
-            "state_machine_name": self.state_machine_name,
-            "state_machine_log_group_name": self.state_machine_log_group_name,
-            "role_arn": self.role_arn,
-            "function_name": self.function_name,
-            "function_arn": self.function_arn,
-            "log_group_name": self.log_group_name,
-            "trigger_function_name": self.trigger.function_name,
-        }
-        for step, parts in steps.items():
-            key = step.replace("-", "_")
-            outputs[f"{key}_function_arn"] = parts.function.arn
-            outputs[f"{key}_log_group_name"] = parts.log_group.name
-        self.register_outputs(outputs)
 
     def _step_functions(
         self, name: str, args: StepFunctionsBatchPredictorArgs
@@ -792,3 +750,44 @@ class StepFunctionsBatchPredictor(pulumi.ComponentResource):
             **common,
         )
         return {"submit-batch-job": submit, "check-batch-status": check}
+
+
+def _publish(
+    component: StepFunctionsEcsPredictor | StepFunctionsBatchPredictor,
+    name: str,
+    machine: StateMachineParts,
+    job_api: FunctionParts,
+    steps: dict[str, FunctionParts],
+    *,
+    extra_outputs: Mapping[str, Any],
+) -> None:
+    """What both Step Functions predictors expose: routes to the job API, the state machine's
+    and functions' names and ARNs as attributes, and the same as component outputs."""
+    component.routes = dict.fromkeys(
+        JOB_API_OPERATIONS,
+        LambdaTarget(
+            key=name, function_name=job_api.function.name, function_arn=job_api.function.arn
+        ),
+    )
+    component.state_machine_arn = machine.state_machine.arn
+    component.state_machine_name = machine.state_machine.name
+    component.state_machine_log_group_name = machine.log_group.name
+    component.role_arn = machine.role.arn
+    component.function_name = job_api.function.name
+    component.function_arn = job_api.function.arn
+    component.log_group_name = job_api.log_group.name
+    outputs: dict[str, Any] = {
+        "state_machine_arn": component.state_machine_arn,
+        "state_machine_name": component.state_machine_name,
+        "state_machine_log_group_name": component.state_machine_log_group_name,
+        "role_arn": component.role_arn,
+        "function_name": component.function_name,
+        "function_arn": component.function_arn,
+        "log_group_name": component.log_group_name,
+        **extra_outputs,
+    }
+    for step, parts in steps.items():
+        key = step.replace("-", "_")
+        outputs[f"{key}_function_arn"] = parts.function.arn
+        outputs[f"{key}_log_group_name"] = parts.log_group.name
+    component.register_outputs(outputs)
