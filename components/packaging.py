@@ -47,6 +47,7 @@ from runtime.contract import (
     LAMBDA_RUNTIME,
     LAMBDA_UNZIPPED_LIMIT_BYTES,
 )
+from runtime.model import sha256_file
 
 # Bump whenever the build recipe (pip flags, strip rules, zip layout) changes: it is part of the
 # cache key, so every cached layer is rebuilt with the new recipe.
@@ -276,14 +277,6 @@ def write_deterministic_zip(entries: Iterable[tuple[str, Path]], zip_path: Path)
     return total
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # --- layer ---------------------------------------------------------------------------------------
 _LAYER_ZIP: Final = "layer.zip"
 _LAYER_META: Final = "layer.json"
@@ -402,7 +395,7 @@ def build_layer(
             "architecture": architecture,
             "python_version": python_version,
             "cache_key": key,
-            "sha256": _sha256_file(zip_path),
+            "sha256": sha256_file(zip_path),
             "requirements_file": str(requirements_file),
             "builder_version": BUILDER_VERSION,
         }
@@ -454,7 +447,7 @@ def build_function_archive(source_root: Path, out_dir: Path | None = None) -> Fu
         zip_path=zip_path,
         unzipped_bytes=unzipped,
         zipped_bytes=zip_path.stat().st_size,
-        sha256=_sha256_file(zip_path),
+        sha256=sha256_file(zip_path),
     )
 
 

@@ -13,7 +13,6 @@ bare key names. :func:`load_settings` is the Pulumi entry point (``pulumi.Config
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import re
@@ -25,6 +24,7 @@ from typing import Any, Final, Literal
 import yaml
 
 from runtime import contract
+from runtime.model import sha256_file
 
 NAMESPACE: Final = "mlserve"
 PROJECT_DIR: Final = Path(__file__).resolve().parent.parent
@@ -100,14 +100,6 @@ def load_project_schema(project_file: Path = PROJECT_FILE) -> dict[str, dict[str
             raise ValueError(f"{project_file}: config key {key!r} needs a type and a default")
         schema[key] = spec
     return schema
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def describe_fargate_memory(task_cpu: int) -> str:

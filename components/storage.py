@@ -17,8 +17,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from components.settings import sha256_file
 from runtime import contract
+from runtime.model import sha256_file
 
 SSE_S3 = "AES256"
 SSE_KMS = "aws:kms"

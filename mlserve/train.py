@@ -7,7 +7,6 @@ XGBoost's own UBJSON format (never pickle) with the feature names embedded, next
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.contract import MODEL_METADATA_NAME, MODEL_OBJECT_NAME
+from runtime.model import sha256_file
 
 DEFAULT_OUT_DIR = Path("models/example")
 SEED = 7
@@ -61,14 +61,6 @@ def split(data: ExampleData, test_fraction: float = 0.25) -> tuple[np.ndarray, n
     order = rng.permutation(len(data.y))
     n_test = round(len(order) * test_fraction)
     return order[n_test:], order[:n_test]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def train_example(out_dir: Path = DEFAULT_OUT_DIR, n_estimators: int = 100) -> TrainResult:

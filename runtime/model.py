@@ -163,7 +163,8 @@ def _model_info(booster: xgboost.Booster, name: str, version: str, sha256: str) 
     return ModelInfo(name, version, sha256, num_features, tuple(names), objective, num_class)
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The file's sha256 (hex), read in 1 MB blocks; the one digest helper of the project."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(_CHUNK), b""):
@@ -227,7 +228,7 @@ def load_model(
         (p for p in cache_dir.glob(f"{expected}.*") if p.suffix in (".json", ".ubj", ".onnx")),
         None,
     )
-    if cached is None or _sha256_file(cached) != expected:
+    if cached is None or sha256_file(cached) != expected:
         cached = _download(s3, bucket, key, expected, cache_dir)
     fmt = _file_format(cached)
     if _FORMAT_ENGINE[fmt] != engine:
