@@ -178,7 +178,8 @@ def run_verify(pytest_args: list[str] | None = None) -> int:
         env = {**os.environ, REPORT_ENV: str(report)}
         command = [sys.executable, "-m", "pytest", "tests/verify", "-m", "verify or not verify"]
         junit = Path(tmp) / "junit.xml"
-        command += ["-p", "no:cacheprovider", f"--junitxml={junit}", *(pytest_args or [])]
+        command += ["-p", "no:cacheprovider", f"--junitxml={junit}", "--durations=12"]
+        command += pytest_args or []
         tests_ok = subprocess.run(command, cwd=ROOT, env=env, check=False).returncode == 0
         figures = _figures(report)
         failed = _failed_checks(junit)

@@ -842,7 +842,7 @@ def exercise_paths_beyond_the_e2e_suite(model_dir: Path) -> None:
 
 @pytest.mark.verify
 def test_every_recorded_call_is_allowed_and_every_grant_used(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, verify_model_dir: Path
 ) -> None:
     """The e2e suite of all four architectures, recorded; then (a), (b) and (c)."""
     calls_dir = tmp_path / "calls"
@@ -864,7 +864,7 @@ def test_every_recorded_call_is_allowed_and_every_grant_used(
         warnings.warn(f"the recorded e2e run had failures:\n{e2e}", stacklevel=1)
     monkeypatch.setenv(RECORD_ENV, str(calls_dir))
     try:
-        exercise_paths_beyond_the_e2e_suite(REPO_ROOT / "models" / "example")
+        exercise_paths_beyond_the_e2e_suite(verify_model_dir)
     finally:
         recorder.uninstall()
     recording = Recording.read(calls_dir)

@@ -194,8 +194,8 @@ def test_200_concurrent_jobs_each_finish_with_exactly_one_record(
 
     records = [store.require(job_id) for job_id in accepted]
     failed = [job for job in records if job.status != contract.STATUS_SUCCEEDED]
-    assert outcomes == {contract.STATUS_SUCCEEDED: len(accepted)}, outcomes
     assert failed == [], [(j.job_id, j.status, j.error) for j in failed[:5]]
+    assert outcomes == {contract.STATUS_SUCCEEDED: len(accepted)}, outcomes
     new = [j for j in _job_ids(emulator) if j not in before]
     lost = len(set(accepted) - set(new))
     assert lost == 0
