@@ -102,6 +102,10 @@ LAMBDA_RETRY_ERRORS: Final = (
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 )
+# A status check (CheckJobStatus, CheckBatchStatus) only reads the task or job and records what
+# it sees, so one that outlives its TimeoutSeconds (a throttled or slow invocation) is asked
+# again rather than failing a job whose work may be running fine.
+POLL_RETRY_ERRORS: Final = (*LAMBDA_RETRY_ERRORS, "States.Timeout")
 DYNAMODB_RETRY_ERRORS: Final = (
     "DynamoDB.ProvisionedThroughputExceededException",
     "DynamoDB.ThrottlingException",
@@ -196,9 +200,10 @@ def lambda_task(
     next_state: str,
     timeout_seconds: int = DEFAULT_STEP_TIMEOUT_SECONDS,
     catch: Sequence[Mapping[str, Any]] | None = None,
+    retry_errors: Sequence[str] = LAMBDA_RETRY_ERRORS,
 ) -> State:
     """A Lambda Task (optimised ``lambda:invoke`` integration, the function ARN written in),
-    retried on Lambda's transient errors, every other error caught."""
+    retried on ``retry_errors`` (Lambda's transient errors), every other error caught."""
     return {
         "Type": "Task",
         "Resource": LAMBDA_INVOKE,
@@ -206,7 +211,7 @@ def lambda_task(
         "ResultSelector": dict(result_selector),
         "ResultPath": result_path,
         "TimeoutSeconds": _positive("timeout_seconds", timeout_seconds),
-        "Retry": retry(LAMBDA_RETRY_ERRORS),
+        "Retry": retry(retry_errors),
         "Catch": list(catch) if catch is not None else [catch_all()],
         "Next": next_state,
     }
@@ -435,6 +440,7 @@ def ecs_lambda_polling_definition(
             result_path=CHECK_PATH,
             next_state=IS_TASK_DONE,
             timeout_seconds=step,
+            retry_errors=POLL_RETRY_ERRORS,
         ),
         IS_TASK_DONE: {
             "Type": "Choice",
@@ -678,6 +684,7 @@ def batch_lambda_polling_definition(
             result_path=CHECK_PATH,
             next_state=IS_BATCH_JOB_DONE,
             timeout_seconds=step,
+            retry_errors=POLL_RETRY_ERRORS,
         ),
         IS_BATCH_JOB_DONE: {
             "Type": "Choice",

@@ -161,22 +161,23 @@ def test_every_task_has_a_timeout_retries_and_a_catch_that_records_failed(
 
 
 def test_lambda_tasks_retry_lambdas_transient_errors_exactly() -> None:
+    """RunECS retries only Lambda's own transient errors; CheckJobStatus, a read, is also asked
+    again when it outlives its TimeoutSeconds (States.Timeout) instead of failing the job."""
     tasks = wf.task_states(lambda_definition(step_timeout_seconds=45))
-    for name in (wf.RUN_ECS, wf.CHECK_JOB_STATUS):
+    lambda_errors = [
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+    ]
+    for name, errors in (
+        (wf.RUN_ECS, lambda_errors),
+        (wf.CHECK_JOB_STATUS, [*lambda_errors, "States.Timeout"]),
+    ):
         assert tasks[name]["Resource"] == "arn:aws:states:::lambda:invoke"
         assert tasks[name]["TimeoutSeconds"] == 45
         assert tasks[name]["Retry"] == [
-            {
-                "ErrorEquals": [
-                    "Lambda.ServiceException",
-                    "Lambda.AWSLambdaException",
-                    "Lambda.SdkClientException",
-                    "Lambda.TooManyRequestsException",
-                ],
-                "IntervalSeconds": 2,
-                "BackoffRate": 2,
-                "MaxAttempts": 3,
-            }
+            {"ErrorEquals": errors, "IntervalSeconds": 2, "BackoffRate": 2, "MaxAttempts": 3}
         ]
         assert tasks[name]["Catch"] == [
             {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": wf.WORKFLOW_ERROR}
