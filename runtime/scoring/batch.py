@@ -9,15 +9,17 @@ job is shard 0 of 1) this process scores shard i only:
   whose position in the sorted listing is ``i mod shards``;
 - **by row range** otherwise: with T the rows of all objects (Parquet: from the footers, read
   with ranged GETs; CSV and JSON lines: one streaming counting pass) shard i takes global rows
-  ``[T*i // shards, T*(i+1) // shards)``; a Parquet shard skips the row groups before its range.
+  ``[T*i // shards, T*(i+1) // shards)``; a Parquet shard downloads only the row groups that
+  hold its range (one ranged GET of their byte span).
 
 Either way every row is scored by exactly one shard, whatever the attempt. Reading streams with
 pyarrow (``csv.open_csv`` and ``json.open_json`` on the GetObject body in blocks of
-:data:`BLOCK_SIZE` bytes; Parquet downloaded to local disk with one GET, then read one row group
-at a time in batches of at most :data:`PARQUET_BATCH_ROWS` rows), so memory stays flat whatever
-the input size. The work overlaps: the model loads in the background while the input is listed
-and the first Parquet object downloads, the next object downloads while one is scored, and a
-read-ahead thread decodes the next batch into a feature matrix while XGBoost scores this one.
+:data:`BLOCK_SIZE` bytes; Parquet downloaded to local disk with one GET, of the whole object or
+of the byte span of the slice's row groups, then read one row group at a time in batches of at
+most :data:`PARQUET_BATCH_ROWS` rows), so memory stays flat whatever the input size. The work
+overlaps: the model loads in the background while the input is listed and the first Parquet
+object downloads, the next object downloads while one is scored, and a read-ahead thread
+decodes the next batch into a feature matrix while XGBoost scores this one.
 The part is written batch by batch to a local file and uploaded (multipart) when complete.
 
 Output: ``output_uri/part-{shard:05d}.{format}`` with the id column (``id_column`` when given,
@@ -103,6 +105,46 @@ class Slice:
     start: int = 0
     stop: int | None = None
 
+    def overlaps(self, first_row: int, rows: int) -> bool:
+        """Do rows ``[first_row, first_row + rows)`` hold any row of this slice?"""
+        return first_row + rows > self.start and (self.stop is None or first_row < self.stop)
+
+
+@dataclass(frozen=True)
+class ParquetFooter:
+    """What a Parquet object's tail says: enough to plan a partial download."""
+
+    size: int  # of the whole object
+    tail: bytes  # the object's last bytes: the footer, its length and the b"PAR1" magic
+    metadata: pq.FileMetaData
+
+    @property
+    def row_group_rows(self) -> list[int]:
+        return [self.metadata.row_group(i).num_rows for i in range(self.metadata.num_row_groups)]
+
+    def span(self, piece: Slice) -> tuple[int, int] | None:
+        """The bytes ``[lo, hi)`` of the row groups that hold ``piece``'s rows (a Parquet
+        writer lays row groups out one after the other, each column chunk from its dictionary
+        or first data page for ``total_compressed_size`` bytes); None when that is every row
+        group (or none), so the whole object is the download."""
+        groups, first_row = [], 0
+        for i, rows in enumerate(self.row_group_rows):
+            if piece.overlaps(first_row, rows):
+                groups.append(i)
+            first_row += rows
+        if not groups or len(groups) == self.metadata.num_row_groups:
+            return None
+        lo, hi = self.size, 0
+        for i in (groups[0], groups[-1]):
+            group = self.metadata.row_group(i)
+            for j in range(group.num_columns):
+                chunk = group.column(j)
+                start = chunk.data_page_offset
+                if chunk.has_dictionary_page and chunk.dictionary_page_offset is not None:
+                    start = min(start, chunk.dictionary_page_offset)
+                lo, hi = min(lo, start), max(hi, start + chunk.total_compressed_size)
+        return (lo, hi) if 0 <= lo < hi <= self.size - len(self.tail) else None
+
 
 def list_input(s3: Any, input_uri: str) -> tuple[str, list[InputObject]]:
     """The bucket and the input objects (sorted by key; a prefix lists every non-empty object
@@ -148,8 +190,11 @@ def split_objects(objects: Sequence[InputObject], shard: int, shards: int) -> li
 
 class Reader:
     """Streams record batches of S3 objects of one format. Parquet needs random access: each
-    object is downloaded (one streaming GET) to a temp file first, the next one in the
-    background while the current one is scored (:meth:`prefetch`); CSV and JSON lines stream
+    slice's object is downloaded (one streaming GET) to a temp file first, the next one in the
+    background while the current one is scored (:meth:`prefetch`). A slice of part of an
+    object whose footer was read (:meth:`parquet_rows`) downloads only the byte span of its row
+    groups into a sparse file of the object's size, with the footer at its end: every byte
+    pyarrow reads for those row groups is where the object has it. CSV and JSON lines stream
     straight from the response body."""
 
     def __init__(
@@ -167,7 +212,8 @@ class Reader:
         self.s3, self.bucket, self.fmt, self.workdir = s3, bucket, fmt, workdir
         self.types: dict[str, pa.DataType] = {}
         self.set_schema(features, id_column)
-        self._downloads: dict[str, Future[Path]] = {}
+        self._downloads: dict[Slice, Future[Path]] = {}
+        self._footers: dict[str, ParquetFooter] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="download")
 
     def set_schema(self, features: Sequence[str], id_column: str | None) -> None:
@@ -181,36 +227,50 @@ class Reader:
         """Stop background downloads (before the work directory goes away)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _body(self, key: str) -> Any:
+    def _body(self, key: str, byte_range: tuple[int, int] | None = None) -> Any:
+        """The streaming body of object ``key``, or of its bytes ``[lo, hi)``."""
+        extra = (
+            {} if byte_range is None else {"Range": f"bytes={byte_range[0]}-{byte_range[1] - 1}"}
+        )
         try:
-            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+            return self.s3.get_object(Bucket=self.bucket, Key=key, **extra)["Body"]
         except Exception as exc:
             raise BatchFailure(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
 
-    def _download(self, key: str) -> Path:
+    def _download(self, piece: Slice) -> Path:
+        footer = self._footers.get(piece.key)
+        span = footer.span(piece) if footer is not None else None
         fd, name = tempfile.mkstemp(dir=self.workdir, suffix=".parquet")
         path = Path(name)
         try:
             with os.fdopen(fd, "wb") as out:
-                body = self._body(key)
+                if span is not None and footer is not None:
+                    out.truncate(footer.size)  # sparse: the other row groups are never read
+                    out.seek(footer.size - len(footer.tail))
+                    out.write(footer.tail)
+                    out.seek(span[0])
+                body = self._body(piece.key, span)
                 try:
                     shutil.copyfileobj(body, out, DOWNLOAD_CHUNK)
                 except Exception as exc:
-                    raise BatchFailure(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
+                    raise BatchFailure(
+                        f"cannot read s3://{self.bucket}/{piece.key}: {exc}"
+                    ) from exc
         except BaseException:
             path.unlink(missing_ok=True)
             raise
         return path
 
-    def prefetch(self, key: str) -> None:
-        """Start downloading Parquet object ``key`` in the background (other formats stream)."""
-        if self.fmt == "parquet" and key not in self._downloads:
-            self._downloads[key] = self._pool.submit(self._download, key)
+    def prefetch(self, piece: Slice) -> None:
+        """Start downloading the Parquet object (or row groups) of ``piece`` in the background
+        (other formats stream)."""
+        if self.fmt == "parquet" and piece not in self._downloads:
+            self._downloads[piece] = self._pool.submit(self._download, piece)
 
     @contextlib.contextmanager
-    def _parquet(self, key: str) -> Iterator[pq.ParquetFile]:
-        self.prefetch(key)
-        path = self._downloads.pop(key).result()
+    def _parquet(self, piece: Slice) -> Iterator[pq.ParquetFile]:
+        self.prefetch(piece)
+        path = self._downloads.pop(piece).result()
         try:
             with pq.ParquetFile(path) as pf:  # no pre_buffer: it reads every row group at once
                 yield pf
@@ -219,7 +279,13 @@ class Reader:
 
     def parquet_rows(self, key: str, size: int) -> list[int]:
         """The rows of each row group of Parquet object ``key``, from its footer alone (ranged
-        GETs of the object's tail; no download)."""
+        GETs of the object's tail; no download). The footer is kept: a later download of part of
+        the object (:meth:`prefetch`) fetches only the row groups it needs."""
+        if key not in self._footers:
+            self._footers[key] = self._footer(key, size)
+        return self._footers[key].row_group_rows
+
+    def _footer(self, key: str, size: int) -> ParquetFooter:
         tail = self._range(key, max(0, size - FOOTER_GUESS), size)
         if len(tail) < 8 or tail[-4:] != b"PAR1":
             raise BatchFailure(f"s3://{self.bucket}/{key} is not a Parquet file")
@@ -228,20 +294,19 @@ class Reader:
             raise BatchFailure(f"s3://{self.bucket}/{key} has a corrupt Parquet footer")
         if length > len(tail):
             tail = self._range(key, size - length, size)
+        tail = tail[-length:]
         try:
-            meta = pq.read_metadata(pa.BufferReader(b"PAR1" + tail[-length:]))
+            meta = pq.read_metadata(pa.BufferReader(b"PAR1" + tail))
         except (pa.ArrowInvalid, OSError) as exc:
             raise BatchFailure(
                 f"cannot read the Parquet footer of s3://{self.bucket}/{key}: {exc}"
             ) from exc
-        return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        return ParquetFooter(size, tail, meta)
 
     def _range(self, key: str, start: int, stop: int) -> bytes:
+        body = self._body(key, (start, stop))
         try:
-            response = self.s3.get_object(
-                Bucket=self.bucket, Key=key, Range=f"bytes={start}-{stop - 1}"
-            )
-            return bytes(response["Body"].read())
+            return bytes(body.read())
         except Exception as exc:
             raise BatchFailure(f"cannot read s3://{self.bucket}/{key}: {exc}") from exc
 
@@ -250,30 +315,28 @@ class Reader:
             return 0
         if self.fmt == "parquet":
             return sum(self.parquet_rows(key, size))
-        return sum(batch.num_rows for batch in self.batches(key))
-
-    def batches(self, key: str, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
-        for _offset, batch in self.numbered(key, columns):
-            yield batch
+        return sum(batch.num_rows for _offset, batch in self.numbered(Slice(key)))
 
     def numbered(
-        self, key: str, columns: Sequence[str] | None = None, start: int = 0
+        self, piece: Slice, columns: Sequence[str] | None = None
     ) -> Iterator[tuple[int, pa.RecordBatch]]:
-        """``(row number of its first row, batch)`` of the object's record batches. Parquet
-        skips the row groups that end before row ``start`` without decoding them."""
+        """``(row number of its first row, batch)`` of the record batches of ``piece``'s object
+        that hold its rows (CSV and JSON lines: every batch from the first; Parquet: only the
+        row groups that hold them, the others neither decoded nor downloaded)."""
+        key = piece.key
         try:
             if self.fmt == "parquet":
-                with self._parquet(key) as pf:
+                with self._parquet(piece) as pf:
                     meta = pf.metadata
-                    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-                    first, offset = 0, 0
-                    while first < len(sizes) and offset + sizes[first] <= start:
-                        offset += sizes[first]
-                        first += 1
+                    offset = 0
                     # One row group at a time: one iter_batches over every row group holds
                     # memory in proportion to the whole file (measured with pyarrow 26: 0.3 GB
                     # for 2M rows, 0.8 GB for 8M); per row group it stays flat.
-                    for group in range(first, len(sizes)):
+                    for group in range(meta.num_row_groups):
+                        rows = meta.row_group(group).num_rows
+                        if not piece.overlaps(offset, rows):
+                            offset += rows
+                            continue
                         for batch in pf.iter_batches(
                             batch_size=PARQUET_BATCH_ROWS,
                             row_groups=[group],
@@ -312,7 +375,7 @@ class Reader:
 
     def slice(self, part: Slice, columns: Sequence[str]) -> Iterator[tuple[int, pa.RecordBatch]]:
         """``(row number within the object, batch)`` of the rows of ``part``."""
-        for offset, batch in self.numbered(part.key, columns, part.start):
+        for offset, batch in self.numbered(part, columns):
             n = batch.num_rows
             lo = max(part.start - offset, 0)
             hi = n if part.stop is None else min(part.stop - offset, n)
@@ -499,7 +562,7 @@ def score_shard(
                 counts = [(o.key, reader.count(o.key, o.size)) for o in objects]
                 slices = split_rows(counts, shard, shards)
             if slices:
-                reader.prefetch(slices[0].key)  # Parquet: downloads while the model loads
+                reader.prefetch(slices[0])  # Parquet: downloads while the model loads
             features = list(the_model().info.feature_names)
             reader.set_schema(features, id_column)
             columns = (
@@ -510,7 +573,7 @@ def score_shard(
             def prepared() -> Iterator[tuple[Slice, int, pa.RecordBatch, np.ndarray]]:
                 for i, piece in enumerate(slices):
                     if i + 1 < len(slices):
-                        reader.prefetch(slices[i + 1].key)
+                        reader.prefetch(slices[i + 1])
                     for first_row, batch in reader.slice(piece, columns):
                         yield (
                             piece,

@@ -92,10 +92,14 @@ class Deployed:
         self.store.transition(job.job_id, contract.STATUS_RUNNING)
         return job
 
-    def run(self, job: Job, shard: int | None, **env: str) -> int:
+    def run(
+        self, job: Job, shard: int | None, clients: dict[str, Any] | None = None, **env: str
+    ) -> int:
         extra = {} if shard is None else {contract.ENV_BATCH_ARRAY_INDEX: str(shard)}
         return main(
-            ["--mode", "batch"], env={**self.env, contract.ENV_JOB_ID: job.job_id, **extra, **env}
+            ["--mode", "batch"],
+            env={**self.env, contract.ENV_JOB_ID: job.job_id, **extra, **env},
+            clients=clients,
         )
 
     def put(self, key: str, body: bytes) -> str:
@@ -429,6 +433,75 @@ def test_row_numbers_and_predictions_survive_batch_and_row_group_boundaries(
     np.testing.assert_allclose(
         scored.column("prediction").to_pylist(), reference(deployed.model, rows), atol=1e-6
     )
+
+
+class CountingS3:
+    """The moto S3 client, counting the bytes each GetObject of ``key`` returned."""
+
+    def __init__(self, s3: Any, key: str) -> None:
+        self._s3, self._key = s3, key
+        self.fetched: list[int] = []
+
+    def get_object(self, **kwargs: Any) -> Any:
+        response = self._s3.get_object(**kwargs)
+        if kwargs["Key"] == self._key:
+            self.fetched.append(int(response["ContentLength"]))
+        return response
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+
+def test_a_parquet_shard_downloads_only_the_row_groups_of_its_rows(deployed: Deployed) -> None:
+    """Split by row range, each of 4 shards fetches the footer and the byte span of its own row
+    groups (about a quarter of the object), not the whole object, and scores exactly its rows."""
+    n, shards = 4000, 4
+    rows = make_rows(n, seed=13)
+    body = encode(table(rows), "parquet", row_group_size=250)
+    key = "inputs/spans.parquet"
+    uri = deployed.put(key, body)
+    job = deployed.submit(
+        input_uri=uri, output_uri=f"s3://{BUCKET}/results/spans/", format="parquet", shards=shards
+    )
+    for shard in range(shards):
+        s3 = CountingS3(deployed.s3, key)
+        assert deployed.run(job, shard, clients={"s3": s3}) == 0
+        footer_read, span = s3.fetched  # a ranged GET of the tail, then one of the row groups
+        assert footer_read <= scoring_batch.FOOTER_GUESS
+        assert span < 0.3 * len(body), (shard, s3.fetched, len(body))
+    parts = deployed.parts(job, shards)
+    assert [p.column("row").to_pylist() for p in parts] == [
+        list(range(i * 1000, (i + 1) * 1000)) for i in range(shards)
+    ]
+    np.testing.assert_allclose(
+        union(parts).column("prediction").to_pylist(), reference(deployed.model, rows), atol=1e-6
+    )
+
+
+def test_a_parquet_footer_plans_the_byte_span_of_a_slice(tmp_path: Path) -> None:
+    """The span of a slice covers its row groups' column chunks and nothing of the others; a
+    slice of every row group (or of none) downloads the whole object."""
+    body = encode(table(make_rows(1000, seed=2)), "parquet", row_group_size=300)
+    meta = pq.read_metadata(pa.BufferReader(body))
+    tail_length = int.from_bytes(body[-8:-4], "little") + 8
+    footer = scoring_batch.ParquetFooter(len(body), body[-tail_length:], meta)
+
+    def group_bytes(i: int) -> tuple[int, int]:
+        chunks = [meta.row_group(i).column(j) for j in range(meta.row_group(i).num_columns)]
+        starts = [
+            min(c.data_page_offset, c.dictionary_page_offset or c.data_page_offset) for c in chunks
+        ]
+        ends = [s + c.total_compressed_size for s, c in zip(starts, chunks, strict=True)]
+        return min(starts), max(ends)
+
+    Slice = scoring_batch.Slice
+    assert footer.row_group_rows == [300, 300, 300, 100]
+    assert footer.span(Slice("k", 300, 600)) == group_bytes(1)
+    assert footer.span(Slice("k", 299, 601)) == (group_bytes(0)[0], group_bytes(2)[1])
+    assert footer.span(Slice("k", 650)) == (group_bytes(2)[0], group_bytes(3)[1])
+    assert footer.span(Slice("k")) is None
+    assert footer.span(Slice("k", 0, 1000)) is None
+    assert footer.span(Slice("k", 1000, 1000)) is None
 
 
 def test_csv_columns_are_found_by_header_name_whatever_their_order(deployed: Deployed) -> None:
