@@ -41,7 +41,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -587,8 +586,7 @@ class LocalBatch:
         workdir = self.work_dir / "jobs" / run.job_id.replace(":", "-") / str(attempt)
         (workdir / "tmp").mkdir(parents=True, exist_ok=True)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        entry = recorder.entrypoint(self.images[run.image], "batch-job")
-        argv = [sys.executable, "-m", *entry, *run.command]
+        argv = recorder.command(self.images[run.image], "batch-job", run.command)
         with self._lock:
             if run.terminated is not None:
                 return None, run.terminated, None

@@ -30,7 +30,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -418,7 +417,7 @@ class LocalFargate:
         task.workdir.mkdir(parents=True, exist_ok=True)
         (task.workdir / "tmp").mkdir(exist_ok=True)
         task.log_path.parent.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", *recorder.entrypoint(self.module, "ecs-task"), *task.command]
+        argv = recorder.command(self.module, "ecs-task", task.command)
         with task.log_path.open("ab") as log:
             try:
                 task.process = subprocess.Popen(

@@ -30,9 +30,10 @@ import os
 import runpy
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+from mlserve.local import container
 from mlserve.local.aws import ACCOUNT_ID, REGION
 
 RECORD_ENV = "MLSERVE_RECORD_CALLS"
@@ -372,14 +373,15 @@ def acting_as(kind: str, name: str) -> Iterator[None]:
         stack.pop()
 
 
-def entrypoint(module: str, kind: str) -> list[str]:
-    """The ``python -m`` arguments that run ``module`` as ``kind`` (``ecs-task``,
-    ``batch-job``): ``[module]``, or through this module's recording wrapper while recording."""
+def command(module: str, kind: str, args: Sequence[str] = ()) -> list[str]:
+    """The argv of the local process that runs ``module`` as ``kind`` (``ecs-task``,
+    ``batch-job``): the container's (mlserve.local.container), or, while recording, through
+    this module's recording wrapper."""
     path = _installed.get("file")
     if not active() or not path:
-        return [module]
+        return container.command(module, args)
     identity = json.dumps({"kind": kind, "stack": _stack["id"]})
-    return [ENTRY_MODULE, path, identity, module]
+    return [sys.executable, "-m", ENTRY_MODULE, path, identity, module, *args]
 
 
 def deployed(emulator: Any) -> None:
@@ -428,6 +430,7 @@ def run_recorded(argv: list[str]) -> None:
     """``FILE IDENTITY MODULE ARGS...``: run MODULE as ``__main__`` (as ``python -m`` does) with
     every AWS call of this process recorded as IDENTITY (a JSON object)."""
     path, identity, module, *args = argv
+    container.hide_packages_not_in_image()
     _install(path)
     _installed["process_identity"] = json.loads(identity)
     sys.argv = [module, *args]

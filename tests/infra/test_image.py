@@ -128,6 +128,21 @@ def test_requirements_are_exact_pins_equal_to_constraints() -> None:
     assert {"xgboost-cpu", "numpy", "scipy", "boto3", "aws-lambda-powertools"} <= set(pins)
 
 
+def test_what_local_tasks_hide_is_absent_from_the_image() -> None:
+    """mlserve.local.container hides packages from the local stand-ins of the container, because
+    the image does not install them: that must stay true."""
+    from importlib.metadata import packages_distributions
+
+    from mlserve.local import container
+
+    distributions = packages_distributions()
+    pins = read_pins(REQUIREMENTS)
+    for module in container.NOT_IN_IMAGE:
+        names = {normalise(d) for d in distributions.get(module, [])}
+        assert names, f"{module} is not installed here: nothing to hide"
+        assert not names & set(pins), f"{module} ({names}) is in the image after all"
+
+
 def test_requirements_are_closed_under_dependencies() -> None:
     """Every dependency of a pinned package is pinned too (nothing unpinned gets installed)."""
     pins = read_pins(REQUIREMENTS)
