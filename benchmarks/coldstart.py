@@ -41,8 +41,8 @@ from typing import Any
 from rich.console import Console
 
 from benchmarks.common import Row, check
-from benchmarks.models import BenchModel, synthetic_matrix, synthetic_model
-from benchmarks.realtime import engine_available, onnx_model_file
+from benchmarks.models import BenchModel, example_model, synthetic_matrix, synthetic_model
+from benchmarks.realtime import onnx_model_file
 from mlserve.train import sha256_file
 from runtime import contract
 
@@ -251,9 +251,8 @@ def measure_cold_start(
             objects[engine] = {
                 contract.ENV_MODEL_URI: f"s3://{BUCKET}/{key}",
                 contract.ENV_MODEL_SHA256: digest,
+                contract.ENV_MODEL_ENGINE: engine,
             }
-            if hasattr(contract, "ENV_MODEL_ENGINE"):
-                objects[engine][contract.ENV_MODEL_ENGINE] = engine
         event = _event(row)
         reference_argv = ["-c", REFERENCE_CHILD.replace("{blocked}", repr(_blocked("xgboost")))]
         reference_argv += [str(model.model_path), json.dumps([row])]
@@ -295,22 +294,30 @@ def _ms(seconds: float) -> str:
 
 
 def rows(console: Console, quick: bool = False) -> list[Row]:
-    engines = ("xgboost", "onnx") if engine_available() else ("xgboost",)
+    """The 19 MB model for both ratios (issue 6's target is on a ~20 MB model), and the example
+    model for the onnx engine's (issue 8's model is of that size: 100 trees, 30 features)."""
     with console.status("cold start: training/loading the ~20 MB model ..."):
-        model = synthetic_model(trees=COLD_START_TREES)
+        models = [synthetic_model(trees=COLD_START_TREES), example_model()]
     repeats = 3 if quick else 7
-    with console.status(f"cold start: {repeats} interleaved fresh processes per variant ..."):
-        result = measure_cold_start(model, repeats, engines)
-    size = f"{model.size_bytes / 1e6:.1f} MB"
+    out: list[Row] = []
+    for model in models:
+        with console.status(f"cold start, {model.label}: {repeats} interleaved runs each ..."):
+            result = measure_cold_start(model, repeats, contract.ENGINES)
+        out.extend(_model_rows(result, reference_target=model is models[0]))
+    return out
+
+
+def _model_rows(result: ColdStartResult, *, reference_target: bool) -> list[Row]:
+    model = result.model
     out = [
-        Row(f"cold start model: {model.label}", f"{size} model.ubj"),
+        Row(f"cold start model: {model.label}", f"{model.size_bytes / 1e6:.1f} MB model.ubj"),
         Row(
-            "reference: fresh process, import xgboost + load file + predict 1 row",
+            "  reference: fresh process, import xgboost + load file + predict 1 row",
             _ms(result.reference_median),
         ),
     ]
-    for engine in engines:
-        label = f"handler ({engine} engine): fresh process, init + first POST /predict"
+    for engine in contract.ENGINES:
+        label = f"  handler ({engine} engine): fresh process, init + first POST /predict"
         detail = (
             f"{_ms(result.median(engine))} (init {_ms(statistics.median(result.init_s[engine]))}"
             f", first request {_ms(statistics.median(result.first_s[engine]))})"
@@ -319,25 +326,19 @@ def rows(console: Console, quick: bool = False) -> list[Row]:
         imports = result.imports_ms[engine]
         shown = ", ".join(f"{name} {ms:.0f}" for name, ms in imports.items())
         out.append(Row(f"  import time by package, ms ({engine} engine)", shown))
-    ratio = result.ratio("xgboost")
+    ratio = result.ratio(contract.ENGINE_XGBOOST)
+    figure = "  cold start ratio: handler (xgboost) / reference, medians"
+    if reference_target:
+        out.append(check(figure, f"{ratio:.2f}x", f"<= {TARGET_RATIO}x", ratio <= TARGET_RATIO))
+    else:
+        out.append(Row(figure, f"{ratio:.2f}x"))
+    onnx_ratio = result.median(contract.ENGINE_ONNX) / result.median(contract.ENGINE_XGBOOST)
     out.append(
         check(
-            "cold start ratio: handler (xgboost) / reference, medians",
-            f"{ratio:.2f}x",
-            f"<= {TARGET_RATIO}x",
-            ratio <= TARGET_RATIO,
+            "  cold start ratio: handler onnx engine / handler xgboost engine, medians",
+            f"{onnx_ratio:.2f}x",
+            f"<= {ONNX_TARGET_RATIO}x",
+            onnx_ratio <= ONNX_TARGET_RATIO,
         )
     )
-    if "onnx" in engines:
-        onnx_ratio = result.median("onnx") / result.median("xgboost")
-        out.append(
-            check(
-                "cold start ratio: handler onnx engine / handler xgboost engine",
-                f"{onnx_ratio:.2f}x",
-                f"<= {ONNX_TARGET_RATIO}x",
-                onnx_ratio <= ONNX_TARGET_RATIO,
-            )
-        )
-    else:
-        out.append(Row("cold start, onnx engine", "not measured: components/engine.py not landed"))
     return out

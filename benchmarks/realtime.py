@@ -103,15 +103,6 @@ def onnx_model_file(model: BenchModel) -> Path:
     return path
 
 
-def engine_available() -> bool:
-    """True once the onnx engine (issue 8) is in the tree."""
-    try:
-        from components import engine
-    except ImportError:
-        return False
-    return hasattr(engine, "convert_to_onnx") and hasattr(contract, "ENV_MODEL_ENGINE")
-
-
 def _rows(model: BenchModel, rows: int) -> np.ndarray:
     """Rows as a client sends them: the example's dataset values, or synthetic values with four
     decimals (float64; the JSON body carries them as written, the reference gets float32)."""
@@ -161,9 +152,8 @@ def measure_warm_latency(
             contract.ENV_MODEL_SHA256: sha256_file(path),
             contract.ENV_MODEL_CACHE_DIR: cache,
             contract.ENV_MAX_ROWS: "10000",
+            contract.ENV_MODEL_ENGINE: engine,
         }
-        if hasattr(contract, "ENV_MODEL_ENGINE"):
-            env[contract.ENV_MODEL_ENGINE] = engine
         predict.configure(env=env)
         event, ctx = _event(body), cast(Any, _Context())
         handler_s: list[float] = []
@@ -220,7 +210,7 @@ def _latency_row(r: LatencyResult) -> str:
 
 def rows(console: Console, quick: bool = False) -> list[Row]:
     out: list[Row] = []
-    engines = ("xgboost", "onnx") if engine_available() else ("xgboost",)
+    engines = contract.ENGINES
     with console.status("warm latency: preparing models ..."):
         models = [example_model(), synthetic_model(trees=500)]
     for model in models:
@@ -240,12 +230,4 @@ def rows(console: Console, quick: bool = False) -> list[Row]:
                     out.append(check(figure, measured, target, r.median_ratio <= ONNX_TARGET_RATIO))
                 else:
                     out.append(Row(figure, measured))
-    if "onnx" not in engines:
-        out.append(Row("onnx engine", "not measured: components/engine.py not landed"))
     return out
-
-
-def run(iterations: int = 2000) -> list[LatencyResult]:
-    """The example model's 1- and 100-row figures (xgboost engine)."""
-    model = example_model()
-    return [measure_warm_latency(model, n, iterations) for n in (1, 100)]
