@@ -56,6 +56,8 @@ PARQUET_TARGET = 0.50
 CSV_TARGET = 0.25
 MEMORY_TARGET = 1.2
 SCALE_OUT_TARGET = 1.7
+SCALE_OUT_ROWS = 400_000  # per scale-out run (alternating pairs: 1 shard, then 2 shards)
+CEILING_ROWS = 60_000  # per process, for the machine's own scale-out
 
 
 # --- input files ----------------------------------------------------------------------------
@@ -301,6 +303,39 @@ def raw_rows_per_second(model: BenchModel, matrix: np.ndarray, threads: int) -> 
     return len(matrix) / (time.perf_counter() - started)
 
 
+_RAW_CHILD = """
+import sys, time
+sys.modules["sklearn"] = None
+import numpy as np, xgboost as xgb
+booster = xgb.Booster(model_file=sys.argv[1])
+booster.set_param({"nthread": 1})
+rows = np.random.default_rng(0).normal(size=(int(sys.argv[2]), booster.num_features()))
+rows = rows.astype(np.float32)
+booster.inplace_predict(rows[:100])
+started = time.perf_counter()
+booster.inplace_predict(rows)
+print(time.perf_counter() - started)
+"""
+
+
+def machine_scale_out(model: BenchModel, rows: int, pairs: int) -> list[float]:
+    """What this machine itself gives two single-threaded XGBoost processes: per alternating
+    pair, the throughput of two concurrent processes scoring ``rows`` each over one process
+    alone (raw ``inplace_predict`` only, timed inside each process): the ceiling of the
+    scale-out figure here."""
+    argv = [sys.executable, "-c", _RAW_CHILD, str(model.model_path), str(rows)]
+
+    def scoring_seconds(count: int) -> list[float]:
+        procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(count)]
+        return [float(p.communicate()[0]) for p in procs]
+
+    ratios = []
+    for _ in range(pairs):
+        (alone,) = scoring_seconds(1)
+        ratios.append(2 * alone / max(scoring_seconds(2)))
+    return ratios
+
+
 # --- the section ----------------------------------------------------------------------------
 
 
@@ -388,6 +423,7 @@ def _scale_out(
     two_rate = median([r.rows_per_second for r in twos])
     one_rate = median([r.rows_per_second for r in ones])
     versus_all = two_rate / all_cores.rows_per_second
+    ceiling = machine_scale_out(model, CEILING_ROWS, pairs)
     return [
         check(
             f"batch scale-out, {model.label}, {n:,} rows of parquet (one object, split by row "
@@ -398,6 +434,11 @@ def _scale_out(
             f"(pairs: {', '.join(f'{r:.2f}x' for r in ratios)})",
             f">= {SCALE_OUT_TARGET}x",
             ratio >= SCALE_OUT_TARGET,
+        ),
+        Row(
+            "  this machine's own scale-out: raw inplace_predict (1 thread) in 2 concurrent "
+            f"processes vs 1, {CEILING_ROWS:,} rows each, alternating pairs",
+            f"{median(ceiling):.2f}x (pairs: {', '.join(f'{r:.2f}x' for r in ceiling)})",
         ),
         Row(
             f"batch scale-out on this {THREADS}-core machine: 2 shards x 1 thread vs 1 shard "
@@ -431,7 +472,8 @@ def rows(console: Console, quick: bool = False) -> list[Row]:
             )
         out.extend(_memory(acct, example, n, runs_of[example.directory.name]["parquet"], progress))
         all_cores = runs_of[synthetic.directory.name]["parquet"]
-        out.extend(_scale_out(acct, synthetic, n // 4, 1 if quick else 3, all_cores, progress))
+        scale_rows = n // 10 if quick else SCALE_OUT_ROWS
+        out.extend(_scale_out(acct, synthetic, scale_rows, 1 if quick else 3, all_cores, progress))
     return out
 
 

@@ -42,7 +42,7 @@ from rich.console import Console
 
 from benchmarks.common import Row, check
 from benchmarks.models import BenchModel, example_model, synthetic_matrix, synthetic_model
-from benchmarks.realtime import onnx_model_file
+from benchmarks.realtime import onnx_model_file, predict_event
 from mlserve.train import sha256_file
 from runtime import contract
 
@@ -159,22 +159,7 @@ def _blocked(engine: str) -> tuple[str, ...]:
 
 
 def _event(row: list[float]) -> str:
-    body = json.dumps({"instances": [row]})
-    headers = {"Content-Type": "application/json"}
-    return json.dumps(
-        {
-            "resource": "/predict",
-            "path": "/predict",
-            "httpMethod": "POST",
-            "headers": headers,
-            "multiValueHeaders": {k: [v] for k, v in headers.items()},
-            "queryStringParameters": None,
-            "pathParameters": None,
-            "requestContext": {"requestId": "cold-1", "stage": "v1", "resourcePath": "/predict"},
-            "body": body,
-            "isBase64Encoded": False,
-        }
-    )
+    return json.dumps(predict_event(json.dumps({"instances": [row]}), request_id="cold-1"))
 
 
 def _child_env(endpoint: str, extra: dict[str, str]) -> dict[str, str]:

@@ -75,7 +75,8 @@ class _Context:
         return 30_000
 
 
-def _event(body: str) -> dict[str, Any]:
+def predict_event(body: str, request_id: str = "bench") -> dict[str, Any]:
+    """The REST (v1) proxy event API Gateway sends the predictor for a JSON ``POST /predict``."""
     headers = {"Content-Type": "application/json"}
     return {
         "resource": "/predict",
@@ -85,7 +86,7 @@ def _event(body: str) -> dict[str, Any]:
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "queryStringParameters": None,
         "pathParameters": None,
-        "requestContext": {"requestId": "bench", "stage": "v1", "resourcePath": "/predict"},
+        "requestContext": {"requestId": request_id, "stage": "v1", "resourcePath": "/predict"},
         "body": body,
         "isBase64Encoded": False,
     }
@@ -155,7 +156,7 @@ def measure_warm_latency(
             contract.ENV_MODEL_ENGINE: engine,
         }
         predict.configure(env=env)
-        event, ctx = _event(body), cast(Any, _Context())
+        event, ctx = predict_event(body), cast(Any, _Context())
         handler_s: list[float] = []
         raw_s: list[float] = []
         engine_s: list[float] = []

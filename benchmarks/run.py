@@ -47,9 +47,12 @@ def main(argv: list[str] | None = None, out: Path = RESULTS) -> int:
         if args.only and module_name.rsplit(".", 1)[-1] not in args.only:
             continue
         console.rule(title)
+        section_started = time.monotonic()
         section_rows: list[Row] = importlib.import_module(module_name).rows(console, args.quick)
+        took = f"{(time.monotonic() - section_started) / 60:.1f} min"
         table.add_section()
-        lines.append(f"| **{title}** | | | |")
+        table.add_row(f"[bold]{title}[/bold] ({took})", "", "", "")
+        lines.append(f"| **{title}** ({took}) | | | |")
         for row in section_rows:
             table.add_row(*row.cells())
             lines.append(f"| {' | '.join(row.cells())} |")

@@ -4,7 +4,7 @@
    ``MLSERVE_VERIFY_REPORT`` pointing at a JSON-lines file; each check records its figures there
    (tests/verify/report.py): least privilege, fuzzing, faults, load.
 2. pip-audit audits every pinned requirement set we ship or build with: the Lambda layers, the
-   scoring image and the development constraints.
+   scoring image and the development constraints (meanwhile, beside step 1).
 3. One table per architecture, then the audit's findings. The exit status is non-zero when a
    test failed or a known vulnerability was found.
 """
@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,6 +174,10 @@ def _print_summary(
 
 def run_verify(pytest_args: list[str] | None = None) -> int:
     started = time.monotonic()
+    # The audits (one pip-audit process per requirement set, mostly waiting on the vulnerability
+    # service) run beside the checks instead of after them.
+    pool = ThreadPoolExecutor(max_workers=len(REQUIREMENT_SETS), thread_name_prefix="audit")
+    auditing = [pool.submit(_audit, label, path) for label, path in REQUIREMENT_SETS]
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "verify.jsonl"
         env = {**os.environ, REPORT_ENV: str(report)}
@@ -183,7 +188,8 @@ def run_verify(pytest_args: list[str] | None = None) -> int:
         tests_ok = subprocess.run(command, cwd=ROOT, env=env, check=False).returncode == 0
         figures = _figures(report)
         failed = _failed_checks(junit)
-    audits = [a for label, path in REQUIREMENT_SETS if (a := _audit(label, path)) is not None]
+    audits = [a for future in auditing if (a := future.result()) is not None]
+    pool.shutdown()
     vulnerable = any(a.vulnerabilities for a in audits)
     minutes = (time.monotonic() - started) / 60
     _print_summary(figures, audits, failed, tests_ok and not vulnerable, minutes)
