@@ -33,7 +33,7 @@ FIGURES: dict[str, str] = {
     "policy_findings": "linter findings",
     "fuzz_cases": "fuzz cases",
     "fuzz_failures": "fuzz failures",
-    "faults_passed": "fault scenarios passed",
+    "faults_passed": "faults passed",
     "load_requests": "load requests",
     "load_errors": "load errors",
     "lost_records": "lost records",
@@ -44,7 +44,7 @@ REQUIREMENT_SETS = (
     ("Lambda layer (xgboost engine)", "runtime/requirements.txt"),
     ("Lambda layer (onnx engine)", "runtime/requirements-onnx.txt"),
     ("scoring image", "images/scoring/requirements.txt"),
-    ("development tools (constraints.txt)", "constraints.txt"),
+    ("development tools", "constraints.txt"),
 )
 
 
@@ -137,15 +137,16 @@ def _print_summary(
     # One column per architecture, one row per figure: fits a terminal of 80 columns.
     table = Table(title="mlserve verify: per architecture")
     table.add_column("figure")
-    for arch in architectures:
-        table.add_column(arch, justify="right")
+    for arch in architectures:  # "stepfunctions-" on a line of its own: no name is cut short
+        table.add_column(arch.replace("stepfunctions-", "stepfunctions-\n"), justify="right")
     for name, header in FIGURES.items():
         table.add_row(header, *(str(figures[arch].get(name, 0)) for arch in architectures))
     console.print(table)
 
     audit_table = Table(title="dependency audit (pip-audit, exact pins)")
-    for column in ("requirements", "audited", "vulnerabilities", "not audited"):
-        audit_table.add_column(column)
+    audit_table.add_column("requirements")
+    for column in ("audited", "vulnerabilities", "not audited"):
+        audit_table.add_column(column, justify="right")
     for audit in audits:
         audit_table.add_row(
             f"{audit.label} ({audit.path})",
