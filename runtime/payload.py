@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from runtime.contract import MAX_BODY_BYTES
 
@@ -109,6 +110,10 @@ def _text(raw: str | bytes) -> str:
 
 
 def parse_json(text: str, schema: FeatureSchema, limits: Limits) -> np.ndarray:
+    if _only_numbers(text):
+        matrix = _numeric_matrix(text, schema.count, limits)
+        if matrix is not None:
+            return matrix
     try:
         doc = json.loads(text)
     except ValueError as exc:  # JSONDecodeError, and RecursionError-free for valid depth
@@ -124,10 +129,6 @@ def parse_json(text: str, schema: FeatureSchema, limits: Limits) -> np.ndarray:
     if not isinstance(instances, list):
         raise PayloadError("invalid_body", '"instances" must be an array of rows')
     _check_row_count(len(instances), limits)
-    if _only_numbers(text):
-        matrix = _numeric_matrix(instances, schema.count)
-        if matrix is not None:
-            return matrix
     if all(type(row) is list for row in instances):
         return _from_lists(instances, schema, limits)
     if all(type(row) is dict for row in instances):
@@ -148,7 +149,7 @@ def _only_numbers(text: str) -> bool:
     """True if the document's only string is its one key and it holds no JSON literal.
 
     A string takes two '"' characters (an escaped quote is still one), so two of them mean the
-    document's one key (``"instances"``, checked by the caller) is its only string, and hence
+    document's one key (``"instances"``, checked after parsing) is its only string, and hence
     it holds no object but the top-level one. Every literal has a character that no number and
     not "instances" has: tr(u)e, fa(l)se, n(u)ll, (N)aN, (I)nfinity. What is left are numbers
     and arrays. Scanning the text is ~10x faster than checking the type of every parsed value.
@@ -156,10 +157,24 @@ def _only_numbers(text: str) -> bool:
     return text.count('"') == 2 and not ("u" in text or "l" in text or "N" in text or "I" in text)
 
 
-def _numeric_matrix(instances: list[Any], n: int) -> np.ndarray | None:
-    """The fast route for rows of numbers only, or None: the general route then decides (and
-    words the error). Accepts exactly what the general route accepts for such rows: n values a
-    row, each finite and within float32 range (a NaN compares false, so it fails the check)."""
+def _numeric_matrix(text: str, n: int, limits: Limits) -> np.ndarray | None:
+    """The fast route for a body of numbers only, or None: the general route then parses it
+    again with the standard library, decides and words the error.
+
+    orjson parses such a body ~10x faster than ``json`` (about 90 us against 1 ms for 100 rows
+    of 30 features). It accepts exactly what the general route accepts for it: an object whose
+    "instances" holds 1 to max_rows rows of n values, each finite and within float32 range (a
+    NaN compares false, so it fails the check). Where orjson differs from ``json`` (it refuses
+    numbers beyond float64, it reads integers beyond 64 bits as floats) the value is out of
+    range, or becomes the same float64 ``json``'s integer becomes, so the answer is the same.
+    """
+    try:
+        doc = orjson.loads(text)
+    except ValueError:  # orjson.JSONDecodeError: json decides, and words the error
+        return None
+    instances = doc.get("instances") if type(doc) is dict else None
+    if type(instances) is not list or not 0 < len(instances) <= limits.max_rows:
+        return None
     try:
         matrix = np.array(instances, dtype=np.float64)
     except (ValueError, TypeError, OverflowError):  # ragged rows, an int beyond float64
