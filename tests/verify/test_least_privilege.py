@@ -11,7 +11,7 @@ emulator's own ARNs, the way the components call those functions, and asserts:
     evaluator (``moto.iam.access_control.IAMPolicyStatement``: Action/Resource matching and
     Allow/Deny) plus :func:`conditions_hold` for the Condition block;
 (b) every (action, resource) a policy grants is used by some recorded call, except the grants
-    :data:`NOT_EXERCISED` lists, each with the reason the emulator cannot exercise it;
+    :func:`not_exercised` names, each with the reason the emulator cannot exercise it;
 (c) parliament (with its community auditors) finds nothing in any generated policy, except the
     findings :data:`ACCEPTED_FINDINGS` justifies.
 
