@@ -324,8 +324,7 @@ def test_a_body_of_numbers_gives_each_number_as_the_standard_library_reads_it(
     """The fast route (orjson) reads every number as ``json`` does: the float32 of its float64."""
     sep = ", " if spaces else ","
     tokens = [[number_text(v, style) for v in row] for row in rows]
-    text = '{"instances":' + sep.join("[" + sep.join(row) + "]" for row in tokens) + "]}"
-    text = text.replace('{"instances":', '{"instances": [', 1)
+    text = '{"instances": [' + sep.join("[" + sep.join(row) + "]" for row in tokens) + "]}"
     read = [[float(json.loads(token)) for token in row] for row in tokens]
     matrix = parse_or_reject(text, "application/json", STRICT)
     assert (matrix is not None) == all(abs(v) <= FLOAT32_MAX for row in read for v in row)
