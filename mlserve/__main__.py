@@ -1,4 +1,4 @@
-"""python -m mlserve: see mlserve.cli."""
+"""python -m mlserve: the same as the `mlserve` command (mlserve.cli)."""
 
 from mlserve.cli import main
 

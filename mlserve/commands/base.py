@@ -1,0 +1,131 @@
+"""What the commands share: the one-line error, argument types, the example model, task logs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from runtime import contract
+
+DEFAULT_MODEL_DIR = Path("models/example")
+
+
+class CliError(Exception):
+    """A failure to report as one clear line (exit status 1), never as a traceback."""
+
+
+# --- argument types ------------------------------------------------------------------------------
+
+
+def architecture(value: str) -> str:
+    from mlserve.local import parse_architectures
+
+    try:
+        return ",".join(parse_architectures(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid choice: {exc}") from None
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 <= number <= 3600:
+        raise argparse.ArgumentTypeError(f"must be 0-3600 (seconds), got {value}")
+    return number
+
+
+def add_emulator_options(sub: argparse.ArgumentParser) -> None:
+    """The options of the commands that start the local emulator (local, demo)."""
+    from mlserve.local import available
+    from mlserve.local.architectures import LOCAL_POLL_INTERVAL_SECONDS, POLLING_MODES
+
+    sub.add_argument(
+        "--architecture",
+        type=architecture,
+        metavar="{" + ",".join(available()) + "}",
+        default=contract.ARCH_LAMBDA,
+        help=f"one of: {', '.join(available())} (or a comma-separated list; default: %(default)s)",
+    )
+    sub.add_argument(
+        "--model-dir",
+        type=Path,
+        default=DEFAULT_MODEL_DIR,
+        help="model.ubj + metadata.json (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--polling",
+        choices=POLLING_MODES,
+        default=POLLING_MODES[0],
+        help="stepfunctions-ecs/-batch: how the workflow watches the task or Batch job: "
+        "lambda (Wait + a status Lambda) or native (ecs:runTask.sync, batch:submitJob.sync) "
+        "(default: %(default)s)",
+    )
+    sub.add_argument(
+        "--poll-interval-seconds",
+        type=positive_int,
+        default=LOCAL_POLL_INTERVAL_SECONDS,
+        metavar="SECONDS",
+        help="stepfunctions-*, polling lambda: the Wait between two status checks "
+        "(pollIntervalSeconds; default here: %(default)s)",
+    )
+    sub.add_argument(
+        "--engine",
+        choices=contract.ENGINES,
+        default=contract.ENGINE_XGBOOST,
+        help="lambda: the predictor's inference engine (the engine setting): xgboost, or "
+        "onnx (the model converted and verified against XGBoost at start; default: "
+        "%(default)s)",
+    )
+
+
+# --- the example model ---------------------------------------------------------------------------
+
+
+def model_present(model_dir: Path) -> bool:
+    return (model_dir / contract.MODEL_OBJECT_NAME).is_file()
+
+
+def train(out: Path) -> None:
+    from mlserve.train import train_example
+
+    result = train_example(out_dir=out)
+    print(f"model:    {result.model_path}")
+    print(f"metadata: {result.metadata_path}")
+    print(f"sha256:   {result.sha256}")
+    print("metrics:  " + ", ".join(f"{k}={v}" for k, v in result.metrics.items()))
+
+
+def ensure_model(model_dir: Path) -> None:
+    """Train the example model into the default directory when it is missing."""
+    if model_present(model_dir):
+        return
+    if model_dir != DEFAULT_MODEL_DIR:
+        raise CliError(
+            f"no model at {model_dir / contract.MODEL_OBJECT_NAME}: train one with "
+            f"`mlserve train-example --out {model_dir}`"
+        )
+    print(f"No model at {model_dir}: training the example model first.", file=sys.stderr)
+    train(model_dir)
+
+
+def task_log_dir() -> Path:
+    """Where the CLI keeps the logs of the emulated ECS tasks (created with the first task; kept
+    after the emulator stops, so a failed job's log can still be read)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(tempfile.gettempdir()) / f"mlserve-task-logs-{stamp}-{os.getpid()}"
