@@ -208,6 +208,7 @@ def job_api_args(shared: Shared) -> dict[str, Any]:
         "memory": s.lambda_memory,
         "max_rows": s.max_rows,
         "allow_missing": s.allow_missing,
+        "presigned_url_seconds": s.presigned_url_seconds,
         "log_retention_days": s.log_retention_days,
     }
 
@@ -277,6 +278,7 @@ def build_stepfunctions_batch(shared: Shared) -> Built:
             memory=s.lambda_memory,
             max_rows=s.max_rows,
             allow_missing=s.allow_missing,
+            presigned_url_seconds=s.presigned_url_seconds,
             log_retention_days=s.log_retention_days,
             polling=s.polling,
             poll_interval_seconds=s.poll_interval_seconds,

@@ -48,7 +48,7 @@ FAMILY_MAX: Final = 255
 # starts a task even with syncWaitSeconds 0), never over API Gateway's 29 s.
 JOB_API_TIMEOUT_MARGIN_SECONDS: Final = 4
 JOB_API_MIN_TIMEOUT_SECONDS: Final = 10
-JOB_API_OPERATIONS: Final = ("health", "predict", "submit_job", "get_job", "cancel_job")
+JOB_API_OPERATIONS: Final = contract.JOB_API_OPERATIONS
 MAX_SYNC_WAIT_SECONDS: Final = 25
 
 
@@ -310,6 +310,7 @@ class JobApiArgs:
     max_rows: int = contract.DEFAULT_MAX_ROWS
     allow_missing: bool = False
     job_ttl_days: int = contract.DEFAULT_JOB_TTL_DAYS
+    presigned_url_seconds: int = contract.DEFAULT_PRESIGNED_URL_SECONDS
     log_retention_days: int = 14
 
     def __post_init__(self) -> None:
@@ -337,6 +338,11 @@ class JobApiArgs:
             problems.append(f"max_rows {self.max_rows} not in 1-100000")
         if self.job_ttl_days < 1:
             problems.append(f"job_ttl_days {self.job_ttl_days} < 1")
+        if not 1 <= self.presigned_url_seconds <= contract.MAX_PRESIGNED_URL_SECONDS:
+            problems.append(
+                f"presigned_url_seconds {self.presigned_url_seconds} not in "
+                f"1-{contract.MAX_PRESIGNED_URL_SECONDS}"
+            )
         return problems
 
     @property
@@ -372,6 +378,7 @@ class JobApiArgs:
             contract.ENV_MAX_ROWS: str(self.max_rows),
             contract.ENV_ALLOW_MISSING: "true" if self.allow_missing else "false",
             contract.ENV_JOB_TTL_DAYS: str(self.job_ttl_days),
+            contract.ENV_PRESIGNED_URL_SECONDS: str(self.presigned_url_seconds),
             **self.ecs_environment(),
             **POWERTOOLS_ENVIRONMENT,
         }

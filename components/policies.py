@@ -15,6 +15,8 @@ VERSION: Final = "2012-10-17"
 # module stays import-free, tests/infra/test_policies.py checks they are equal).
 INPUTS_PREFIX: Final = "inputs/"
 RESULTS_PREFIX: Final = "results/"
+# The job table's caller index (runtime/contract.py's JOB_TABLE_CALLER_INDEX; checked equal too).
+JOB_TABLE_CALLER_INDEX: Final = "by-caller"
 
 
 def _document(*statements: dict[str, Any]) -> PolicyDocument:
@@ -204,19 +206,15 @@ def job_api_ecs_policy(
 
 
 def _job_api_data_statements(
-    table_arn: str, bucket_arn: str, metadata_object_arn: str, *, read_results: bool = True
+    table_arn: str, bucket_arn: str, metadata_object_arn: str
 ) -> list[dict[str, Any]]:
     """What every job API (``runtime.handlers.jobs``) does with its data, whatever the compute:
-    create/read/update job records, read the model metadata and (``read_results``: a finished
-    job's ``predictions.json``, answered by ``POST /predict``) results, write inputs."""
-    read: dict[str, Any] = {
-        "Sid": "ReadMetadataAndResults",
-        "Effect": "Allow",
-        "Action": ["s3:GetObject"],
-        "Resource": [metadata_object_arn, _prefix_arn(bucket_arn, RESULTS_PREFIX)],
-    }
-    if not read_results:
-        read.update(Sid="ReadMetadata", Resource=[metadata_object_arn])
+    create/read/update job records and list the caller's (``Query`` on the caller index), read
+    the model metadata, read results (a finished job's ``predictions.json`` answered by
+    ``POST /predict``; the presigned ``result_url`` of GET /jobs/{id} is signed with this role,
+    so it needs ``s3:GetObject`` on ``results/*`` itself), read inputs (``HeadObject`` of an
+    upload before POST /jobs/{id}/start) and write inputs (spilled rows, and the presigned
+    upload URLs, signed with this role)."""
     return [
         {
             "Sid": "JobRecords",
@@ -224,7 +222,22 @@ def _job_api_data_statements(
             "Action": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"],
             "Resource": [table_arn],
         },
-        read,
+        {
+            "Sid": "ListCallerJobs",
+            "Effect": "Allow",
+            "Action": ["dynamodb:Query"],
+            "Resource": [job_table_caller_index_arn(table_arn)],
+        },
+        {
+            "Sid": "ReadMetadataInputsAndResults",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [
+                metadata_object_arn,
+                _prefix_arn(bucket_arn, INPUTS_PREFIX),
+                _prefix_arn(bucket_arn, RESULTS_PREFIX),
+            ],
+        },
         {
             "Sid": "WriteInputs",
             "Effect": "Allow",
@@ -232,6 +245,11 @@ def _job_api_data_statements(
             "Resource": [_prefix_arn(bucket_arn, INPUTS_PREFIX)],
         },
     ]
+
+
+def job_table_caller_index_arn(table_arn: str) -> str:
+    """``arn:...:table/<name>`` -> its caller index (GET /jobs): ``.../index/by-caller``."""
+    return f"{table_arn}/index/{JOB_TABLE_CALLER_INDEX}"
 
 
 def _run_scoring_task_statement(task_definition_arn: str, cluster_arn: str) -> dict[str, Any]:
@@ -582,7 +600,8 @@ def batch_job_policy(
       prefix is listed) and the output prefixes (the last shard checks every part exists);
     * ``PutObject`` under the output prefixes (the parts, uploaded multipart, and
       ``_manifest.json``), ``AbortMultipartUpload`` (boto3's upload_file aborts a failed
-      upload), and ``GetObject`` there too (HeadObject of the other parts for the manifest).
+      upload), and ``GetObject`` there too (HeadObject of the other parts for the manifest; the
+      parts of a small job read back to record its predictions inline).
 
     Every prefix must end in ``/`` and lie inside the stack's bucket.
     """
@@ -862,9 +881,8 @@ def job_api_batch_policy(
     log_group_arn: str,
 ) -> PolicyDocument:
     """The stepfunctions-batch job API's grants: job records, its S3 prefixes (inline rows are
-    staged under ``inputs/``; it never reads ``results/``: a Batch job's output is a prefix of
-    part files that GET /jobs/{id} only names), the workflow, and terminating the Batch job on
-    cancel.
+    staged under ``inputs/``; the ``result_url`` of a part of a Batch job's output is signed
+    with this role), the workflow, and terminating the Batch job on cancel.
     ``job_queue_arn`` (either queue) gives the region and account of the Batch jobs."""
     _require_arns(
         table_arn=table_arn,
@@ -875,7 +893,7 @@ def job_api_batch_policy(
         log_group_arn=log_group_arn,
     )
     return _document(
-        *_job_api_data_statements(table_arn, bucket_arn, metadata_object_arn, read_results=False),
+        *_job_api_data_statements(table_arn, bucket_arn, metadata_object_arn),
         {
             "Sid": "StartWorkflow",
             "Effect": "Allow",

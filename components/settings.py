@@ -220,6 +220,7 @@ class Settings:
     polling: str
     poll_interval_seconds: int
     sync_wait_seconds: int
+    presigned_url_seconds: int
     batch_compute_type: str
     batch_max_vcpus: int
     job_attempts: int
@@ -393,6 +394,13 @@ def _container_values(r: _Reader) -> dict[str, Any]:
             25,
             "0-25 (seconds; the submit function must answer within API Gateway's "
             f"{API_GATEWAY_TIMEOUT_SECONDS} s integration timeout)",
+        ),
+        "presigned_url_seconds": r.integer(
+            "presignedUrlSeconds",
+            60,
+            contract.MAX_PRESIGNED_URL_SECONDS,
+            f"60-{contract.MAX_PRESIGNED_URL_SECONDS} (seconds; a link signed with the job API "
+            "role's session credentials lasts at most 12 hours)",
         ),
         "batch_compute_type": r.choice("batchComputeType", BATCH_COMPUTE_TYPES, "compute type"),
         "batch_max_vcpus": r.integer("batchMaxVcpus", 1, 10_000, "1-10000"),

@@ -421,6 +421,7 @@ class StepFunctionsBatchPredictorArgs:
     max_rows: int = contract.DEFAULT_MAX_ROWS
     allow_missing: bool = False
     job_ttl_days: int = contract.DEFAULT_JOB_TTL_DAYS
+    presigned_url_seconds: int = contract.DEFAULT_PRESIGNED_URL_SECONDS
     log_retention_days: int = 14
     polling: str = "lambda"
     poll_interval_seconds: int = 30
@@ -446,6 +447,11 @@ class StepFunctionsBatchPredictorArgs:
             problems.append(f"max_rows {self.max_rows} not in 1-100000")
         if self.job_ttl_days < 1:
             problems.append(f"job_ttl_days {self.job_ttl_days} < 1")
+        if not 1 <= self.presigned_url_seconds <= contract.MAX_PRESIGNED_URL_SECONDS:
+            problems.append(
+                f"presigned_url_seconds {self.presigned_url_seconds} not in "
+                f"1-{contract.MAX_PRESIGNED_URL_SECONDS}"
+            )
         if self.polling not in POLLING:
             problems.append(f"polling {self.polling!r} not in {POLLING}")
         if not 1 <= self.poll_interval_seconds <= POLL_INTERVAL_MAX_SECONDS:
@@ -509,6 +515,7 @@ class StepFunctionsBatchPredictorArgs:
             contract.ENV_MAX_ROWS: str(self.max_rows),
             contract.ENV_ALLOW_MISSING: "true" if self.allow_missing else "false",
             contract.ENV_JOB_TTL_DAYS: str(self.job_ttl_days),
+            contract.ENV_PRESIGNED_URL_SECONDS: str(self.presigned_url_seconds),
             contract.ENV_STATE_MACHINE_ARN: state_machine_arn,
             **POWERTOOLS_ENVIRONMENT,
         }

@@ -263,7 +263,8 @@ class JobTableArgs:
 
 
 class JobTable(pulumi.ComponentResource):
-    """On-demand DynamoDB table of jobs: key ``job_id``, SSE, point-in-time recovery, TTL."""
+    """On-demand DynamoDB table of jobs: key ``job_id``, SSE, point-in-time recovery, TTL, and
+    the ``by-caller`` index (caller, created_at) behind GET /jobs."""
 
     name: pulumi.Output[str]
     arn: pulumi.Output[str]
@@ -276,7 +277,22 @@ class JobTable(pulumi.ComponentResource):
             f"{name}-table",
             billing_mode="PAY_PER_REQUEST",
             hash_key=contract.JOB_TABLE_HASH_KEY,
-            attributes=[{"name": contract.JOB_TABLE_HASH_KEY, "type": "S"}],
+            attributes=[
+                {"name": contract.JOB_TABLE_HASH_KEY, "type": "S"},
+                {"name": contract.JOB_TABLE_CALLER_ATTRIBUTE, "type": "S"},
+                {"name": contract.JOB_TABLE_CREATED_ATTRIBUTE, "type": "S"},
+            ],
+            # GET /jobs: the caller's jobs, newest first. Adding an index updates the table in
+            # place (UpdateTable), never replaces it (tests/infra/test_data_safety.py).
+            global_secondary_indexes=[
+                {
+                    "name": contract.JOB_TABLE_CALLER_INDEX,
+                    "hash_key": contract.JOB_TABLE_CALLER_ATTRIBUTE,
+                    "range_key": contract.JOB_TABLE_CREATED_ATTRIBUTE,
+                    "projection_type": "INCLUDE",
+                    "non_key_attributes": list(contract.JOB_TABLE_CALLER_INDEX_ATTRIBUTES),
+                }
+            ],
             server_side_encryption={"enabled": True},
             point_in_time_recovery={"enabled": True},
             ttl={"attribute_name": contract.JOB_TABLE_TTL_ATTRIBUTE, "enabled": True},

@@ -4,7 +4,9 @@ mlserve/commands/ (its options and its ``run``):
 - ``train-example``: train the example model (models/example/model.ubj + metadata.json).
 - ``local``: run an architecture on this machine (embedded AWS + local API Gateway) until Ctrl-C.
 - ``demo``: start the emulator, score the example data set over HTTP, print the accuracy, stop.
-- ``predict``: POST a CSV or JSON file of rows to a deployed (or local) API and print predictions.
+- ``predict``: score a file of rows with a deployed (or local) API: one request, or an upload job
+  followed to the end; prints (or downloads) the predictions.
+- ``jobs list|get|cancel``: the caller's jobs on a deployed (or local) API.
 - ``bench``: the benchmarks behind ``make bench`` (benchmarks/run.py).
 - ``verify``: the reliability and security checks behind ``make verify`` (mlserve/verify.py).
 - ``cost``: monthly cost per architecture (docs/cost.md).

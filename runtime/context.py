@@ -117,6 +117,19 @@ class RuntimeContext:
         return self.require(contract.ENV_STATE_MACHINE_ARN)
 
     @property
+    def presigned_url_seconds(self) -> int:
+        """How long result_url links and upload URLs stay valid (PRESIGNED_URL_SECONDS)."""
+        seconds = self.integer(
+            contract.ENV_PRESIGNED_URL_SECONDS, contract.DEFAULT_PRESIGNED_URL_SECONDS
+        )
+        if not 1 <= seconds <= contract.MAX_PRESIGNED_URL_SECONDS:
+            raise ConfigurationError(
+                f"{contract.ENV_PRESIGNED_URL_SECONDS}={seconds} is not 1 to "
+                f"{contract.MAX_PRESIGNED_URL_SECONDS} seconds"
+            )
+        return seconds
+
+    @property
     def job_ttl_days(self) -> int:
         return self.integer(contract.ENV_JOB_TTL_DAYS, contract.DEFAULT_JOB_TTL_DAYS)
 
@@ -135,6 +148,8 @@ class RuntimeContext:
                     retries={"mode": "standard", "max_attempts": 4},
                     connect_timeout=3,
                     read_timeout=20,
+                    # presigned links (result_url, upload URLs) need SigV4 in every region
+                    signature_version="s3v4" if service == "s3" else None,
                 )
                 self._clients[service] = boto3.client(service, config=config)
             return self._clients[service]

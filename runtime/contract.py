@@ -27,6 +27,8 @@ ENV_DATA_BUCKET: Final = "DATA_BUCKET"  # the model bucket: inputs/ and results/
 ENV_JOB_ID: Final = "JOB_ID"  # the scoring container's job (container override)
 ENV_SYNC_WAIT_SECONDS: Final = "SYNC_WAIT_SECONDS"  # lambda-ecs: how long POST waits for the task
 ENV_JOB_TTL_DAYS: Final = "JOB_TTL_DAYS"  # job records expire (DynamoDB TTL) after this many days
+# How long the presigned links of the job API (result_url downloads, upload URLs) stay valid.
+ENV_PRESIGNED_URL_SECONDS: Final = "PRESIGNED_URL_SECONDS"
 # ECS (lambda-ecs, stepfunctions-ecs): where and how the scoring task runs
 ENV_ECS_CLUSTER: Final = "ECS_CLUSTER"  # cluster ARN
 ENV_ECS_TASK_DEFINITION: Final = "ECS_TASK_DEFINITION"  # task definition ARN (with revision)
@@ -74,6 +76,12 @@ RESULTS_PREFIX: Final = "results/"
 def input_key(job_id: str) -> str:
     """Where the job API stores an inline request too large for the job item."""
     return f"{INPUTS_PREFIX}{job_id}.json"
+
+
+def upload_key(job_id: str, fmt: str) -> str:
+    """Where a client PUTs the input of an upload job (POST /jobs {"upload": ...}):
+    ``inputs/{job_id}/input.{fmt}``."""
+    return f"{INPUTS_PREFIX}{job_id}/input.{fmt}"
 
 
 def results_key(job_id: str, name: str = "predictions.json") -> str:
@@ -135,6 +143,25 @@ JOB_TABLE_HASH_KEY: Final = "job_id"
 JOB_TABLE_TTL_ATTRIBUTE: Final = "expires_at"
 DEFAULT_JOB_TTL_DAYS: Final = 30
 MAX_INLINE_ITEM_BYTES: Final = 350 * 1024  # inline instances/predictions only below this item size
+# Who submitted a job (the API key id, or the IAM caller's ARN under apiAuth iam; ANONYMOUS_CALLER
+# under apiAuth none): GET/DELETE answer 404 to anyone else, GET /jobs lists the caller's own
+# jobs through this global secondary index (hash: caller, range: created_at, newest first).
+JOB_TABLE_CALLER_ATTRIBUTE: Final = "caller"
+JOB_TABLE_CREATED_ATTRIBUTE: Final = "created_at"
+JOB_TABLE_CALLER_INDEX: Final = "by-caller"
+# The attributes the index carries besides its keys and job_id (what GET /jobs answers).
+JOB_TABLE_CALLER_INDEX_ATTRIBUTES: Final = (
+    "status",
+    "updated_at",
+    "architecture",
+    "model_version",
+    "rows",
+    "attempts",
+    "error",
+)
+ANONYMOUS_CALLER: Final = "anonymous"
+DEFAULT_PRESIGNED_URL_SECONDS: Final = 3600
+MAX_PRESIGNED_URL_SECONDS: Final = 12 * 3600  # a Lambda role's session credentials last <= 12 h
 
 STATUS_PENDING: Final = "PENDING"
 STATUS_RUNNING: Final = "RUNNING"
@@ -145,6 +172,16 @@ TERMINAL_STATUSES: Final = frozenset({STATUS_SUCCEEDED, STATUS_FAILED, STATUS_CA
 
 # --- HTTP ----------------------------------------------------------------------------------------
 API_KEY_HEADER: Final = "x-api-key"
+# The operations (runtime/openapi.yaml operationIds) every job API function serves.
+JOB_API_OPERATIONS: Final = (
+    "health",
+    "predict",
+    "submit_job",
+    "list_jobs",
+    "get_job",
+    "cancel_job",
+    "start_job",
+)
 STAGE_NAME: Final = "v1"
 
 # --- stepfunctions-batch (AWS Batch, S3 job configs) --------------------------------------------

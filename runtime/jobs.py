@@ -53,8 +53,14 @@ ALLOWED_TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
 ACTIVE_STATUSES: Final = frozenset(ALLOWED_TRANSITIONS)  # PENDING, RUNNING
 
 # Formats of an input_uri object scored in job mode (parquet comes with batch mode).
-INPUT_FORMATS: Final = ("csv", "json", "jsonl")
-_SUFFIX_FORMATS: Final = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+INPUT_FORMATS: Final = ("csv", "json", "jsonl", "parquet")
+_SUFFIX_FORMATS: Final = {
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+}
 _DAY_SECONDS: Final = 86_400
 
 
@@ -157,11 +163,21 @@ class Job:
     source: str | None = None  # s3://bucket/jobs/<name>.json of a job config upload
     batch_job_id: str | None = None
     progress: Mapping[str, int] | None = None  # {succeeded, failed, running, pending}
+    # who submitted it through the API (contract.JOB_TABLE_CALLER_ATTRIBUTE); None: a job config
+    # upload to S3 (or a record from before callers were recorded)
+    caller: str | None = None
+    # an upload job (POST /jobs {"upload": ...}) waiting for its input: until when (epoch
+    # seconds) its upload URL is valid; removed when the job starts
+    upload_expires_at: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def terminal(self) -> bool:
         return self.status in contract.TERMINAL_STATUSES
+
+    @property
+    def awaiting_upload(self) -> bool:
+        return self.upload_expires_at is not None and self.status == contract.STATUS_PENDING
 
     @property
     def shards(self) -> int | None:
@@ -226,6 +242,10 @@ def to_api(job: Job, status_url: str | None = None) -> dict[str, Any]:
         body["input_uri"] = job.input_uri
     if job.error is not None and job.status in (contract.STATUS_FAILED, contract.STATUS_CANCELLED):
         body["error"] = job.error.as_dict()
+    if job.progress is not None and not job.terminal:
+        body["progress"] = dict(job.progress)
+    if job.awaiting_upload and job.upload_expires_at is not None:
+        body["upload_expires_at"] = iso_timestamp(job.upload_expires_at)
     if status_url is not None:
         body["status_url"] = status_url
     return body
@@ -398,10 +418,11 @@ class JobStore:
         increment: Mapping[str, int] | None = None,
         statuses: Iterable[str] | None = None,
         remove: Iterable[str] = (),
+        present: Iterable[str] = (),
     ) -> Job:
         """Set attributes (and add to counters, remove attributes) without changing the status;
-        only while the status is one of ``statuses`` when given. Raises
-        :class:`TransitionRejected`."""
+        only while the status is one of ``statuses`` when given and every attribute named in
+        ``present`` exists. Raises :class:`TransitionRejected`."""
         if "status" in values:
             raise ValueError("use transition() to change a job's status")
         return self._update(
@@ -411,7 +432,37 @@ class JobStore:
             statuses=None if statuses is None else sorted(set(statuses)),
             increment=increment,
             remove=remove,
+            present=present,
         )
+
+    def list_by_caller(
+        self, caller: str, *, limit: int, start: Mapping[str, str] | None = None
+    ) -> tuple[list[Job], dict[str, str] | None]:
+        """The caller's jobs, newest first, from the caller index (eventually consistent: a job
+        created a moment ago may be missing), at most ``limit``; and where the next page starts
+        (the index key of the last job: job_id, caller, created_at), None after the last page."""
+        keys = (
+            contract.JOB_TABLE_HASH_KEY,
+            contract.JOB_TABLE_CALLER_ATTRIBUTE,
+            contract.JOB_TABLE_CREATED_ATTRIBUTE,
+        )
+        kwargs: dict[str, Any] = {}
+        if start is not None:
+            kwargs["ExclusiveStartKey"] = {k: {"S": str(start[k])} for k in keys}
+        response = self.dynamodb.query(
+            TableName=self.table,
+            IndexName=contract.JOB_TABLE_CALLER_INDEX,
+            KeyConditionExpression="#c = :c",
+            ExpressionAttributeNames={"#c": contract.JOB_TABLE_CALLER_ATTRIBUTE},
+            ExpressionAttributeValues={":c": {"S": caller}},
+            ScanIndexForward=False,
+            Limit=limit,
+            **kwargs,
+        )
+        jobs = [Job.from_item(item) for item in response.get("Items") or []]
+        last = response.get("LastEvaluatedKey")
+        following = {k: str(from_attribute(last[k])) for k in keys} if last else None
+        return jobs, following
 
     def _update(
         self,
@@ -422,6 +473,7 @@ class JobStore:
         statuses: list[str] | None,
         increment: Mapping[str, int] | None = None,
         remove: Iterable[str] = (),
+        present: Iterable[str] = (),
     ) -> Job:
         assignments["updated_at"] = iso_timestamp(self.clock())
         names: dict[str, str] = {"#k": contract.JOB_TABLE_HASH_KEY}
@@ -446,6 +498,9 @@ class JobStore:
         if removes:
             expression += " REMOVE " + ", ".join(removes)
         condition = "attribute_exists(#k)"
+        for i, name in enumerate(present):
+            names[f"#p{i}"] = name
+            condition += f" AND attribute_exists(#p{i})"
         if statuses is not None:
             names["#status"] = "status"
             placeholders = []
@@ -491,6 +546,8 @@ class JobRequest:
     shards: int | None = None
     priority: str | None = None
     id_column: str | None = None
+    # an upload job: the client PUTs the input to a presigned URL, then starts the job
+    upload: bool = False
 
     @property
     def sha256(self) -> str:
@@ -502,6 +559,8 @@ class JobRequest:
             "output_uri": self.output_uri,
             "format": self.format,
         }
+        if self.upload:
+            canonical["upload"] = True
         for name in ("shards", "priority", "id_column"):
             if getattr(self, name) is not None:
                 canonical[name] = getattr(self, name)
@@ -578,7 +637,80 @@ def parse_job_request(
             doc = None  # parse_body reports the JSON error with its position
         if isinstance(doc, dict) and "input_uri" in doc:
             return _batch_request(doc, data_bucket) if batch else _uri_request(doc, data_bucket)
+    if (json_kind or (not kind and text.lstrip().startswith("{"))) and ('"upload"' in text):
+        try:
+            doc = json.loads(text)
+        except (ValueError, RecursionError):
+            doc = None
+        if isinstance(doc, dict) and "upload" in doc:
+            return parse_upload_request(doc, batch=batch)
     return inline_request(parse_body(body, content_type, schema, limits))
+
+
+UPLOAD_KEYS: Final = frozenset({"format", "shards", "priority", "id_column"})
+
+
+def upload_formats(*, batch: bool) -> tuple[str, ...]:
+    """The input formats an upload job accepts: batch mode reads csv, parquet and jsonl; job
+    mode (one scoring task) csv, parquet, jsonl and json ``{"instances": [...]}``."""
+    return contract.BATCH_FORMATS if batch else (*contract.BATCH_FORMATS, "json")
+
+
+def parse_upload_request(doc: Mapping[str, Any], *, batch: bool) -> JobRequest:
+    """POST /jobs ``{"upload": {"format", ["shards", "priority", "id_column"]}}``: a job whose
+    input the client PUTs to a presigned URL (inputs/{job_id}/input.{format}) before it starts
+    it with POST /jobs/{id}/start. ``shards``/``priority``/``id_column`` need batch mode."""
+    others = sorted(set(doc) - {"upload"})
+    if others:
+        raise PayloadError(
+            "invalid_body", f"an upload request has only the upload object, not {', '.join(others)}"
+        )
+    upload = doc["upload"]
+    if not isinstance(upload, Mapping):
+        raise PayloadError("invalid_body", 'upload must be an object: {"format": "csv"}')
+    unknown = sorted(set(upload) - UPLOAD_KEYS)
+    if unknown:
+        raise PayloadError(
+            "invalid_body",
+            f"unknown upload field(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(UPLOAD_KEYS))}",
+        )
+    formats = upload_formats(batch=batch)
+    fmt = upload.get("format")
+    if fmt not in formats:
+        raise PayloadError(
+            "unsupported_format", f"upload.format must be one of {', '.join(formats)}, got {fmt!r}"
+        )
+    if not batch:
+        if upload.get("shards") not in (None, 1) or upload.get("id_column") is not None:
+            raise PayloadError(
+                "unsupported_option",
+                "shards and id_column need batch mode (the stepfunctions-batch architecture); "
+                "this job runs as one task",
+            )
+        if upload.get("priority") is not None:
+            raise PayloadError(
+                "unsupported_option",
+                "priority needs batch mode (the stepfunctions-batch architecture)",
+            )
+        return JobRequest(format=fmt, upload=True)
+    # the batch options are validated as a job config's (the URIs are the job's own)
+    config = parse_job_config(
+        {
+            **{k: v for k, v in upload.items() if k != "format"},
+            "input_uri": "s3://b/inputs/upload",
+            "output_uri": "s3://b/results/upload/",
+            "format": fmt,
+        },
+        "b",
+    )
+    return JobRequest(
+        format=fmt,
+        upload=True,
+        shards=config.shards,
+        priority=config.priority,
+        id_column=config.id_column,
+    )
 
 
 def _uri_request(doc: Mapping[str, Any], data_bucket: str) -> JobRequest:

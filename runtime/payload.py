@@ -80,7 +80,7 @@ def parse_body(
         raise PayloadError(
             "payload_too_large",
             f"request body is {size} bytes; the limit is {limits.max_body_bytes} bytes "
-            "(Lambda's 6 MB): send larger inputs with POST /jobs and an input_uri",
+            "(Lambda's 6 MB): send larger inputs with POST /jobs and an upload (or an input_uri)",
             413,
         )
     kind = media_type(content_type)
@@ -191,7 +191,7 @@ def _check_row_count(rows: int, limits: Limits) -> None:
         raise PayloadError(
             "too_many_rows",
             f"{rows} rows is more than the {limits.max_rows} rows accepted inline; "
-            "use POST /jobs with an input_uri for larger batches",
+            'use POST /jobs with {"upload": {"format": ...}} (or an input_uri) for larger batches',
         )
 
 

@@ -8,8 +8,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runtime import contract
+
+if TYPE_CHECKING:
+    from mlserve.client import Api
 
 DEFAULT_MODEL_DIR = Path("models/example")
 
@@ -129,3 +133,37 @@ def task_log_dir() -> Path:
     after the emulator stops, so a failed job's log can still be read)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path(tempfile.gettempdir()) / f"mlserve-task-logs-{stamp}-{os.getpid()}"
+
+
+# --- a deployed (or local) API --------------------------------------------------------------------
+
+ENV_URL = "MLSERVE_URL"
+ENV_API_KEY = "MLSERVE_API_KEY"
+
+
+def add_api_options(parser: argparse.ArgumentParser) -> None:
+    """--url / --api-key (or MLSERVE_URL / MLSERVE_API_KEY) and --timeout per request."""
+    parser.add_argument(
+        "--url",
+        default=os.environ.get(ENV_URL),
+        help=f"the API URL (pulumi stack output apiUrl, or `mlserve local`'s; ${ENV_URL})",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get(ENV_API_KEY),
+        help=f"the API key (pulumi stack output --show-secrets apiKey; ${ENV_API_KEY})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds per HTTP request (default: %(default)s)",
+    )
+
+
+def api_of(args: argparse.Namespace) -> Api:
+    from mlserve.client import Api
+
+    if not args.url:
+        raise CliError(f"no API URL: pass --url or set {ENV_URL}")
+    return Api(args.url, args.api_key, args.timeout)

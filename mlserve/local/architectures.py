@@ -157,7 +157,7 @@ def _realtime(ctx: StackContext) -> Routes:
 
 
 # The operations of the job API (components/ecs.py JOB_API_OPERATIONS).
-JOB_API_OPERATIONS = ("health", "predict", "submit_job", "get_job", "cancel_job")
+JOB_API_OPERATIONS = contract.JOB_API_OPERATIONS
 # API Gateway's integration timeout bounds the job API's (components/ecs.py job_api_timeout).
 JOB_API_TIMEOUT_SECONDS = 29
 

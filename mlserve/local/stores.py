@@ -137,8 +137,26 @@ def create_job_table(dynamodb: Any, name: str) -> None:
     key = contract.JOB_TABLE_HASH_KEY
     dynamodb.create_table(
         TableName=name,
-        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+        AttributeDefinitions=[
+            {"AttributeName": key, "AttributeType": "S"},
+            {"AttributeName": contract.JOB_TABLE_CALLER_ATTRIBUTE, "AttributeType": "S"},
+            {"AttributeName": contract.JOB_TABLE_CREATED_ATTRIBUTE, "AttributeType": "S"},
+        ],
         KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+        # components/storage.py JobTable: the caller index behind GET /jobs
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": contract.JOB_TABLE_CALLER_INDEX,
+                "KeySchema": [
+                    {"AttributeName": contract.JOB_TABLE_CALLER_ATTRIBUTE, "KeyType": "HASH"},
+                    {"AttributeName": contract.JOB_TABLE_CREATED_ATTRIBUTE, "KeyType": "RANGE"},
+                ],
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": list(contract.JOB_TABLE_CALLER_INDEX_ATTRIBUTES),
+                },
+            }
+        ],
         BillingMode="PAY_PER_REQUEST",
         SSESpecification={"Enabled": True},
     )

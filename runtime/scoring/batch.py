@@ -60,7 +60,13 @@ from aws_lambda_powertools import Logger
 
 from runtime import contract
 from runtime.context import RuntimeContext
-from runtime.jobs import ACTIVE_STATUSES, Job, TransitionRejected
+from runtime.jobs import (
+    ACTIVE_STATUSES,
+    Job,
+    TransitionRejected,
+    encode_predictions,
+    fits_inline,
+)
 from runtime.model import LoadedModel, parse_s3_uri
 
 EXIT_SUCCEEDED: Final = 0
@@ -69,6 +75,9 @@ EXIT_FAILED: Final = 1
 # larger blocks (32 MB) its peak memory grew with the input (measured: 0.6 GB at 2M rows, 1.4 GB
 # at 8M), with 8 MB it stays flat (0.4 GB for both).
 BLOCK_SIZE: Final = 8 * 1024 * 1024
+# At most this many rows are read back from the parts to be answered inline on the record (a
+# prediction takes >= 4 bytes there: more rows could never fit MAX_INLINE_ITEM_BYTES).
+MAX_INLINE_ROWS: Final = contract.MAX_INLINE_ITEM_BYTES // 4
 # Rows per Parquet batch: XGBoost pays ~10 ms per inplace_predict call, so batches are large.
 PARQUET_BATCH_ROWS: Final = 262_144
 DOWNLOAD_CHUNK: Final = 4 * 1024 * 1024  # bytes per read of a Parquet object's download
@@ -668,6 +677,50 @@ def write_manifest_if_complete(job: Job, s3: Any) -> dict[str, Any] | None:
     return manifest
 
 
+def inline_predictions(job: Job, manifest: dict[str, Any], s3: Any) -> str | None:
+    """The job's predictions in input row order as compact JSON (runtime.jobs
+    encode_predictions), when the job is small enough to answer them inline on its record
+    (GET /jobs/{id} ``predictions``, as the other architectures do) and its output order is its
+    input's: one input object (the staged rows of POST /predict or POST /jobs, or an upload) and
+    no id column. None otherwise: the parts stay the only result (``result_url``)."""
+    rows = int(manifest.get("rows") or 0)
+    prefix = (job.input_uri or "/").endswith("/")
+    if prefix or job.id_column or not 0 < rows <= MAX_INLINE_ROWS or not job.format:
+        return None
+    columns: list[np.ndarray] = []
+    for part in manifest.get("parts") or []:
+        if not int(part.get("rows") or 0):
+            continue  # an empty part (more shards than rows)
+        bucket, _ = parse_s3_uri(job.output_uri or "")
+        body = s3.get_object(Bucket=bucket, Key=part["key"])["Body"].read()
+        table = _read_part(body, job.format)
+        names = [n for n in table.column_names if n.startswith(PREDICTION_COLUMN)]
+        if not names:
+            return None
+        values = np.column_stack([table.column(n).to_numpy() for n in sorted(names, key=_k)])
+        columns.append(values[:, 0] if names == [PREDICTION_COLUMN] else values)
+    if not columns:
+        return None
+    encoded = encode_predictions(np.concatenate(columns))
+    final = {"status": contract.STATUS_SUCCEEDED, "rows": rows}
+    return encoded if fits_inline(job, predictions=encoded, **final) else None
+
+
+def _k(name: str) -> int:
+    """``prediction`` -> 0, ``prediction_3`` -> 3 (class order of the part's columns)."""
+    return int(name.rsplit("_", 1)[1]) if "_" in name else 0
+
+
+def _read_part(body: bytes, fmt: str) -> pa.Table:
+    import io
+
+    if fmt == "parquet":
+        return pq.read_table(io.BytesIO(body))
+    if fmt == "csv":
+        return pacsv.read_csv(io.BytesIO(body))
+    return pajson.read_json(io.BytesIO(body))
+
+
 def _shard_index(ctx: RuntimeContext, job: Job) -> int:
     raw = ctx.get(contract.ENV_BATCH_ARRAY_INDEX)
     if raw is None or not raw.strip():
@@ -709,8 +762,16 @@ def run_batch(job_id: str, ctx: RuntimeContext) -> int:
         manifest = write_manifest_if_complete(job, s3)
         if manifest is not None:
             logger.info("manifest written", extra={"rows": manifest["rows"]})
+            values: dict[str, Any] = {"rows": manifest["rows"]}
             try:
-                store.update(job_id, {"rows": manifest["rows"]}, statuses=ACTIVE_STATUSES)
+                predictions = inline_predictions(job, manifest, s3)
+            except Exception:  # the parts are the result; the inline copy only a convenience
+                logger.exception("cannot read the parts back for inline predictions")
+                predictions = None
+            if predictions is not None:
+                values["predictions"] = predictions
+            try:
+                store.update(job_id, values, statuses=ACTIVE_STATUSES)
             except TransitionRejected as exc:
                 logger.warning("the job finished meanwhile", extra={"status": exc.current})
     except BatchFailure as exc:

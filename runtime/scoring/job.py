@@ -187,8 +187,11 @@ def load_rows(job: Job, ctx: RuntimeContext, schema: FeatureSchema, limits: Limi
         return parse_json(f'{{"instances":{job.instances}}}', schema, limits)
     if job.input_uri is None:
         raise JobFailure("invalid_input", "the job has neither instances nor an input_uri")
-    text = _read_text(ctx, job.input_uri)
     fmt = job.format or "json"
+    if fmt == "parquet":
+        data = _read_bytes(ctx, job.input_uri)
+        return _parquet_rows(data, job.input_uri, schema, limits.allow_missing)
+    text = _read_text(ctx, job.input_uri)
     if fmt == "csv":
         return parse_csv(text, schema, limits)
     if fmt == "json":
@@ -198,12 +201,40 @@ def load_rows(job: Job, ctx: RuntimeContext, schema: FeatureSchema, limits: Limi
     raise JobFailure("invalid_input", f"format {fmt!r} cannot be scored in job mode")
 
 
-def _read_text(ctx: RuntimeContext, uri: str) -> str:
+def _parquet_rows(data: bytes, uri: str, schema: FeatureSchema, allow_missing: bool) -> Any:
+    """A Parquet object's feature columns (by the model's feature names) as one matrix."""
+    import io
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from runtime.scoring.batch import BatchFailure, feature_matrix
+
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as exc:
+        raise JobFailure("invalid_input", f"{uri} is not a Parquet file: {exc}") from exc
+    names = list(schema.names)
+    try:
+        parts = [feature_matrix(b, names, allow_missing) for b in table.to_batches() if b.num_rows]
+    except BatchFailure as exc:
+        raise JobFailure("invalid_input", f"{uri}: {exc}") from exc
+    if not parts:
+        raise JobFailure("invalid_input", f"{uri} has no rows")
+    return np.vstack(parts)
+
+
+def _read_bytes(ctx: RuntimeContext, uri: str) -> bytes:
     try:
         bucket, key = parse_s3_uri(uri)
-        data = ctx.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        return bytes(ctx.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     except Exception as exc:
         raise JobFailure("input_unavailable", f"cannot read {uri}: {exc}") from exc
+
+
+def _read_text(ctx: RuntimeContext, uri: str) -> str:
+    data = _read_bytes(ctx, uri)
     try:
         return bytes(data).decode("utf-8-sig")
     except UnicodeDecodeError as exc:

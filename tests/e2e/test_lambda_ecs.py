@@ -360,7 +360,7 @@ def test_bad_input_is_a_4xx_and_creates_no_job_and_no_task(
     named = dict(zip(example.names, row, strict=True))
     jobs, runs = job_count(ecs), ecs.fargate.run_task_calls
     outside = f"s3://{ecs.bucket}/models/x.csv"
-    inside = f"s3://{ecs.bucket}/{contract.INPUTS_PREFIX}x.parquet"
+    inside = f"s3://{ecs.bucket}/{contract.INPUTS_PREFIX}x.avro"
     requests_ = [
         ("/predict", {"json": {"instances": [row[:29]]}}, 400, "wrong_feature_count"),
         ("/jobs", {"json": {"instances": [[*row, 1.0]]}}, 400, "wrong_feature_count"),
@@ -368,7 +368,7 @@ def test_bad_input_is_a_4xx_and_creates_no_job_and_no_task(
         ("/jobs", {"json": {"instances": [[*row[:29], "x"]]}}, 400, "invalid_value"),
         ("/predict", {"json": {"rows": [row]}}, 400, "invalid_body"),
         ("/jobs", {"json": {"input_uri": outside, "format": "csv"}}, 400, None),
-        ("/jobs", {"json": {"input_uri": inside, "format": "parquet"}}, 400, None),
+        ("/jobs", {"json": {"input_uri": inside, "format": "avro"}}, 400, None),
         ("/predict", {"data": b"\n", "headers": {"content-type": "text/csv"}}, 400, None),
     ]
     for path, kwargs, status, code in requests_:

@@ -745,6 +745,7 @@ def test_job_api(lambda_workflow: StackRun) -> None:
         contract.ENV_MAX_ROWS: str(contract.DEFAULT_MAX_ROWS),
         contract.ENV_ALLOW_MISSING: "false",
         contract.ENV_JOB_TTL_DAYS: str(contract.DEFAULT_JOB_TTL_DAYS),
+        contract.ENV_PRESIGNED_URL_SECONDS: str(contract.DEFAULT_PRESIGNED_URL_SECONDS),
         contract.ENV_STATE_MACHINE_ARN: machine.outputs["arn"],
         contract.ENV_POWERTOOLS_SERVICE_NAME: contract.SERVICE_NAME,
         contract.ENV_POWERTOOLS_METRICS_NAMESPACE: contract.METRICS_NAMESPACE,
@@ -759,10 +760,20 @@ def test_job_api(lambda_workflow: StackRun) -> None:
             "Resource": [TABLE_ARN],
         },
         {
-            "Sid": "ReadMetadata",
+            "Sid": "ListCallerJobs",
+            "Effect": "Allow",
+            "Action": ["dynamodb:Query"],
+            "Resource": [f"{TABLE_ARN}/index/by-caller"],
+        },
+        {
+            "Sid": "ReadMetadataInputsAndResults",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [f"{BUCKET_ARN}/{METADATA_KEY}"],
+            "Resource": [
+                f"{BUCKET_ARN}/{METADATA_KEY}",
+                f"{BUCKET_ARN}/inputs/*",
+                f"{BUCKET_ARN}/results/*",
+            ],
         },
         {
             "Sid": "WriteInputs",

@@ -40,7 +40,15 @@ def uri(arn: str) -> str:
 
 
 def test_the_document_has_the_operations_of_the_design(spec: dict[str, Any]) -> None:
-    assert operation_ids(spec) == ["health", "predict", "submit_job", "get_job", "cancel_job"]
+    assert operation_ids(spec) == [
+        "health",
+        "predict",
+        "submit_job",
+        "list_jobs",
+        "get_job",
+        "cancel_job",
+        "start_job",
+    ]
 
 
 def test_every_served_operation_gets_a_lambda_proxy_integration(spec: dict[str, Any]) -> None:

@@ -146,6 +146,7 @@ def assert_least_privilege(document: dict[str, Any]) -> None:
 def test_prefixes_equal_the_contract() -> None:
     assert policies.INPUTS_PREFIX == contract.INPUTS_PREFIX
     assert policies.RESULTS_PREFIX == contract.RESULTS_PREFIX
+    assert policies.JOB_TABLE_CALLER_INDEX == contract.JOB_TABLE_CALLER_INDEX
 
 
 def test_ecs_tasks_assume_role_policy() -> None:
@@ -242,10 +243,16 @@ def test_job_api_ecs_policy_is_exactly_the_specified_grants() -> None:
                 "Resource": [TABLE_ARN],
             },
             {
-                "Sid": "ReadMetadataAndResults",
+                "Sid": "ListCallerJobs",
+                "Effect": "Allow",
+                "Action": ["dynamodb:Query"],
+                "Resource": [f"{TABLE_ARN}/index/by-caller"],
+            },
+            {
+                "Sid": "ReadMetadataInputsAndResults",
                 "Effect": "Allow",
                 "Action": ["s3:GetObject"],
-                "Resource": [METADATA_ARN, f"{BUCKET_ARN}/results/*"],
+                "Resource": [METADATA_ARN, f"{BUCKET_ARN}/inputs/*", f"{BUCKET_ARN}/results/*"],
             },
             {
                 "Sid": "WriteInputs",
@@ -506,7 +513,7 @@ def test_sfn_job_api_policy_is_exactly_the_specified_grants() -> None:
     assert sfn_job_api_policy() == {
         "Version": "2012-10-17",
         "Statement": [
-            *job_api_policy()["Statement"][:3],  # job records, metadata/results, inputs
+            *job_api_policy()["Statement"][:4],  # job records, caller index, reads, inputs
             {
                 "Sid": "StartWorkflow",
                 "Effect": "Allow",
@@ -529,9 +536,10 @@ def test_sfn_job_api_policy_is_exactly_the_specified_grants() -> None:
         ],
     }
     # the data grants are those of the lambda-ecs job API, word for word
-    assert [s["Sid"] for s in job_api_policy()["Statement"][:3]] == [
+    assert [s["Sid"] for s in job_api_policy()["Statement"][:4]] == [
         "JobRecords",
-        "ReadMetadataAndResults",
+        "ListCallerJobs",
+        "ReadMetadataInputsAndResults",
         "WriteInputs",
     ]
 

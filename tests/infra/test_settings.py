@@ -30,7 +30,7 @@ DESIGN_KEYS = {
     "taskCpu", "taskMemory", "image", "polling", "pollIntervalSeconds", "syncWaitSeconds",
     "batchComputeType", "batchMaxVcpus", "jobAttempts", "apiAuth", "throttleRate",
     "throttleBurst", "subnetIds", "securityGroupIds", "logRetentionDays", "protectData",
-    "maxRows", "allowMissing", "engine",
+    "maxRows", "allowMissing", "engine", "presignedUrlSeconds",
 }  # fmt: skip
 
 
@@ -82,6 +82,7 @@ def test_project_file_declares_every_design_key_with_type_default_and_descriptio
         ("provisionedConcurrency", 0),
         ("snapStart", False),
         ("maxRows", contract.DEFAULT_MAX_ROWS),
+        ("presignedUrlSeconds", contract.DEFAULT_PRESIGNED_URL_SECONDS),
         ("allowMissing", False),
         ("apiAuth", "api-key"),
         ("throttleRate", 50),
@@ -287,6 +288,8 @@ BAD_VALUES = [
     ("polling", "sync", "unknown value 'sync'; allowed: lambda, native"),
     ("pollIntervalSeconds", "0", "0 is out of range; allowed: 1-3600 (seconds)"),
     ("syncWaitSeconds", "26", "26 is out of range; allowed: 0-25"),
+    ("presignedUrlSeconds", "59", "59 is out of range; allowed: 60-43200"),
+    ("presignedUrlSeconds", "43201", "43201 is out of range; allowed: 60-43200"),
     ("batchComputeType", "EC2", "unknown compute type 'EC2'; allowed: FARGATE, FARGATE_SPOT"),
     ("batchMaxVcpus", "0", "0 is out of range; allowed: 1-10000"),
     ("jobAttempts", "11", "11 is out of range; allowed: 1-10"),

@@ -272,9 +272,9 @@ def test_input_uri_requests() -> None:
         assert caught.value.status == 400
         return caught.value
 
-    parquet = rejected({"input_uri": f"s3://{BUCKET}/inputs/x.parquet", "format": "parquet"})
-    assert parquet.code == "unsupported_format"
-    assert "csv, json, jsonl" in parquet.message
+    avro = rejected({"input_uri": f"s3://{BUCKET}/inputs/x.avro", "format": "avro"})
+    assert avro.code == "unsupported_format"
+    assert "csv, json, jsonl, parquet" in avro.message
     assert rejected({"input_uri": "s3://other-bucket/inputs/x.csv"}).code == "invalid_uri"
     assert rejected({"input_uri": f"s3://{BUCKET}/models/x.csv"}).code == "invalid_uri"
     assert rejected({"input_uri": f"s3://{BUCKET}/inputs/"}).code == "invalid_uri"

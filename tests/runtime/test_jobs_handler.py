@@ -234,7 +234,7 @@ def test_unknown_job_is_404(deployed: Api) -> None:
         ("/jobs", "1,2", "text/plain", 415, "unsupported_media_type"),
         (
             "/jobs",
-            json.dumps({"input_uri": f"s3://{BUCKET}/inputs/x.parquet", "format": "parquet"}),
+            json.dumps({"input_uri": f"s3://{BUCKET}/inputs/x.avro", "format": "avro"}),
             "application/json",
             400,
             "unsupported_format",
@@ -257,10 +257,10 @@ def test_bad_input_is_4xx_with_no_record_and_no_task(
     assert deployed.ecs.run_calls == []
 
 
-def test_parquet_is_refused_naming_what_is_accepted(deployed: Api) -> None:
-    doc = {"input_uri": f"s3://{BUCKET}/inputs/x.parquet", "format": "parquet"}
+def test_an_unknown_format_is_refused_naming_what_is_accepted(deployed: Api) -> None:
+    doc = {"input_uri": f"s3://{BUCKET}/inputs/x.avro", "format": "avro"}
     _, body, _ = deployed.call("POST", "/jobs", doc)
-    assert "csv, json, jsonl" in body["error"]["message"]
+    assert "csv, json, jsonl, parquet" in body["error"]["message"]
 
 
 # --- idempotency --------------------------------------------------------------------------------
