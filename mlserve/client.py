@@ -128,7 +128,11 @@ def put_file(url: str, path: str, size: int, timeout: float) -> None:
         raise CliError(f"not an http(s) upload URL: {url!r}")
     with open(path, "rb") as fh:
         request = urllib.request.Request(  # noqa: S310 - scheme checked above
-            url, data=fh, method="PUT", headers={"Content-Length": str(size)}
+            url,
+            data=fh,
+            method="PUT",
+            # urllib's default for a body is a form type, which a server may parse away
+            headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310

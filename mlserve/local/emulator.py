@@ -341,6 +341,12 @@ class Emulator:
         """The API key value (``apiKey``), None when ``api_auth`` is ``none``."""
         return self._require(self._gateway).api_key
 
+    def add_api_key(self) -> str:
+        """A second API key of the usage plan (another client, with its own jobs); its value."""
+        value = new_api_key()
+        self._require(self._gateway).add_api_key(value)
+        return value
+
     @property
     def endpoint_url(self) -> str:
         """The embedded AWS endpoint (``AWS_ENDPOINT_URL`` while the emulator runs)."""

@@ -280,6 +280,8 @@ class ApiIdentity:
     )
     api_key_id: str = field(default_factory=lambda: secrets.token_hex(5))
     stage: str = contract.STAGE_NAME
+    # the id of every further key of the usage plan, by key value (Gateway.add_api_key)
+    key_ids: dict[str, str] = field(default_factory=dict)
 
 
 def build_proxy_event(
@@ -323,6 +325,7 @@ def build_proxy_event(
             body, is_base64 = base64.b64encode(request.body).decode("ascii"), True
 
     api_key = request.header(contract.API_KEY_HEADER)
+    key_id = (api.key_ids or {}).get(api_key or "") or api.api_key_id
     host = request.header("host") or "127.0.0.1"
     resource_id = f"{zlib.crc32(op.resource.encode()):08x}"[:6]
     return {
@@ -355,7 +358,7 @@ def build_proxy_event(
                 "cognitoIdentityId": None,
                 "caller": None,
                 "apiKey": api_key,
-                "apiKeyId": api.api_key_id if api_key else None,
+                "apiKeyId": key_id if api_key else None,
                 "sourceIp": request.source_ip,
                 "principalOrgId": None,
                 "accessKey": None,
@@ -432,6 +435,15 @@ class Gateway:
             self._thread.join(timeout=10)
             self._thread = None
 
+    def add_api_key(self, value: str) -> str:
+        """Another key of the usage plan (a second client): its requests carry their own
+        ``apiKeyId``, as API Gateway's do. Returns that id."""
+        if self.api_key is None:
+            raise RuntimeError("the API has no API keys (apiAuth none)")
+        key_id = secrets.token_hex(5)
+        self.api.key_ids[value] = key_id
+        return key_id
+
     # --- requests ---
     def error(self, response_type: str, request_id: str) -> GatewayResponse:
         return self.spec.gateway_response(response_type, request_id)
@@ -478,8 +490,9 @@ class Gateway:
             return "MISSING_AUTHENTICATION_TOKEN"
         op, path_params = found
         if self.api_key is not None:
-            given = request.header(contract.API_KEY_HEADER) or ""
-            if not hmac.compare_digest(given.encode(), self.api_key.encode()):
+            given = (request.header(contract.API_KEY_HEADER) or "").encode()
+            keys = [self.api_key, *self.api.key_ids]
+            if not any(hmac.compare_digest(given, key.encode()) for key in keys):
                 return "INVALID_API_KEY"
         return self._validate(request, op) or (op, path, path_params)
 

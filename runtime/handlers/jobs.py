@@ -259,8 +259,9 @@ def _submit(ctx: RuntimeContext, request: JobRequest) -> Job:
     upload: dict[str, Any] = {}
     if request.upload:
         assert request.format is not None
+        uri = f"s3://{ctx.data_bucket}/{contract.upload_key(job_id, request.format)}"
+        request = replace(request, input_uri=uri)
         upload = {
-            "input_uri": f"s3://{ctx.data_bucket}/{contract.upload_key(job_id, request.format)}",
             "upload": True,
             "upload_expires_at": int(time.time()) + ctx.presigned_url_seconds,
         }
