@@ -281,10 +281,14 @@ def _engine_identity() -> dict[str, str]:
 
 
 def _identity(client: Any) -> dict[str, str] | None:
+    return _signer_identity(client._request_signer)
+
+
+def _signer_identity(signer: Any) -> dict[str, str] | None:
     stack = getattr(_state, "identity", None)
     if stack:
         return dict(stack[-1])
-    credentials = getattr(client._request_signer, "_credentials", None)
+    credentials = getattr(signer, "_credentials", None)
     if credentials is not None and credentials.access_key == ENGINE_ACCESS_KEY:
         return _engine_identity()
     process = _installed.get("process_identity")  # a scoring process: every thread of it
@@ -321,8 +325,39 @@ def _record(client: Any, operation: str, params: dict[str, Any]) -> None:
     _write(line)
 
 
+def _record_presign(signer: Any, request: dict[str, Any], operation: str) -> None:
+    """A presigned S3 URL (result_url, an upload URL): whoever uses it is authorised as the
+    signer, so the signing identity needs the grant; recorded like a call of that operation on
+    the object the URL names (path-style on the emulator: ``/bucket/key``)."""
+    from urllib.parse import unquote, urlsplit
+
+    identity = _signer_identity(signer)
+    if identity is None:
+        return
+    service = str(getattr(signer, "signing_name", "") or "s3")
+    bucket, _, key = unquote(urlsplit(str(request.get("url", ""))).path).lstrip("/").partition("/")
+    line: dict[str, Any] = {
+        "type": "call",
+        "identity": identity,
+        "service": service,
+        "operation": operation,
+        "presigned": True,
+    }
+    try:
+        line["authorisations"] = [
+            {"action": action, "resource": resource, "context": context}
+            for action, resource, context in authorisations(
+                service, operation, {"Bucket": bucket, "Key": key}
+            )
+        ]
+    except Exception as exc:
+        line["error"] = f"{type(exc).__name__}: {exc}"
+    _write(line)
+
+
 def _install(path: str) -> None:
     from botocore.client import BaseClient
+    from botocore.signers import RequestSigner
 
     with _install_lock:
         _installed["file"] = path
@@ -330,22 +365,35 @@ def _install(path: str) -> None:
             return
         original = BaseClient._make_api_call
         _installed["original"] = original
+        original_presign = RequestSigner.generate_presigned_url
+        _installed["original_presign"] = original_presign
 
         def _make_api_call(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
             _record(self, operation_name, api_params)
             return original(self, operation_name, api_params)
 
+        def generate_presigned_url(
+            self: Any, request_dict: dict[str, Any], operation_name: str, *args: Any, **kw: Any
+        ) -> Any:
+            _record_presign(self, request_dict, operation_name)
+            return original_presign(self, request_dict, operation_name, *args, **kw)
+
         BaseClient._make_api_call = _make_api_call
+        RequestSigner.generate_presigned_url = generate_presigned_url
 
 
 def uninstall() -> None:
     """Stop recording in this process (the hook off, the file forgotten)."""
     from botocore.client import BaseClient
+    from botocore.signers import RequestSigner
 
     with _install_lock:
         original = _installed.pop("original", None)
         if original is not None:
             BaseClient._make_api_call = original
+        original_presign = _installed.pop("original_presign", None)
+        if original_presign is not None:
+            RequestSigner.generate_presigned_url = original_presign
         _installed.clear()
 
 

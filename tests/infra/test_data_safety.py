@@ -200,3 +200,30 @@ def test_the_model_bucket_is_versioned_encrypted_and_private(
             "restrictPublicBuckets",
         )
     )
+
+
+def test_the_caller_index_is_added_to_the_table_in_place(runs: dict[str, StackRun]) -> None:
+    """GET /jobs's index (issue 16) joined a table that existed without it: an UpdateTable, not
+    a new table. The provider replaces a DynamoDB table only when its name, hash key or range
+    key change (ForceNew in the AWS provider); attributes and global secondary indexes are
+    updated in place. So the table keeps the logical name and the parent of every earlier
+    version of the program (its URN), an auto-generated name and its hash key, and gains no
+    range key; the index lives only in ``globalSecondaryIndexes``."""
+    for run in runs.values():
+        table = run.one(TABLE)
+        assert table.urn.endswith(
+            "::mlserve:index:JobTable$aws:dynamodb/table:Table::job-table-table"
+        ), table.urn
+        assert table.inputs["hashKey"] == contract.JOB_TABLE_HASH_KEY
+        assert "rangeKey" not in table.inputs
+        assert "name" not in table.inputs  # auto-named: the same physical table stays
+        (index,) = table.inputs["globalSecondaryIndexes"]
+        assert index["name"] == contract.JOB_TABLE_CALLER_INDEX
+        assert (index["hashKey"], index["rangeKey"]) == (
+            contract.JOB_TABLE_CALLER_ATTRIBUTE,
+            contract.JOB_TABLE_CREATED_ATTRIBUTE,
+        )
+        # jobs without a caller (S3 job configs) stay out of the index; listed attributes only
+        assert index["projectionType"] == "INCLUDE"
+        assert "predictions" not in index["nonKeyAttributes"]
+        assert "instances" not in index["nonKeyAttributes"]

@@ -29,12 +29,10 @@ VERSION = "abc123"
 
 
 def create_job_table(dynamodb: Any) -> str:
-    dynamodb.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": contract.JOB_TABLE_HASH_KEY, "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": contract.JOB_TABLE_HASH_KEY, "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    """The job table as the emulator creates it (the caller index of GET /jobs included)."""
+    from mlserve.local.stores import create_job_table as create
+
+    create(dynamodb, TABLE)
     return TABLE
 
 

@@ -487,3 +487,59 @@ def test_a_misconfigured_function_is_503(deployed: Api) -> None:
     assert (status, body["error"]["code"]) == (503, "misconfigured")
     assert "ARCHITECTURE" in body["error"]["message"]
     assert deployed.jobs() == 0
+
+
+# --- upload jobs, callers, the job list (issue 16) ----------------------------------------------
+
+
+def test_an_upload_never_started_fails_upload_expired_when_its_url_expires(
+    deployed: Api,
+) -> None:
+    status, accepted, _ = deployed.call("POST", "/jobs", {"upload": {"format": "csv"}})
+    assert status == 202
+    job_id = accepted["job_id"]
+    assert accepted["upload"]["url"].startswith("https://")
+    assert f"inputs/{job_id}/input.csv" in accepted["upload"]["url"]
+    deployed.store.update(job_id, {"upload_expires_at": int(time.time()) - 1})
+
+    status, job, _ = deployed.call("GET", f"/jobs/{job_id}")
+    assert (status, job["status"], job["error"]["code"]) == (200, "FAILED", "upload_expired")
+    status, body, _ = deployed.call("POST", f"/jobs/{job_id}/start")
+    assert (status, body["error"]["code"]) == (409, "upload_expired")
+    assert deployed.ecs.run_calls == []
+
+
+def test_start_refuses_a_job_that_was_not_an_upload(deployed: Api) -> None:
+    _, accepted, _ = deployed.call("POST", "/jobs", instances(2))
+    status, body, _ = deployed.call("POST", f"/jobs/{accepted['job_id']}/start")
+    assert (status, body["error"]["code"]) == (409, "not_an_upload_job")
+
+
+def test_the_job_records_its_caller_and_other_callers_get_404(deployed: Api) -> None:
+    _, accepted, _ = deployed.call("POST", "/jobs", instances(2))
+    assert deployed.store.require(accepted["job_id"]).caller == "key-1"
+    # the same job id asked for by another API key's client
+    event = rest_event("GET", f"/jobs/{accepted['job_id']}", None, None)
+    event["requestContext"]["identity"]["apiKeyId"] = "key-2"
+    response = api.handler(event, FakeLambdaContext())
+    assert response["statusCode"] == 404
+    assert json.loads(response["body"])["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ({"limit": "101"}, "invalid_limit"),
+        ({"limit": "-1"}, "invalid_limit"),
+        ({"next_token": "bm90IGpzb24"}, "invalid_next_token"),
+        ({"next_token": "!!"}, "invalid_next_token"),
+    ],
+)
+def test_a_bad_list_query_is_a_400(deployed: Api, query: dict[str, str], code: str) -> None:
+    event = rest_event("GET", "/jobs", None, None)
+    event["queryStringParameters"] = query
+    event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}
+    event["requestContext"]["identity"]["apiKeyId"] = "key-1"
+    response = api.handler(event, FakeLambdaContext())
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["error"]["code"] == code

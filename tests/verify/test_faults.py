@@ -337,6 +337,59 @@ def test_run_task_throttled_for_good_fails_the_job_with_ecs_reason(
     passed(contract.ARCH_LAMBDA_ECS)
 
 
+def uploaded_job(client: Client) -> str:
+    """An upload job whose input (two rows of CSV) was PUT to its presigned URL; its id."""
+    accepted = client.post("/jobs", {"upload": {"format": "csv"}})
+    assert accepted.status_code == 202, accepted.text
+    rows = "\n".join(",".join(map(str, row)) for row in client.rows()) + "\n"
+    put = requests.put(accepted.json()["upload"]["url"], data=rows.encode(), timeout=60)
+    assert put.status_code == 200, put.text
+    return str(accepted.json()["job_id"])
+
+
+def test_s3_failing_for_good_on_start_is_503_and_a_later_start_works(
+    ecs: Client, faults: Faults
+) -> None:
+    job_id = uploaded_job(ecs)
+    fault = faults.inject(handler_client("jobs", "s3"), "HeadObject", S3_INTERNAL)
+    response = ecs.post(f"/jobs/{job_id}/start", None)
+    assert_503(response, "service_unavailable", "retry")
+    job = ecs.store.require(job_id)
+    assert job.awaiting_upload, job  # nothing changed: still waiting to be started
+    assert tasks_of(ecs.emulator, job_id) == []
+    faults.remove()
+    assert fault.seen == CLIENT_ATTEMPTS
+    assert ecs.post(f"/jobs/{job_id}/start", None).status_code == 202
+    assert ecs.wait_terminal(job_id).status == contract.STATUS_SUCCEEDED
+    assert len(tasks_of(ecs.emulator, job_id)) == 1
+    passed(contract.ARCH_LAMBDA_ECS)
+
+
+def test_run_task_throttled_for_good_on_start_fails_the_upload_job_with_the_reason(
+    ecs: Client, faults: Faults
+) -> None:
+    job_id = uploaded_job(ecs)
+    faults.inject(handler_client("jobs", "ecs"), "RunTask", THROTTLED_ECS)
+    response = ecs.post(f"/jobs/{job_id}/start", None)
+    assert_503(response, "task_not_started", "ThrottlingException")
+    job = ecs.store.require(job_id)
+    assert job.status == contract.STATUS_FAILED
+    assert job.error is not None and job.error.code == "task_not_started"
+    faults.remove()
+    # the job is over: starting it again starts nothing
+    assert ecs.post(f"/jobs/{job_id}/start", None).status_code == 202
+    assert tasks_of(ecs.emulator, job_id) == []
+    passed(contract.ARCH_LAMBDA_ECS)
+
+
+def test_the_job_list_with_dynamodb_throttled_for_good_is_503(ecs: Client, faults: Faults) -> None:
+    faults.inject(handler_client("jobs", "dynamodb"), "Query", THROTTLED_DYNAMODB)
+    assert_503(ecs.get("/jobs"), "service_unavailable", "retry")
+    faults.remove()
+    assert ecs.get("/jobs").status_code == 200
+    passed(contract.ARCH_LAMBDA_ECS)
+
+
 def test_a_record_update_failing_after_run_task_loses_nothing_on_retry(
     ecs: Client, faults: Faults
 ) -> None:
@@ -739,6 +792,19 @@ def test_staging_inline_rows_failing_for_good_fails_the_job(sfb: Client, faults:
     job = sfb.store.require(job_id)
     assert job.status == contract.STATUS_FAILED, job
     assert job.error is not None and "InternalError" in job.error.message
+    passed(contract.ARCH_STEPFUNCTIONS_BATCH)
+
+
+def test_start_execution_throttled_for_good_on_start_fails_the_upload_job(
+    sfb: Client, faults: Faults
+) -> None:
+    job_id = uploaded_job(sfb)
+    faults.inject(handler_client("jobs", "stepfunctions"), "StartExecution", THROTTLED_SFN)
+    response = sfb.post(f"/jobs/{job_id}/start", None)
+    assert_503(response, "task_not_started", "ThrottlingException")
+    job = sfb.store.require(job_id)
+    assert job.status == contract.STATUS_FAILED, job
+    assert job.error is not None and "ThrottlingException" in job.error.message
     passed(contract.ARCH_STEPFUNCTIONS_BATCH)
 
 

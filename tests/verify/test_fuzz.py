@@ -223,14 +223,51 @@ def _guided_requests(
             assert again.json()["job_id"] == first.json()["job_id"]
             other = post(("application/json", {"instances": [row, row]}), headers=idempotency)
             assert other is not None and other.status_code == 422, other and other.text
-    # each job: its status, a cancel (200, or 409 once finished), and its status again
-    for operation_id in ("get_job", "cancel_job", "get_job"):
+            # upload jobs: every format (the architecture refuses those it cannot run, 400),
+            # batch options, and broken upload requests
+            for fmt in ("csv", "parquet", "jsonl", "json"):
+                post(("application/json", {"upload": {"format": fmt}}))
+            post(("application/json", {"upload": {"format": "csv", "shards": 2}}))
+            for broken in UPLOAD_BROKEN:
+                post(("application/json", broken))
+    # each job: its status (and result part), a start (202 for an upload started twice, 409 for
+    # nothing uploaded or not an upload job), a cancel (200, or 409 once finished), its status
+    for operation_id in ("get_job", "start_job", "cancel_job", "get_job", "start_job"):
         try:
             operation = schema.find_operation_by_id(operation_id)
         except LookupError:
             continue
         for job_id in job_ids:
             send(operation.Case(path_parameters={"id": job_id}))
+            if operation_id == "get_job":
+                send(operation.Case(path_parameters={"id": job_id}, query={"part": 1}))
+    # the caller's job list, page by page, and tokens it never handed out
+    try:
+        listing = schema.find_operation_by_id("list_jobs")
+    except LookupError:
+        return
+    token: str | None = None
+    for _ in range(3):
+        page = send(listing.Case(query={"limit": 2, **({"next_token": token} if token else {})}))
+        token = (
+            page.json().get("next_token") if page is not None and page.status_code == 200 else None
+        )
+        if not token:
+            break
+    for query in ({"next_token": "e30"}, {"next_token": "%%"}, {"limit": 1000}):
+        send(listing.Case(query=query))
+
+
+UPLOAD_BROKEN: tuple[dict[str, Any], ...] = (
+    {"upload": {"format": "xml"}},
+    {"upload": "csv"},
+    {"upload": {}},
+    {"upload": {"format": "csv", "bogus": 1}},
+    {"upload": {"format": "csv", "shards": 0}},
+    {"upload": {"format": "csv", "priority": "urgent"}},
+    {"upload": {"format": "csv"}, "instances": [[1.0]]},
+    {"upload": {"format": "csv"}, "input_uri": "s3://b/inputs/x.csv"},
+)
 
 
 OFF_ROUTE_SEGMENTS = ("predict", "jobs", "health", "v1", "", ".", "..", "%2F", "x y", "é", "{id}")
