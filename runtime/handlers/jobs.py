@@ -154,8 +154,9 @@ def list_jobs() -> Response[str]:
     """The caller's jobs, newest first, ``limit`` (1-100, default 20) a page; ``next_token``
     (absent on the last page) asks for the next one."""
     caller = _caller()
-    limit = _limit(app.current_event.get_query_string_value("limit"))
-    start = _decode_token(app.current_event.get_query_string_value("next_token"), caller)
+    query = _query("limit", "next_token")
+    limit = _limit(query.get("limit"))
+    start = _decode_token(query.get("next_token"), caller)
     jobs, following = runtime_context().jobs.list_by_caller(caller, limit=limit, start=start)
     body: dict[str, Any] = {"jobs": [to_api(job) for job in jobs]}
     if following is not None:
@@ -167,7 +168,7 @@ def list_jobs() -> Response[str]:
 def get_job(job_id: str) -> Response[str]:
     job = _existing(job_id)
     job = _expire_upload(job) if job.awaiting_upload else launcher().reconcile(job)
-    part = _part(app.current_event.get_query_string_value("part"))
+    part = _part(_query("part").get("part"))
     return json_response({**to_api(job), **_result_links(runtime_context(), job, part)})
 
 
@@ -440,6 +441,24 @@ def _result_links(ctx: RuntimeContext, job: Job, part: int | None) -> dict[str, 
         "result_url_expires_at": iso_timestamp(time.time() + seconds),
         **links,
     }
+
+
+def _query(*known: str) -> dict[str, str]:
+    """The query string parameters, each at most once and each one of ``known``: a typo such
+    as ``?limt=5`` is a 400, not silently the default."""
+    event = app.current_event
+    multi = event.multi_value_query_string_parameters or {}
+    unknown = sorted(set(multi) - set(known))
+    if unknown:
+        names = ", ".join(repr(n) for n in unknown)
+        allowed = ", ".join(known)
+        raise PayloadError(
+            "invalid_parameters", f"unknown query parameter(s) {names}; allowed: {allowed}"
+        )
+    repeated = sorted(name for name, values in multi.items() if len(values) > 1)
+    if repeated:
+        raise PayloadError("invalid_parameters", f"{', '.join(repeated)} given more than once")
+    return {name: values[0] for name, values in multi.items()}
 
 
 def _part(raw: str | None) -> int | None:

@@ -364,10 +364,20 @@ def test_job_api_role_statements(ecs_run: StackRun) -> None:
             "Resource": [ecs_run.one(TABLE).outputs["arn"]],
         },
         {
-            "Sid": "ReadMetadataAndResults",
+            "Sid": "ListCallerJobs",
+            "Effect": "Allow",
+            "Action": ["dynamodb:Query"],
+            "Resource": [ecs_run.one(TABLE).outputs["arn"] + "/index/by-caller"],
+        },
+        {
+            "Sid": "ReadMetadataInputsAndResults",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [f"{bucket_arn}/{metadata_key}", f"{bucket_arn}/results/*"],
+            "Resource": [
+                f"{bucket_arn}/{metadata_key}",
+                f"{bucket_arn}/inputs/*",
+                f"{bucket_arn}/results/*",
+            ],
         },
         {
             "Sid": "WriteInputs",
@@ -462,6 +472,7 @@ def test_job_api_function(ecs_run: StackRun, tiny_model: Path) -> None:
         "ALLOW_MISSING": "false",
         "SYNC_WAIT_SECONDS": "25",
         "JOB_TTL_DAYS": str(contract.DEFAULT_JOB_TTL_DAYS),
+        "PRESIGNED_URL_SECONDS": str(contract.DEFAULT_PRESIGNED_URL_SECONDS),
         "ECS_CLUSTER": ecs_run.one(CLUSTER).outputs["arn"],
         "ECS_TASK_DEFINITION": ecs_run.one(TASK_DEFINITION).outputs["arn"],
         "ECS_SUBNETS": "subnet-0a1b2c3d4e5f60001,subnet-0a1b2c3d4e5f60002",
@@ -514,8 +525,10 @@ def test_lambda_and_lambda_ecs_share_one_api(both_run: StackRun) -> None:
         "health": predictor,
         "predict": predictor,
         "submit_job": job_api,
+        "list_jobs": job_api,
         "get_job": job_api,
         "cancel_job": job_api,
+        "start_job": job_api,
     }
     permissions = {p.name: p.inputs["function"] for p in both_run.of_type(PERMISSION)}
     assert permissions == {

@@ -301,7 +301,11 @@ def test_job_table(default_run: StackRun) -> None:
     table = default_run.one(TABLE).inputs
     assert table["billingMode"] == "PAY_PER_REQUEST"
     assert table["hashKey"] == contract.JOB_TABLE_HASH_KEY == "job_id"
-    assert table["attributes"] == [{"name": "job_id", "type": "S"}]
+    assert table["attributes"] == [
+        {"name": "job_id", "type": "S"},
+        {"name": "caller", "type": "S"},
+        {"name": "created_at", "type": "S"},
+    ]
     assert "rangeKey" not in table
     assert table["serverSideEncryption"] == {"enabled": True}
     assert table["pointInTimeRecovery"] == {"enabled": True}

@@ -505,10 +505,20 @@ def test_job_api_role_statements(sfn_run: StackRun, native_run: StackRun, pollin
             "Resource": [ecs_facts(run)["table_arn"]],
         },
         {
-            "Sid": "ReadMetadataAndResults",
+            "Sid": "ListCallerJobs",
+            "Effect": "Allow",
+            "Action": ["dynamodb:Query"],
+            "Resource": [ecs_facts(run)["table_arn"] + "/index/by-caller"],
+        },
+        {
+            "Sid": "ReadMetadataInputsAndResults",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [f"{bucket_arn}/{metadata_key}", f"{bucket_arn}/results/*"],
+            "Resource": [
+                f"{bucket_arn}/{metadata_key}",
+                f"{bucket_arn}/inputs/*",
+                f"{bucket_arn}/results/*",
+            ],
         },
         {
             "Sid": "WriteInputs",
@@ -606,6 +616,7 @@ def test_job_api_function(sfn_run: StackRun, tiny_model: Path) -> None:
         "MAX_ROWS": "10000",
         "ALLOW_MISSING": "false",
         "JOB_TTL_DAYS": str(contract.DEFAULT_JOB_TTL_DAYS),
+        "PRESIGNED_URL_SECONDS": str(contract.DEFAULT_PRESIGNED_URL_SECONDS),
         "ECS_CLUSTER": sfn_run.one(CLUSTER).outputs["arn"],
         "ECS_TASK_DEFINITION": sfn_run.one(TASK_DEFINITION).outputs["arn"],
         "ECS_SUBNETS": "subnet-0a1b2c3d4e5f60001,subnet-0a1b2c3d4e5f60002",
@@ -682,8 +693,10 @@ def test_with_lambda_the_predictor_keeps_predict(with_lambda_run: StackRun) -> N
         "health": predictor,
         "predict": predictor,
         "submit_job": job_api,
+        "list_jobs": job_api,
         "get_job": job_api,
         "cancel_job": job_api,
+        "start_job": job_api,
     }
     assert {p.name for p in with_lambda_run.of_type(PERMISSION)} == {
         "api-invoke-predictor",

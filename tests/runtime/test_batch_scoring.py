@@ -612,3 +612,42 @@ def test_read_ahead_keeps_order_raises_producer_errors_and_stops_early() -> None
             break
     assert closed == [True]  # the producer was stopped and its generator closed
     assert len(produced) <= 5 + 1 + 2 + 1  # at most the queue's depth ahead
+
+
+# --- small jobs answered inline (issue 16) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+def test_a_small_one_object_job_records_its_predictions_inline_in_row_order(
+    deployed: Deployed, fmt: str
+) -> None:
+    rows = make_rows(7)
+    uri = deployed.put(f"inputs/small.{fmt}", encode(table(rows), fmt))
+    job = deployed.submit(
+        input_uri=uri, output_uri=f"s3://{BUCKET}/results/small-{fmt}/", format=fmt, shards=3
+    )
+    for shard in (2, 0, 1):  # the shard that completes the manifest reads every part back
+        assert deployed.run(job, shard) == 0
+    record = deployed.store.require(job.job_id)
+    assert record.rows == 7 and record.predictions is not None
+    np.testing.assert_allclose(
+        json.loads(record.predictions), reference(deployed.model, rows), atol=1e-6
+    )
+
+
+def test_an_id_column_or_a_prefix_keeps_the_result_in_the_parts_only(deployed: Deployed) -> None:
+    rows = make_rows(5)
+    uri = deployed.put("inputs/ided.csv", encode(table(rows, np.arange(5)), "csv"))
+    ided = deployed.submit(
+        input_uri=uri, output_uri=f"s3://{BUCKET}/results/ided/", format="csv", id_column="id"
+    )
+    deployed.put("inputs/dir/a.csv", encode(table(rows), "csv"))
+    prefix = deployed.submit(
+        input_uri=f"s3://{BUCKET}/inputs/dir/",
+        output_uri=f"s3://{BUCKET}/results/dir/",
+        format="csv",
+    )
+    for job in (ided, prefix):
+        assert deployed.run(job, None) == 0
+        record = deployed.store.require(job.job_id)
+        assert record.rows == 5 and record.predictions is None

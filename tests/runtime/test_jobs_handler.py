@@ -533,6 +533,7 @@ def test_the_job_records_its_caller_and_other_callers_get_404(deployed: Api) -> 
         ({"limit": "-1"}, "invalid_limit"),
         ({"next_token": "bm90IGpzb24"}, "invalid_next_token"),
         ({"next_token": "!!"}, "invalid_next_token"),
+        ({"limt": "5"}, "invalid_parameters"),
     ],
 )
 def test_a_bad_list_query_is_a_400(deployed: Api, query: dict[str, str], code: str) -> None:

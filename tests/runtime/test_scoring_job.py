@@ -102,11 +102,23 @@ def test_inline_rows_equal_booster_predict(deployed: Deployed, log: io.StringIO)
     assert any(r["message"] == "job succeeded" for r in records)
 
 
-@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl", "parquet"])
 def test_input_uri_formats(deployed: Deployed, fmt: str) -> None:
     data = load_example_data()
     rows = data.x[100:140]
-    if fmt == "csv":
+    body: str | bytes
+    if fmt == "parquet":  # columns by feature name, in reverse order, two row groups
+        import io
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        names = list(reversed(data.feature_names))
+        columns = {n: rows[:, data.feature_names.index(n)] for n in names}
+        out = io.BytesIO()
+        pq.write_table(pa.table(columns), out, row_group_size=25)
+        body = out.getvalue()
+    elif fmt == "csv":
         body = ",".join(data.feature_names) + "\n"
         body += "\n".join(",".join(map(repr, r)) for r in rows.tolist())
     elif fmt == "json":
@@ -117,7 +129,9 @@ def test_input_uri_formats(deployed: Deployed, fmt: str) -> None:
             for r in rows.tolist()
         )
     key = f"inputs/rows.{fmt}"
-    deployed.s3.put_object(Bucket=BUCKET, Key=key, Body=body.encode())
+    deployed.s3.put_object(
+        Bucket=BUCKET, Key=key, Body=body.encode() if isinstance(body, str) else body
+    )
     job = deployed.submit(input_uri=f"s3://{BUCKET}/{key}", format=fmt)
     assert deployed.run(job) == 0
     done = deployed.record(job)
@@ -222,6 +236,13 @@ def test_bad_or_missing_input_is_failed_with_the_reason(deployed: Deployed) -> N
     error = deployed.record(lines_job).error
     assert error is not None
     assert "line 2" in error.message
+
+    deployed.s3.put_object(Bucket=BUCKET, Key="inputs/bad.parquet", Body=b"not parquet")
+    parquet_job = deployed.submit(input_uri=f"s3://{BUCKET}/inputs/bad.parquet", format="parquet")
+    assert deployed.run(parquet_job) == 1
+    error = deployed.record(parquet_job).error
+    assert error is not None
+    assert (error.code, "not a Parquet file" in error.message) == ("invalid_input", True)
 
 
 def test_sigterm_while_scoring_records_why_and_exits_1(
