@@ -7,8 +7,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runtime import contract
 
@@ -44,14 +45,22 @@ def positive_int(value: str) -> int:
     return number
 
 
-def seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
-    if not 0 <= number <= 3600:
-        raise argparse.ArgumentTypeError(f"must be 0-3600 (seconds), got {value}")
-    return number
+def bounded(convert: Callable[[str], float], low: float, high: float, what: str) -> Any:
+    """An argparse type: ``convert(value)`` within [low, high], else a message naming both."""
+
+    def parse(value: str) -> Any:
+        try:
+            number = convert(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {value!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be {low:g}-{high:g} ({what}), got {value}")
+        return number
+
+    return parse
+
+
+seconds = bounded(float, 0, 3600, "a number of seconds")
 
 
 def add_emulator_options(sub: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from mlserve.commands.base import (
     CliError,
     add_emulator_options,
+    bounded,
     ensure_model,
     positive_int,
     seconds,
@@ -32,24 +33,8 @@ NAME = "local"
 HELP = "run an architecture locally until Ctrl-C"
 
 
-def _sync_wait(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if not 0 <= number <= 25:
-        raise argparse.ArgumentTypeError(f"must be 0-25 (seconds), got {number}")
-    return number
-
-
-def _port(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
-    if not 0 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port number: {number}")
-    return number
+_sync_wait = bounded(int, 0, 25, "an integer of seconds")
+_port = bounded(int, 0, 65535, "a port number")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -194,6 +179,9 @@ def run(args: argparse.Namespace) -> int:
             print("  " + _curl(f"{emulator.url}/jobs/JOB_ID", emulator.api_key, method="DELETE"))
         key_arg = f" --api-key {emulator.api_key}" if emulator.api_key else ""
         print(f"  mlserve predict --url {emulator.url}{key_arg} rows.csv")
+        if jobs:
+            print(f"  mlserve predict --url {emulator.url}{key_arg} --upload big.parquet")
+            print(f"  mlserve jobs list --url {emulator.url}{key_arg}")
         print()
         print("Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):

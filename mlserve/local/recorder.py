@@ -306,14 +306,20 @@ def _write(line: dict[str, Any]) -> None:
 
 def _record(client: Any, operation: str, params: dict[str, Any]) -> None:
     identity = _identity(client)
-    if identity is None:
-        return
-    service = client.meta.service_model.service_name
+    if identity is not None:
+        _write(_line(identity, client.meta.service_model.service_name, operation, params))
+
+
+def _line(
+    identity: dict[str, str], service: str, operation: str, params: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """The record of one call: who, what, and the authorisations IAM checks for it."""
     line: dict[str, Any] = {
         "type": "call",
         "identity": identity,
         "service": service,
         "operation": operation,
+        **extra,
     }
     try:
         line["authorisations"] = [
@@ -322,7 +328,7 @@ def _record(client: Any, operation: str, params: dict[str, Any]) -> None:
         ]
     except Exception as exc:  # recorded: the test fails on it, the call goes on
         line["error"] = f"{type(exc).__name__}: {exc}"
-    _write(line)
+    return line
 
 
 def _record_presign(signer: Any, request: dict[str, Any], operation: str) -> None:
@@ -336,23 +342,8 @@ def _record_presign(signer: Any, request: dict[str, Any], operation: str) -> Non
         return
     service = str(getattr(signer, "signing_name", "") or "s3")
     bucket, _, key = unquote(urlsplit(str(request.get("url", ""))).path).lstrip("/").partition("/")
-    line: dict[str, Any] = {
-        "type": "call",
-        "identity": identity,
-        "service": service,
-        "operation": operation,
-        "presigned": True,
-    }
-    try:
-        line["authorisations"] = [
-            {"action": action, "resource": resource, "context": context}
-            for action, resource, context in authorisations(
-                service, operation, {"Bucket": bucket, "Key": key}
-            )
-        ]
-    except Exception as exc:
-        line["error"] = f"{type(exc).__name__}: {exc}"
-    _write(line)
+    params = {"Bucket": bucket, "Key": key}
+    _write(_line(identity, service, operation, params, presigned=True))
 
 
 def _install(path: str) -> None:
