@@ -170,18 +170,7 @@ def run(args: argparse.Namespace) -> int:
             )
         _print_batch_setup(emulator)
         print()
-        print("Try:")
-        print("  " + _curl(f"{emulator.url}/health", emulator.api_key))
-        print("  " + _curl(f"{emulator.url}/predict", emulator.api_key, body=row))
-        if jobs:
-            print("  " + _curl(f"{emulator.url}/jobs", emulator.api_key, body=row))
-            print("  " + _curl(f"{emulator.url}/jobs/JOB_ID", emulator.api_key))
-            print("  " + _curl(f"{emulator.url}/jobs/JOB_ID", emulator.api_key, method="DELETE"))
-        key_arg = f" --api-key {emulator.api_key}" if emulator.api_key else ""
-        print(f"  mlserve predict --url {emulator.url}{key_arg} rows.csv")
-        if jobs:
-            print(f"  mlserve predict --url {emulator.url}{key_arg} --upload big.parquet")
-            print(f"  mlserve jobs list --url {emulator.url}{key_arg}")
+        _print_try(emulator, row, jobs=jobs)
         print()
         print("Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):
@@ -193,6 +182,22 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
     print("stopped.")
     return 0
+
+
+def _print_try(emulator: Emulator, row: str, *, jobs: bool) -> None:
+    url, key = emulator.url, emulator.api_key
+    print("Try:")
+    print("  " + _curl(f"{url}/health", key))
+    print("  " + _curl(f"{url}/predict", key, body=row))
+    if jobs:
+        print("  " + _curl(f"{url}/jobs", key, body=row))
+        print("  " + _curl(f"{url}/jobs/JOB_ID", key))
+        print("  " + _curl(f"{url}/jobs/JOB_ID", key, method="DELETE"))
+    key_arg = f" --api-key {key}" if key else ""
+    print(f"  mlserve predict --url {url}{key_arg} rows.csv")
+    if jobs:
+        print(f"  mlserve predict --url {url}{key_arg} --upload big.parquet")
+        print(f"  mlserve jobs list --url {url}{key_arg}")
 
 
 def _print_batch_setup(emulator: Emulator) -> None:
