@@ -236,7 +236,7 @@ def to_api(job: Job, status_url: str | None = None) -> dict[str, Any]:
         body["rows"] = job.rows
     if job.predictions is not None:
         body["predictions"] = json.loads(job.predictions)
-    elif job.output_uri is not None:
+    if job.output_uri is not None:  # a batch job's parts, even when its predictions are inline
         body["output_uri"] = job.output_uri
     if job.input_uri is not None:
         body["input_uri"] = job.input_uri

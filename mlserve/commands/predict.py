@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 return _show(args, Results(list(result["predictions"])), result)
             if response.status != 202 or not isinstance(result, dict) or "job_id" not in result:
                 raise CliError(f"unexpected answer from POST /predict: {response.text[:200]}")
+            print(f"202 Accepted: polling {result.get('status_url')}", file=sys.stderr)
             return _finish(args, api, str(result["job_id"]))
     try:
         job_id = _upload(api, path, size, args.shards)

@@ -129,7 +129,16 @@ def test_health_comes_from_the_model_metadata(
 def test_the_stack_is_provisioned_like_the_pulumi_program(ecs: Emulator) -> None:
     job_api = ecs.routes["submit_job"]
     assert {op: fn.name for op, fn in ecs.routes.items()} == dict.fromkeys(
-        ("health", "predict", "submit_job", "get_job", "cancel_job"), job_api.name
+        (
+            "health",
+            "predict",
+            "submit_job",
+            "list_jobs",
+            "get_job",
+            "cancel_job",
+            "start_job",
+        ),
+        job_api.name,
     )
     env = job_api.env
     assert env[contract.ENV_ARCHITECTURE] == contract.ARCH_LAMBDA_ECS
