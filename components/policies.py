@@ -15,6 +15,8 @@ VERSION: Final = "2012-10-17"
 # module stays import-free, tests/infra/test_policies.py checks they are equal).
 INPUTS_PREFIX: Final = "inputs/"
 RESULTS_PREFIX: Final = "results/"
+# The suffix of a request the job API spills to inputs/ (runtime/contract.py's input_key).
+SPILLED_INPUT_SUFFIX: Final = ".json"
 
 
 def _document(*statements: dict[str, Any]) -> PolicyDocument:
@@ -862,9 +864,10 @@ def job_api_batch_policy(
     log_group_arn: str,
 ) -> PolicyDocument:
     """The stepfunctions-batch job API's grants: job records, its S3 prefixes (inline rows are
-    staged under ``inputs/``; it never reads ``results/``: a Batch job's output is a prefix of
-    part files that GET /jobs/{id} only names), the workflow, and terminating the Batch job on
-    cancel.
+    staged under ``inputs/``, and rows too big for the job item, spilled to
+    ``inputs/{id}.json``, are read back to be staged: ``GetObject`` on ``inputs/*.json`` only;
+    it never reads ``results/``: a Batch job's output is a prefix of part files that
+    GET /jobs/{id} only names), the workflow, and terminating the Batch job on cancel.
     ``job_queue_arn`` (either queue) gives the region and account of the Batch jobs."""
     _require_arns(
         table_arn=table_arn,
@@ -876,6 +879,14 @@ def job_api_batch_policy(
     )
     return _document(
         *_job_api_data_statements(table_arn, bucket_arn, metadata_object_arn, read_results=False),
+        {
+            # A request too big for the job item is spilled to inputs/{job_id}.json; the
+            # launcher reads it back to stage it as JSON lines (inputs/{job_id}.jsonl).
+            "Sid": "ReadSpilledInputs",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": [f"{bucket_arn}/{INPUTS_PREFIX}*{SPILLED_INPUT_SUFFIX}"],
+        },
         {
             "Sid": "StartWorkflow",
             "Effect": "Allow",

@@ -146,6 +146,7 @@ def assert_least_privilege(document: dict[str, Any]) -> None:
 def test_prefixes_equal_the_contract() -> None:
     assert policies.INPUTS_PREFIX == contract.INPUTS_PREFIX
     assert policies.RESULTS_PREFIX == contract.RESULTS_PREFIX
+    assert contract.input_key("j").endswith(policies.SPILLED_INPUT_SUFFIX)
 
 
 def test_ecs_tasks_assume_role_policy() -> None:

@@ -726,6 +726,7 @@ def test_every_generated_policy_passes_the_linter() -> None:
 # --- paths the e2e suite does not take ---
 
 BIG_ROWS = 60_000  # rows whose predictions outgrow the job item (MAX_INLINE_ITEM_BYTES)
+SPILLED_ROWS = 5_000  # rows (30 features) that outgrow the job item themselves: spilled
 JOB_TIMEOUT = 240.0
 
 
@@ -798,10 +799,13 @@ def _batch_paths(emulator: Emulator) -> None:
     import time
 
     api = _Client(emulator)
-    accepted = api.request("POST", "/jobs", json={"instances": _rows(emulator, 20)})
-    assert accepted.status_code == 202, accepted.text
-    job = api.wait_terminal(accepted.json()["job_id"])
-    assert job["status"] == contract.STATUS_SUCCEEDED, job
+    # 20 rows fit the job item; SPILLED_ROWS do not: the job API spills them to
+    # inputs/{id}.json and the launcher reads them back to stage them (s3:GetObject)
+    for count in (20, SPILLED_ROWS):
+        accepted = api.request("POST", "/jobs", json={"instances": _rows(emulator, count)})
+        assert accepted.status_code == 202, accepted.text
+        job = api.wait_terminal(accepted.json()["job_id"])
+        assert job["status"] == contract.STATUS_SUCCEEDED, job
 
     s3 = emulator.client("s3")
     header = ",".join(emulator.model.metadata["feature_names"])
@@ -836,7 +840,9 @@ def exercise_paths_beyond_the_e2e_suite(model_dir: Path) -> None:
     ) as emu:
         _big_prediction(emu, "lp-stepfunctions-ecs")
         _run_ecs_for_a_cancelled_job(emu)
-    with Emulator().start(contract.ARCH_STEPFUNCTIONS_BATCH, model_dir=model_dir) as emu:
+    with Emulator().start(
+        contract.ARCH_STEPFUNCTIONS_BATCH, model_dir=model_dir, max_rows=SPILLED_ROWS
+    ) as emu:
         _batch_paths(emu)
 
 
@@ -926,3 +932,21 @@ def test_a_call_is_recorded_as_what_iam_authorises() -> None:
     ]
     with pytest.raises(recorder.UnmappedCall, match="s3:PutBucketPolicy"):
         authorise("s3", "PutBucketPolicy", {"Bucket": "b", "Policy": "{}"})
+
+
+def test_the_batch_job_api_may_read_back_the_rows_it_spilled() -> None:
+    """stepfunctions-batch: rows too big for the job item are spilled by the job API to
+    ``inputs/{id}.json`` and read back by StepFunctionsBatchLauncher.start (GetObject) to stage
+    them as JSON lines; without the grant every such request failed "input was not staged"."""
+    from runtime.jobs import input_uri_for
+    from runtime.launchers import staged_input_key
+
+    api = synthetic_stack("lambda").policies()["batch-job-api"]
+    spilled = input_uri_for("models-bucket", "job-1").removeprefix("s3://")
+    ((action, resource, _),) = recorder.authorisations(
+        "s3", "GetObject", {"Bucket": "models-bucket", "Key": spilled.split("/", 1)[1]}
+    )
+    assert is_allowed(api, action, resource)
+    # nothing more: not the staged JSON lines, not results, not another prefix
+    for key in (staged_input_key("job-1"), "results/job-1/part-0.csv", "jobs/x.json"):
+        assert not is_allowed(api, "s3:GetObject", f"arn:aws:s3:::models-bucket/{key}"), key
