@@ -247,6 +247,9 @@ class RestApi(pulumi.ComponentResource):
             body=self.body,
             description="mlserve: predictions from an XGBoost model",
             endpoint_configuration={"types": "REGIONAL"},
+            # A warning of the OpenAPI import (a feature API Gateway ignores) stops the
+            # deployment instead of silently dropping part of a model or route.
+            fail_on_warnings=True,
             opts=child,
         )
         deployment = aws.apigateway.Deployment(

@@ -12,14 +12,22 @@ Two modes:
 
 The tag is a content hash of the build inputs (:func:`build_inputs_hash`: the Dockerfile, the
 ``.dockerignore`` and every file it lets into the context, plus the platform), so an unchanged
-tree keeps its tag and a changed one gets a new tag: immutable tags never collide. The
-``image_uri`` output is the digest-pinned reference (``repo:tag@sha256:...``), so a task
-definition always names exactly the image that was pushed.
+tree keeps its tag and a changed one gets a new tag. The ``image_uri`` output is the digest
+form ``repository@sha256:...`` (:func:`digest_reference`), the form both ECS task definitions
+and Batch job definitions document: a task or job always runs exactly the image that was pushed,
+whatever a tag points at later.
 
-Note: the docker-build provider decides to rebuild from its own context hash. Should it rebuild
-an unchanged tree (reported on some CI runners), pushing the same tag to the immutable repository
-fails with "tag already exists": the update stops instead of replacing the image a running task
-definition names. Any change to a build input gives a new tag.
+Why the tags are MUTABLE: the docker-build provider decides to rebuild from its own context
+hash, and rebuilds an unchanged tree on a runner without its build cache
+(pulumi/pulumi-docker-build#222). The rebuild pushes the same content-hash tag; an IMMUTABLE
+repository rejects that push ("tag already exists") and stops ``pulumi up``. With the digest
+pinned in every definition a moved tag changes nothing that runs: an identical rebuild is a
+no-op (same digest), a non-reproducible one is a new image the definitions move to, and the
+lifecycle policy keeps the previous images (tagged or not) for tasks still running them.
+
+The repository is ``retain_on_delete`` while ``protectData`` is true (it is left in AWS, images
+included, when the container architectures are switched off or the stack destroyed) and
+``force_delete`` otherwise.
 """
 
 from __future__ import annotations
@@ -78,6 +86,22 @@ def ecr_repository_arn(image_uri: str) -> str | None:
     return (
         f"arn:{partition}:ecr:{match['region']}:{match['account']}:repository/{match['repository']}"
     )
+
+
+_TAG_AND_DIGEST: Final = re.compile(
+    r"(?P<name>(?:[^/@]+/)*[^/:@]+)(?::[\w][\w.-]*)?(?P<digest>@sha256:[0-9a-fA-F]{64})"
+)
+
+
+def digest_reference(image: str) -> str:
+    """``registry/repository:tag@sha256:...`` -> ``registry/repository@sha256:...``.
+
+    The two forms ECS task definitions and Batch job definitions document are
+    ``repository:tag`` and ``repository@digest``; a reference with both is Docker's shorthand
+    (the tag is ignored when a digest is given). A reference without a digest is returned as is.
+    """
+    match = _TAG_AND_DIGEST.fullmatch(image)
+    return f"{match['name']}{match['digest']}" if match else image
 
 
 def build_input_files(root: Path = PROJECT_DIR) -> list[tuple[str, Path]]:
@@ -192,7 +216,7 @@ class ScoringImage(pulumi.ComponentResource):
     ) -> None:
         super().__init__("mlserve:index:ScoringImage", name, None, opts)
         if args.image is not None:
-            self.image_uri = pulumi.Output.from_input(args.image)
+            self.image_uri = pulumi.Output.from_input(digest_reference(args.image))
             given_arn = ecr_repository_arn(args.image)
             self.repository_arn = None if given_arn is None else pulumi.Output.from_input(given_arn)
             self.repository_url = None
@@ -212,12 +236,18 @@ class ScoringImage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         repository = aws.ecr.Repository(
             f"{name}-repository",
-            image_tag_mutability="IMMUTABLE",
+            # The content-hash tag names the inputs, the digest pins what runs: a provider
+            # rebuild of unchanged inputs pushes the same tag again, and an IMMUTABLE
+            # repository would refuse it and stop `pulumi up` (module docstring).
+            image_tag_mutability="MUTABLE",
             image_scanning_configuration={"scan_on_push": True},
             encryption_configurations=[{"encryption_type": "AES256"}],
-            # With protectData off the stack owns everything: allow deleting a non-empty repo.
+            # protectData on: the repository and its images stay in AWS when it leaves the
+            # program (a switch away from the container architectures, `pulumi destroy`);
+            # deleting a repository with images fails with RepositoryNotEmptyException.
+            # protectData off: the stack owns everything, images included.
             force_delete=not args.protect_data,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.protect_data),
         )
         aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",
@@ -248,8 +278,10 @@ class ScoringImage(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        # The digest-pinned reference once pushed; the tag if the provider reports none.
-        self.image_uri = pulumi.Output.all(image.ref, tagged).apply(lambda refs: refs[0] or refs[1])
+        # The digest form (repository@sha256:...) once pushed; the tag if no digest is known.
+        self.image_uri = pulumi.Output.all(repository.repository_url, image.digest, tagged).apply(
+            lambda parts: f"{parts[0]}@{parts[1]}" if parts[1] else parts[2]
+        )
         self.repository_arn = repository.arn
         self.repository_url = repository.repository_url
 
