@@ -34,9 +34,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform as host_platform
 import re
+import shutil
 import stat
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -102,6 +105,91 @@ def digest_reference(image: str) -> str:
     """
     match = _TAG_AND_DIGEST.fullmatch(image)
     return f"{match['name']}{match['digest']}" if match else image
+
+
+# --- can this machine build the image? ----------------------------------------------------------
+# The host CPU (platform.machine()) -> its Docker platform.
+HOST_PLATFORMS: Final = {
+    "x86_64": "linux/amd64",
+    "amd64": "linux/amd64",
+    "aarch64": "linux/arm64",
+    "arm64": "linux/arm64",
+}
+# Docker platform -> the binfmt_misc handler QEMU registers for it.
+QEMU_HANDLERS: Final = {"linux/arm64": "qemu-aarch64", "linux/amd64": "qemu-x86_64"}
+BINFMT_DIR: Final = Path("/proc/sys/fs/binfmt_misc")
+Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def build_host_problems(
+    target: str,
+    *,
+    which: Callable[[str], str | None] = shutil.which,
+    run: Runner = _run,
+    machine: str | None = None,
+    binfmt_dir: Path = BINFMT_DIR,
+) -> list[str]:
+    """What keeps this machine from building images/scoring for ``target`` (``linux/arm64``
+    or ``linux/amd64``), each with its fix; [] when nothing does.
+
+    The Dockerfile runs ``pip install`` inside the image: on a host of another CPU that needs
+    QEMU user emulation registered with binfmt_misc, or Buildx fails at that step with
+    "exec format error". Buildx lists the platforms its builder can run (``docker buildx
+    inspect``); without that list, the kernel's binfmt_misc handlers decide.
+    """
+    inspected = _buildx_platforms(which, run)
+    if isinstance(inspected, str):
+        return [inspected]
+    host = HOST_PLATFORMS.get((machine or host_platform.machine()).lower())
+    handler = QEMU_HANDLERS.get(target, "")
+    if (
+        host == target
+        or target in inspected
+        or (not inspected and handler and (binfmt_dir / handler).is_file())
+    ):
+        return []
+    cpu = target.split("/", 1)[1]
+    return [
+        f"building the {target} image on this {host or 'unknown'} host needs QEMU emulation "
+        f"for the image's `RUN pip install` (Buildx lists {sorted(inspected) or 'no platforms'}"
+        f", and binfmt_misc has no {handler} handler): register it with `docker run "
+        f"--privileged --rm tonistiigi/binfmt --install {cpu}` (or the qemu-user-static "
+        f"package), or build on a {target} machine, or set mlserve:lambdaArchitecture to the "
+        "host's CPU, or set mlserve:image to a prebuilt image URI"
+    ]
+
+
+def _buildx_platforms(which: Callable[[str], str | None], run: Runner) -> set[str] | str:
+    """The platforms Docker Buildx's builder can run, or the problem that keeps it from
+    answering."""
+    if which("docker") is None:
+        return (
+            "Docker is not installed: the scoring image is built with Docker Buildx. Install "
+            "Docker (with the buildx plugin), or set mlserve:image to a prebuilt image URI"
+        )
+    if run(["docker", "buildx", "version"]).returncode != 0:
+        return (
+            "Docker Buildx is missing (`docker buildx version` failed): install the buildx "
+            "plugin (e.g. the docker-buildx-plugin package), or set mlserve:image"
+        )
+    inspect = run(["docker", "buildx", "inspect"])
+    if inspect.returncode != 0:
+        detail = (inspect.stderr or inspect.stdout).strip().splitlines()
+        return (
+            "the Docker daemon or the Buildx builder does not answer (`docker buildx inspect`: "
+            f"{detail[-1] if detail else 'failed'}): start Docker, or set mlserve:image"
+        )
+    return {
+        item.strip().removesuffix("*")
+        for line in inspect.stdout.splitlines()
+        if line.strip().startswith("Platforms:")
+        for item in line.split(":", 1)[1].split(",")
+        if item.strip()
+    }
 
 
 def build_input_files(root: Path = PROJECT_DIR) -> list[tuple[str, Path]]:
@@ -234,6 +322,9 @@ class ScoringImage(pulumi.ComponentResource):
 
     def _build(self, name: str, args: ScoringImageArgs) -> None:
         child = pulumi.ResourceOptions(parent=self)
+        # Say before the build what would make it fail (`python -m mlserve preflight` too).
+        for problem in build_host_problems(args.platform.value):
+            pulumi.log.warn(f"scoring image: {problem}", resource=self)
         repository = aws.ecr.Repository(
             f"{name}-repository",
             # The content-hash tag names the inputs, the digest pins what runs: a provider

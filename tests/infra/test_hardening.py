@@ -12,18 +12,22 @@ Each test states the AWS behaviour it guards against:
   OperationAborted to concurrent configuration changes of one bucket);
 - the task and job definitions name the image in the digest form ``repository@sha256:...``
   (the form both ECS and Batch document), also when the given image carries a tag;
-- the REST API is imported with ``failOnWarnings``: a warning stops the deployment.
+- the REST API is imported with ``failOnWarnings``: a warning stops the deployment;
+- an arm64 image built on an x86 host needs QEMU (binfmt_misc) for its ``RUN pip install``:
+  :func:`components.image.build_host_problems` says so before the build.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from components.image import digest_reference
+from components.image import build_host_problems, digest_reference
 from tests.infra.conftest import ECR_REGISTRY, Registered, StackRun, run_stack
 
 REPOSITORY = "aws:ecr/repository:Repository"
@@ -176,3 +180,65 @@ def test_digest_reference(given: str, expected: str) -> None:
 def test_the_rest_api_fails_on_import_warnings(everything: StackRun) -> None:
     api: Any = everything.one(REST_API)
     assert api.inputs["failOnWarnings"] is True
+
+
+# --- 5. an arm64 image on an x86 host needs QEMU --------------------------------------------------
+class _Docker:
+    """A host's `docker` as build_host_problems sees it: which commands answer, and what."""
+
+    def __init__(self, *, buildx: bool = True, daemon: bool = True, platforms: str = "") -> None:
+        self.buildx, self.daemon, self.platforms = buildx, daemon, platforms
+        self.commands: list[list[str]] = []
+
+    def run(self, command: list[str]) -> subprocess.CompletedProcess[str]:
+        self.commands.append(command)
+        if command[:3] == ["docker", "buildx", "version"]:
+            ok = self.buildx
+            return subprocess.CompletedProcess(command, 0 if ok else 1, "", "unknown command")
+        out = f"Name: default\nDriver: docker\nPlatforms: {self.platforms}\n"
+        if not self.daemon:
+            return subprocess.CompletedProcess(command, 1, "", "Cannot connect to the daemon")
+        return subprocess.CompletedProcess(command, 0, out, "")
+
+
+def _problems(docker: _Docker | None, machine: str, tmp_path: Path, **kwargs: Any) -> list[str]:
+    return build_host_problems(
+        "linux/arm64",
+        which=lambda name: None if docker is None else f"/usr/bin/{name}",
+        run=(docker or _Docker()).run,
+        machine=machine,
+        binfmt_dir=tmp_path,
+        **kwargs,
+    )
+
+
+def test_an_arm64_image_on_an_x86_host_without_qemu_is_named_before_building(
+    tmp_path: Path,
+) -> None:
+    (problem,) = _problems(_Docker(platforms="linux/amd64, linux/386"), "x86_64", tmp_path)
+    assert "needs QEMU emulation" in problem and "tonistiigi/binfmt --install arm64" in problem
+    assert "lambdaArchitecture" in problem  # and the other ways out
+
+
+def test_an_arm64_image_builds_where_buildx_can_run_arm64(tmp_path: Path) -> None:
+    with_qemu = _Docker(platforms="linux/amd64, linux/arm64*, linux/riscv64")
+    assert _problems(with_qemu, "x86_64", tmp_path) == []
+    assert _problems(_Docker(platforms="linux/arm64"), "aarch64", tmp_path) == []  # native
+    # no platform list (an older Buildx): the kernel's binfmt_misc handler decides
+    (tmp_path / "qemu-aarch64").write_text("enabled\n")
+    assert _problems(_Docker(platforms=""), "x86_64", tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("docker", "found"),
+    [
+        (None, "Docker is not installed"),
+        (_Docker(buildx=False), "Docker Buildx is missing"),
+        (_Docker(daemon=False), "Cannot connect to the daemon"),
+    ],
+)
+def test_a_host_that_cannot_build_at_all_says_why(
+    docker: _Docker | None, found: str, tmp_path: Path
+) -> None:
+    (problem,) = _problems(docker, "aarch64", tmp_path)
+    assert found in problem and "mlserve:image" in problem
