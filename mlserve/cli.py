@@ -1127,6 +1127,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(func=cmd_verify)
 
+    from mlserve.preflight import add_parser as add_preflight_parser
+
+    add_preflight_parser(commands)
+
     from mlserve.cost import add_arguments as add_cost_arguments
 
     cost = commands.add_parser(
