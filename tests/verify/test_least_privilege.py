@@ -13,7 +13,10 @@ emulator's own ARNs, the way the components call those functions, and asserts:
 (b) every (action, resource) a policy grants is used by some recorded call, except the grants
     :func:`not_exercised` names, each with the reason the emulator cannot exercise it;
 (c) parliament (with its community auditors) finds nothing in any generated policy, except the
-    findings :data:`ACCEPTED_FINDINGS` justifies.
+    findings :data:`ACCEPTED_FINDINGS` justifies;
+(d) every AWS call site of runtime/ (mlserve/callsites.py reads them from the code) is reached
+    once per identity that makes it (tests/verify/call_sites.py), per architecture: a recorded
+    call from an unlisted site or by an unlisted identity, and a pair never reached, fail.
 
 Why conditions are evaluated here: moto's evaluator (moto 5.2, policy_conditions.py) evaluates
 only ``StringEquals`` and treats every other operator (``ArnEquals``, ``StringLike``) as
