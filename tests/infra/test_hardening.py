@@ -242,3 +242,20 @@ def test_a_host_that_cannot_build_at_all_says_why(
 ) -> None:
     (problem,) = _problems(docker, "aarch64", tmp_path)
     assert found in problem and "mlserve:image" in problem
+
+
+def test_the_program_warns_at_preview_when_this_host_cannot_build_the_image(
+    base_config: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pulumi
+
+    from components import image
+
+    warned: list[str] = []
+    monkeypatch.setattr(image, "build_host_problems", lambda target: [f"no QEMU for {target}"])
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *a, **k: warned.append(message))
+    run_stack({**base_config, "architecture": "stepfunctions-batch", "lambdaArchitecture": "arm64"})
+    assert warned == ["scoring image: no QEMU for linux/arm64"]
+    warned.clear()
+    run_stack({**base_config, "architecture": "lambda"})  # no image: nothing to say
+    assert warned == []
