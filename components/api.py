@@ -54,6 +54,93 @@ def load_openapi(path: Path = OPENAPI_PATH) -> dict[str, Any]:
     return document
 
 
+# --- the API Gateway import rules (runtime/openapi.yaml's header) -------------------------------
+# Schema keywords API Gateway's REST import ignores or refuses (its models are JSON Schema draft
+# 4; "Amazon API Gateway important notes for REST APIs"): with failOnWarnings a warning stops the
+# deployment, without it part of a model would silently not be validated.
+UNSUPPORTED_SCHEMA_KEYWORDS: Final = (
+    "anyOf",
+    "oneOf",
+    "not",
+    "discriminator",
+    "additionalProperties",
+    "example",
+    "readOnly",
+    "writeOnly",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+)
+UNSUPPORTED_FORMATS: Final = frozenset({"int32", "int64", "decimal"})
+_SCHEMA_REF: Final = re.compile(r"#/components/schemas/[A-Za-z0-9]+")
+_STATUS_CODE: Final = re.compile(r"[1-5][0-9]{2}")
+_PATH_SEGMENT: Final = re.compile(r"\{[A-Za-z0-9_.+-]+\}|[A-Za-z0-9._,-]+")
+
+
+def import_problems(document: Mapping[str, Any]) -> list[str]:
+    """What API Gateway's REST import of ``document`` would warn about or refuse, one line each
+    with where it is ("" for none). Works on the source and on the rendered document."""
+    problems: list[str] = []
+
+    def walk(node: Any, where: str, in_schema: bool) -> None:
+        if isinstance(node, list):
+            for index, item in enumerate(node):
+                walk(item, f"{where}/{index}", in_schema)
+            return
+        if not isinstance(node, Mapping):
+            return
+        ref = node.get("$ref")
+        if isinstance(ref, str) and not _SCHEMA_REF.fullmatch(ref):
+            problems.append(
+                f"{where}: $ref {ref!r}: API Gateway imports $ref to #/components/schemas/<Name> "
+                "(alphanumeric Name) only; inline it (a YAML anchor repeats it)"
+            )
+        if in_schema:
+            for keyword in UNSUPPORTED_SCHEMA_KEYWORDS:
+                if keyword in node:
+                    problems.append(f"{where}: schema keyword {keyword!r} is not imported")
+            if node.get("format") in UNSUPPORTED_FORMATS:
+                problems.append(f"{where}: format {node['format']!r} is not imported")
+        for key, value in node.items():
+            if key == "$ref" or (isinstance(key, str) and key.startswith("x-amazon")):
+                continue
+            # "properties" maps names to schemas: a property may be called "example"
+            child_is_schema = in_schema or key in ("schema", "schemas")
+            if in_schema and key == "properties" and isinstance(value, Mapping):
+                for name, schema in value.items():
+                    walk(schema, f"{where}/properties/{name}", True)
+                continue
+            walk(value, f"{where}/{key}", child_is_schema)
+
+    walk({k: v for k, v in document.items() if k != "components"}, "", False)
+    components = document.get("components") or {}
+    for section in components:
+        if section not in ("schemas", "securitySchemes"):
+            problems.append(
+                f"/components/{section}: API Gateway imports components/schemas (and "
+                "securitySchemes) only; inline these where they are used"
+            )
+    for name, schema in (components.get("schemas") or {}).items():
+        if not re.fullmatch(r"[A-Za-z0-9]+", str(name)):
+            problems.append(f"/components/schemas/{name}: a model name must be alphanumeric")
+        walk(schema, f"/components/schemas/{name}", True)
+    responses = document.get("x-amazon-apigateway-gateway-responses") or {}
+    for response_type, response in responses.items():
+        code = response.get("statusCode") if isinstance(response, Mapping) else None
+        if code is not None and not (isinstance(code, str) and _STATUS_CODE.fullmatch(code)):
+            problems.append(
+                f"/x-amazon-apigateway-gateway-responses/{response_type}: statusCode {code!r} "
+                'must be a string such as "400"'
+            )
+    for path in document.get("paths") or {}:
+        for segment in str(path).strip("/").split("/"):
+            if segment and not _PATH_SEGMENT.fullmatch(segment):
+                problems.append(
+                    f"/paths/{path}: segment {segment!r}: a path parameter must be a whole "
+                    "segment, and segments hold letters, digits, '-', '.', ',' and '_'"
+                )
+    return problems
+
+
 def operation_ids(spec: Mapping[str, Any]) -> list[str]:
     """Every operationId of the document, in document order."""
     return [
@@ -224,6 +311,12 @@ class RestApi(pulumi.ComponentResource):
         super().__init__("mlserve:index:RestApi", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         spec = load_openapi(args.spec_path)
+        # At preview already: what API Gateway's import would refuse (failOnWarnings below).
+        problems = import_problems(spec)
+        if problems:
+            raise ValueError(
+                f"{args.spec_path} would not import into API Gateway: " + "; ".join(problems)
+            )
         region: pulumi.Input[str] = (
             args.region
             if args.region is not None
@@ -236,6 +329,9 @@ class RestApi(pulumi.ComponentResource):
             resolved_region, *arns = values
             integrations = dict(zip(operations, arns, strict=True))
             doc = render_openapi(spec, integrations, auth, resolved_region)
+            rendered = import_problems(doc)
+            if rendered:
+                raise ValueError("the rendered API would not import: " + "; ".join(rendered))
             return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
         self.body = pulumi.Output.all(
@@ -247,6 +343,9 @@ class RestApi(pulumi.ComponentResource):
             body=self.body,
             description="mlserve: predictions from an XGBoost model",
             endpoint_configuration={"types": "REGIONAL"},
+            # A warning of the OpenAPI import (a feature API Gateway ignores) stops the
+            # deployment instead of silently dropping part of a model or route.
+            fail_on_warnings=True,
             opts=child,
         )
         deployment = aws.apigateway.Deployment(

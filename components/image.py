@@ -12,23 +12,34 @@ Two modes:
 
 The tag is a content hash of the build inputs (:func:`build_inputs_hash`: the Dockerfile, the
 ``.dockerignore`` and every file it lets into the context, plus the platform), so an unchanged
-tree keeps its tag and a changed one gets a new tag: immutable tags never collide. The
-``image_uri`` output is the digest-pinned reference (``repo:tag@sha256:...``), so a task
-definition always names exactly the image that was pushed.
+tree keeps its tag and a changed one gets a new tag. The ``image_uri`` output is the digest
+form ``repository@sha256:...`` (:func:`digest_reference`), the form both ECS task definitions
+and Batch job definitions document: a task or job always runs exactly the image that was pushed,
+whatever a tag points at later.
 
-Note: the docker-build provider decides to rebuild from its own context hash. Should it rebuild
-an unchanged tree (reported on some CI runners), pushing the same tag to the immutable repository
-fails with "tag already exists": the update stops instead of replacing the image a running task
-definition names. Any change to a build input gives a new tag.
+Why the tags are MUTABLE: the docker-build provider decides to rebuild from its own context
+hash, and rebuilds an unchanged tree on a runner without its build cache
+(pulumi/pulumi-docker-build#222). The rebuild pushes the same content-hash tag; an IMMUTABLE
+repository rejects that push ("tag already exists") and stops ``pulumi up``. With the digest
+pinned in every definition a moved tag changes nothing that runs: an identical rebuild is a
+no-op (same digest), a non-reproducible one is a new image the definitions move to, and the
+lifecycle policy keeps the previous images (tagged or not) for tasks still running them.
+
+The repository is ``retain_on_delete`` while ``protectData`` is true (it is left in AWS, images
+included, when the container architectures are switched off or the stack destroyed) and
+``force_delete`` otherwise.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import platform as host_platform
 import re
+import shutil
 import stat
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -78,6 +89,107 @@ def ecr_repository_arn(image_uri: str) -> str | None:
     return (
         f"arn:{partition}:ecr:{match['region']}:{match['account']}:repository/{match['repository']}"
     )
+
+
+_TAG_AND_DIGEST: Final = re.compile(
+    r"(?P<name>(?:[^/@]+/)*[^/:@]+)(?::[\w][\w.-]*)?(?P<digest>@sha256:[0-9a-fA-F]{64})"
+)
+
+
+def digest_reference(image: str) -> str:
+    """``registry/repository:tag@sha256:...`` -> ``registry/repository@sha256:...``.
+
+    The two forms ECS task definitions and Batch job definitions document are
+    ``repository:tag`` and ``repository@digest``; a reference with both is Docker's shorthand
+    (the tag is ignored when a digest is given). A reference without a digest is returned as is.
+    """
+    match = _TAG_AND_DIGEST.fullmatch(image)
+    return f"{match['name']}{match['digest']}" if match else image
+
+
+# --- can this machine build the image? ----------------------------------------------------------
+# The host CPU (platform.machine()) -> its Docker platform.
+HOST_PLATFORMS: Final = {
+    "x86_64": "linux/amd64",
+    "amd64": "linux/amd64",
+    "aarch64": "linux/arm64",
+    "arm64": "linux/arm64",
+}
+# Docker platform -> the binfmt_misc handler QEMU registers for it.
+QEMU_HANDLERS: Final = {"linux/arm64": "qemu-aarch64", "linux/amd64": "qemu-x86_64"}
+BINFMT_DIR: Final = Path("/proc/sys/fs/binfmt_misc")
+Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def build_host_problems(
+    target: str,
+    *,
+    which: Callable[[str], str | None] = shutil.which,
+    run: Runner = _run,
+    machine: str | None = None,
+    binfmt_dir: Path = BINFMT_DIR,
+) -> list[str]:
+    """What keeps this machine from building images/scoring for ``target`` (``linux/arm64``
+    or ``linux/amd64``), each with its fix; [] when nothing does.
+
+    The Dockerfile runs ``pip install`` inside the image: on a host of another CPU that needs
+    QEMU user emulation registered with binfmt_misc, or Buildx fails at that step with
+    "exec format error". Buildx lists the platforms its builder can run (``docker buildx
+    inspect``); without that list, the kernel's binfmt_misc handlers decide.
+    """
+    inspected = _buildx_platforms(which, run)
+    if isinstance(inspected, str):
+        return [inspected]
+    host = HOST_PLATFORMS.get((machine or host_platform.machine()).lower())
+    handler = QEMU_HANDLERS.get(target, "")
+    if (
+        host == target
+        or target in inspected
+        or (not inspected and handler and (binfmt_dir / handler).is_file())
+    ):
+        return []
+    cpu = target.split("/", 1)[1]
+    return [
+        f"building the {target} image on this {host or 'unknown'} host needs QEMU emulation "
+        f"for the image's `RUN pip install` (Buildx lists {sorted(inspected) or 'no platforms'}"
+        f", and binfmt_misc has no {handler} handler): register it with `docker run "
+        f"--privileged --rm tonistiigi/binfmt --install {cpu}` (or the qemu-user-static "
+        f"package), or build on a {target} machine, or set mlserve:lambdaArchitecture to the "
+        "host's CPU, or set mlserve:image to a prebuilt image URI"
+    ]
+
+
+def _buildx_platforms(which: Callable[[str], str | None], run: Runner) -> set[str] | str:
+    """The platforms Docker Buildx's builder can run, or the problem that keeps it from
+    answering."""
+    if which("docker") is None:
+        return (
+            "Docker is not installed: the scoring image is built with Docker Buildx. Install "
+            "Docker (with the buildx plugin), or set mlserve:image to a prebuilt image URI"
+        )
+    if run(["docker", "buildx", "version"]).returncode != 0:
+        return (
+            "Docker Buildx is missing (`docker buildx version` failed): install the buildx "
+            "plugin (e.g. the docker-buildx-plugin package), or set mlserve:image"
+        )
+    inspect = run(["docker", "buildx", "inspect"])
+    if inspect.returncode != 0:
+        detail = (inspect.stderr or inspect.stdout).strip().splitlines()
+        return (
+            "the Docker daemon or the Buildx builder does not answer (`docker buildx inspect`: "
+            f"{detail[-1] if detail else 'failed'}): start Docker, or set mlserve:image"
+        )
+    return {
+        item.strip().removesuffix("*")
+        for line in inspect.stdout.splitlines()
+        if line.strip().startswith("Platforms:")
+        for item in line.split(":", 1)[1].split(",")
+        if item.strip()
+    }
 
 
 def build_input_files(root: Path = PROJECT_DIR) -> list[tuple[str, Path]]:
@@ -192,7 +304,7 @@ class ScoringImage(pulumi.ComponentResource):
     ) -> None:
         super().__init__("mlserve:index:ScoringImage", name, None, opts)
         if args.image is not None:
-            self.image_uri = pulumi.Output.from_input(args.image)
+            self.image_uri = pulumi.Output.from_input(digest_reference(args.image))
             given_arn = ecr_repository_arn(args.image)
             self.repository_arn = None if given_arn is None else pulumi.Output.from_input(given_arn)
             self.repository_url = None
@@ -210,14 +322,23 @@ class ScoringImage(pulumi.ComponentResource):
 
     def _build(self, name: str, args: ScoringImageArgs) -> None:
         child = pulumi.ResourceOptions(parent=self)
+        # Say before the build what would make it fail (`python -m mlserve preflight` too).
+        for problem in build_host_problems(args.platform.value):
+            pulumi.log.warn(f"scoring image: {problem}", resource=self)
         repository = aws.ecr.Repository(
             f"{name}-repository",
-            image_tag_mutability="IMMUTABLE",
+            # The content-hash tag names the inputs, the digest pins what runs: a provider
+            # rebuild of unchanged inputs pushes the same tag again, and an IMMUTABLE
+            # repository would refuse it and stop `pulumi up` (module docstring).
+            image_tag_mutability="MUTABLE",
             image_scanning_configuration={"scan_on_push": True},
             encryption_configurations=[{"encryption_type": "AES256"}],
-            # With protectData off the stack owns everything: allow deleting a non-empty repo.
+            # protectData on: the repository and its images stay in AWS when it leaves the
+            # program (a switch away from the container architectures, `pulumi destroy`);
+            # deleting a repository with images fails with RepositoryNotEmptyException.
+            # protectData off: the stack owns everything, images included.
             force_delete=not args.protect_data,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.protect_data),
         )
         aws.ecr.LifecyclePolicy(
             f"{name}-lifecycle",
@@ -248,8 +369,10 @@ class ScoringImage(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        # The digest-pinned reference once pushed; the tag if the provider reports none.
-        self.image_uri = pulumi.Output.all(image.ref, tagged).apply(lambda refs: refs[0] or refs[1])
+        # The digest form (repository@sha256:...) once pushed; the tag if no digest is known.
+        self.image_uri = pulumi.Output.all(repository.repository_url, image.digest, tagged).apply(
+            lambda parts: f"{parts[0]}@{parts[1]}" if parts[1] else parts[2]
+        )
         self.repository_arn = repository.arn
         self.repository_url = repository.repository_url
 

@@ -66,7 +66,7 @@ API_GATEWAY_TIMEOUT_SECONDS: Final = 29
 MODEL_NAME_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9\-_.]*")
 MODEL_VERSION_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-_.]*")
 IMAGE_URI_PATTERN: Final = re.compile(
-    r"[a-z0-9][a-z0-9.\-]*(:[0-9]+)?(/[a-z0-9._\-]+)+(:[\w.\-]+|@sha256:[0-9a-f]{64})?"
+    r"[a-z0-9][a-z0-9.\-]*(:[0-9]+)?(/[a-z0-9._\-]+)+(:[\w.\-]+)?(@sha256:[0-9a-f]{64})?"
 )
 SUBNET_ID_PATTERN: Final = re.compile(r"subnet-[0-9a-f]{8,17}")
 SECURITY_GROUP_ID_PATTERN: Final = re.compile(r"sg-[0-9a-f]{8,17}")
@@ -379,8 +379,9 @@ def _container_values(r: _Reader) -> dict[str, Any]:
     if image is not None and not IMAGE_URI_PATTERN.fullmatch(image):
         r.problem(
             "image",
-            f"{image!r} is not an image URI; allowed: registry/repository[:tag|@sha256:digest] "
-            "or empty (build images/scoring)",
+            f"{image!r} is not an image URI; allowed: registry/repository[:tag][@sha256:digest] "
+            "(with a digest, deployed as registry/repository@sha256:digest) or empty (build "
+            "images/scoring)",
         )
     return {
         "task_cpu": task_cpu,

@@ -173,6 +173,10 @@ def render_definition(
     )
 
 
+# Where vended log groups go (Step Functions logging: "Logging using CloudWatch Logs").
+VENDED_LOGS_PREFIX: Final = "/aws/vendedlogs/states/"
+
+
 @dataclass(frozen=True)
 class StateMachineParts:
     state_machine: aws.sfn.StateMachine
@@ -193,7 +197,13 @@ def state_machine_parts(
     X-Ray tracing, and a role with exactly ``policy``; children ``{name}-state-machine-*``."""
     child = pulumi.ResourceOptions(parent=parent)
     log_group = aws.cloudwatch.LogGroup(
-        f"{name}-state-machine-logs", retention_in_days=log_retention_days, opts=child
+        f"{name}-state-machine-logs",
+        # AWS advises /aws/vendedlogs/ for vended log groups: for any other name, Step Functions
+        # adds the group to the account's CloudWatch Logs resource policy, whose 5,120
+        # characters run out after a few dozen state machines. Auto-named after the prefix.
+        name_prefix=f"{VENDED_LOGS_PREFIX}{name}-",
+        retention_in_days=log_retention_days,
+        opts=child,
     )
     role = aws.iam.Role(
         f"{name}-state-machine-role",

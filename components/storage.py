@@ -162,8 +162,15 @@ class ModelStore(pulumi.ComponentResource):
                 ),
                 bucket_key_enabled=True,
             )
+        # One configuration change of the bucket at a time: S3 answers 409 OperationAborted
+        # ("A conflicting conditional operation is currently in progress") to concurrent ones,
+        # so each sub-resource waits for the one before (versioning, encryption, public access
+        # block, ownership, policy), and the objects for all of them.
         encryption = aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-encryption", bucket=bucket.id, rules=[rule], opts=child
+            f"{name}-encryption",
+            bucket=bucket.id,
+            rules=[rule],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
         )
         public_access = aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access",
@@ -172,19 +179,19 @@ class ModelStore(pulumi.ComponentResource):
             block_public_policy=True,
             ignore_public_acls=True,
             restrict_public_buckets=True,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[encryption]),
         )
         ownership = aws.s3.BucketOwnershipControls(
             f"{name}-ownership",
             bucket=bucket.id,
             rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]),
         )
         bucket_policy = aws.s3.BucketPolicy(
             f"{name}-tls-only",
             bucket=bucket.id,
             policy=bucket.arn.apply(lambda arn: json.dumps(policies.tls_only_bucket_policy(arn))),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ownership]),
         )
 
         self.model_key = contract.model_key(args.model_name, args.model_version)
@@ -231,7 +238,11 @@ class ModelStore(pulumi.ComponentResource):
             self.onnx_uri = pulumi.Output.concat("s3://", onnx_object.bucket, "/", onnx_key)
             self.onnx_object_arn = pulumi.Output.concat(bucket.arn, "/", onnx_key)
 
-        self.bucket_name = bucket.bucket
+        # Whatever else writes to the bucket (the Lambda package objects, the job-config
+        # notification of stepfunctions-batch) gets its name once the configuration is done.
+        self.bucket_name = pulumi.Output.all(bucket.bucket, bucket_policy.id).apply(
+            lambda values: str(values[0])
+        )
         self.bucket_arn = bucket.arn
         self.model_sha256 = sha256
         self.model_version = args.model_version

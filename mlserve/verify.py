@@ -2,7 +2,8 @@
 
 1. pytest runs tests/verify (the long checks marked ``verify`` as well as the fast ones) with
    ``MLSERVE_VERIFY_REPORT`` pointing at a JSON-lines file; each check records its figures there
-   (tests/verify/report.py): least privilege, fuzzing, faults, load.
+   (tests/verify/report.py): least privilege (with the call sites of runtime/ reached per
+   identity: reached / total, 0 unreached), fuzzing, faults, load.
 2. pip-audit audits every pinned requirement set we ship or build with: the Lambda layers, the
    scoring image and the development constraints (meanwhile, beside step 1).
 3. One table per architecture, then the audit's findings. The exit status is non-zero when a
@@ -31,6 +32,11 @@ FIGURES: dict[str, str] = {
     "calls_denied": "denied",
     "unused_grants": "unused grants",
     "policy_findings": "linter findings",
+    # runtime/'s AWS call sites x the identities that make them (tests/verify/call_sites.py),
+    # printed as one "reached/total" row
+    "call_sites_reached": "call sites",
+    "call_sites_total": "call sites total",
+    "call_sites_unreached": "sites unreached",
     "fuzz_cases": "fuzz cases",
     "fuzz_failures": "fuzz failures",
     "faults_passed": "faults passed",
@@ -140,7 +146,13 @@ def _print_summary(
     for arch in architectures:  # "stepfunctions-" on a line of its own: no name is cut short
         table.add_column(arch.replace("stepfunctions-", "stepfunctions-\n"), justify="right")
     for name, header in FIGURES.items():
-        table.add_row(header, *(str(figures[arch].get(name, 0)) for arch in architectures))
+        if name == "call_sites_total":
+            continue
+        cells = [str(figures[arch].get(name, 0)) for arch in architectures]
+        if name == "call_sites_reached":  # reached/total
+            totals = (figures[arch].get("call_sites_total", 0) for arch in architectures)
+            cells = [f"{cell}/{total}" for cell, total in zip(cells, totals, strict=True)]
+        table.add_row(header, *cells)
     console.print(table)
 
     audit_table = Table(title="dependency audit (pip-audit, exact pins)")

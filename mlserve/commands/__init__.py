@@ -14,6 +14,7 @@ from mlserve.commands import (
     jobs,
     local,
     predict,
+    preflight,
     train_example,
     verify,
 )
@@ -26,6 +27,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     jobs,
     bench,
     verify,
+    preflight,
     cost,
 )
 

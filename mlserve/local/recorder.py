@@ -17,6 +17,10 @@ The identities:
   :func:`entrypoint`), which installs the same hook and then runs the module as ``__main__``.
   runtime/ knows nothing of this.
 
+Each call also records its call site in runtime/ (``site``: the innermost runtime/ frame's path
+and line, which mlserve/callsites.py maps to a named site); a request boto3's S3 transfer threads
+send for ``upload_file`` gets the site of that ``upload_file`` call.
+
 Calls made by nobody of the stack (the emulator provisioning, the tests' own checks) are not
 recorded. One line per call *attempt*, before it is sent: a call that fails still needed its grant.
 Each emulator start also writes a ``stack`` line: the ARNs the policies are built from.
@@ -249,6 +253,28 @@ _SERVICES = {
 }
 
 
+_ACTION_PREFIXES = {"stepfunctions": "states"}
+_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("s3", "ListObjectsV2"): ("s3:ListBucket",),
+    ("s3", "ListObjects"): ("s3:ListBucket",),
+}
+_ACTIONS |= {("s3", op): (action,) for op, action in _S3_OBJECT_ACTIONS.items()}
+_ACTIONS |= {
+    ("s3", "CopyObject"): ("s3:GetObject", "s3:PutObject"),
+    ("lambda", "Invoke"): ("lambda:InvokeFunction",),
+    ("sts", "GetCallerIdentity"): (),
+}
+
+
+def iam_actions(service: str, operation: str) -> tuple[str, ...]:
+    """The IAM actions an API operation is authorised as (whatever the resource), as
+    :func:`authorisations` maps them: ``("s3", "HeadObject")`` -> ``("s3:GetObject",)``."""
+    found = _ACTIONS.get((service, operation))
+    if found is not None:
+        return found
+    return (f"{_ACTION_PREFIXES.get(service, service)}:{operation}",)
+
+
 def authorisations(service: str, operation: str, params: dict[str, Any]) -> list[Authorisation]:
     """What IAM evaluates for one API call: ``[(action, resource, condition keys), ...]``.
 
@@ -304,10 +330,22 @@ def _write(line: dict[str, Any]) -> None:
         out.write(text)
 
 
+def _site(client: Any) -> dict[str, Any] | None:
+    """Where in runtime/ this call was made: the innermost runtime/ frame of this thread, else
+    (a transfer thread of boto3's S3 upload_file) the site of the transfer using ``client``."""
+    from mlserve.callsites import runtime_frames
+
+    found = next(runtime_frames(sys._getframe(3)), None)
+    if found is None:
+        return _transfer_sites.get(id(client))
+    return {"path": found[0], "line": found[1]}
+
+
 def _record(client: Any, operation: str, params: dict[str, Any]) -> None:
     identity = _identity(client)
     if identity is not None:
-        _write(_line(identity, client.meta.service_model.service_name, operation, params))
+        service = client.meta.service_model.service_name
+        _write(_line(identity, service, operation, params, site=_site(client)))
 
 
 def _line(
@@ -343,7 +381,7 @@ def _record_presign(signer: Any, request: dict[str, Any], operation: str) -> Non
     service = str(getattr(signer, "signing_name", "") or "s3")
     bucket, _, key = unquote(urlsplit(str(request.get("url", ""))).path).lstrip("/").partition("/")
     params = {"Bucket": bucket, "Key": key}
-    _write(_line(identity, service, operation, params, presigned=True))
+    _write(_line(identity, service, operation, params, presigned=True, site=_site(signer)))
 
 
 def _install(path: str) -> None:
@@ -371,6 +409,35 @@ def _install(path: str) -> None:
 
         BaseClient._make_api_call = _make_api_call
         RequestSigner.generate_presigned_url = generate_presigned_url
+        _install_transfer_sites()
+
+
+_transfer_sites: dict[int, dict[str, Any]] = {}  # id(client) -> the running transfer's site
+
+
+def _install_transfer_sites() -> None:
+    """While ``S3Transfer.upload_file``/``download_file`` run, the requests their worker
+    threads send with the transfer's client belong to the calling runtime/ site."""
+    from boto3.s3.transfer import S3Transfer
+
+    from mlserve.callsites import runtime_frames
+
+    for name in ("upload_file", "download_file"):
+        original = getattr(S3Transfer, name)
+        _installed[f"transfer.{name}"] = original
+
+        def wrapper(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            client = getattr(getattr(self, "_manager", None), "_client", None)
+            found = next(runtime_frames(sys._getframe(1)), None)
+            if client is None or found is None:
+                return __original(self, *args, **kwargs)
+            _transfer_sites[id(client)] = {"path": found[0], "line": found[1]}
+            try:
+                return __original(self, *args, **kwargs)
+            finally:
+                _transfer_sites.pop(id(client), None)
+
+        setattr(S3Transfer, name, wrapper)
 
 
 def uninstall() -> None:
@@ -382,6 +449,10 @@ def uninstall() -> None:
         original = _installed.pop("original", None)
         if original is not None:
             BaseClient._make_api_call = original
+            from boto3.s3.transfer import S3Transfer
+
+            for name in ("upload_file", "download_file"):
+                setattr(S3Transfer, name, _installed.pop(f"transfer.{name}"))
         original_presign = _installed.pop("original_presign", None)
         if original_presign is not None:
             RequestSigner.generate_presigned_url = original_presign

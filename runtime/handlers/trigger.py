@@ -13,8 +13,10 @@ For every record of the S3 event:
    - invalid: a FAILED record (``invalid_job_config`` with the reason) is put the same way and
      the object is moved to ``jobs/rejected/<name>.json`` (copy + delete).
 
-An object that cannot be read (other than gone: a duplicate of an already rejected config) raises,
-so Lambda's asynchronous retries try again.
+An object that is gone (a duplicate of an already rejected config, or a config deleted before the
+trigger ran: S3 answers 403 AccessDenied, not 404, to a role without ``s3:ListBucket``) is done
+with outcome ``ignored`` and the reason, logged as a warning. Any other read error raises, so
+Lambda's asynchronous retries try again.
 
 Environment: JOB_TABLE, DATA_BUCKET, STATE_MACHINE_ARN, MODEL_URI (or MODEL_METADATA_URI) for the
 model version, POWERTOOLS_*. Clients (injectable with :func:`configure`): dynamodb, s3,
@@ -113,10 +115,10 @@ def handle_object(  # noqa: PLR0911 - one return per outcome
         logger.info("duplicate event: the job exists already")
         return {"key": key, "job_id": job_id, "outcome": DUPLICATE}
     s3 = ctx.client("s3")
-    body = _read(s3, bucket, key)
+    body, gone = _read(s3, bucket, key)
     if body is None:  # gone: moved to jobs/rejected/ by an earlier delivery, or deleted
-        logger.info("the config object is gone; nothing to do")
-        return {"key": key, "job_id": job_id, "outcome": IGNORED}
+        logger.warning("the config object is gone; nothing to do", extra={"reason": gone})
+        return {"key": key, "job_id": job_id, "outcome": IGNORED, "reason": gone}
     job = store.new_job(
         job_id,
         architecture=contract.ARCH_STEPFUNCTIONS_BATCH,
@@ -160,13 +162,32 @@ def _start(ctx: RuntimeContext, job: Job, key: str) -> dict[str, str] | None:
     return None
 
 
-def _read(s3: Any, bucket: str, key: str) -> bytes | None:
+# What S3 answers for a missing key: 404 NoSuchKey to a caller with s3:ListBucket on the bucket,
+# 403 AccessDenied to one without (the GetObject API reference). The trigger has no ListBucket:
+# it would reveal every key of the bucket (other jobs' inputs and results), and a grant limited
+# by ``s3:prefix`` does not count (GetObject carries no prefix). Its only object grant is
+# GetObject on jobs/*, so a 403 there means the config is gone (deleted, or moved to
+# jobs/rejected/ by an earlier delivery) and retrying could never succeed.
+GONE_CODES: Final = {
+    "NoSuchKey": "the object does not exist (NoSuchKey)",
+    "404": "the object does not exist (404)",
+    "AccessDenied": (
+        "S3 answered AccessDenied: without s3:ListBucket that is its answer for a missing key, "
+        "so the config was deleted before the trigger ran"
+    ),
+    "403": "S3 answered 403: without s3:ListBucket that is its answer for a missing key",
+}
+
+
+def _read(s3: Any, bucket: str, key: str) -> tuple[bytes | None, str]:
+    """(the config's bytes, "") or (None, why it is taken as gone); other errors raise."""
     try:
-        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read(MAX_CONFIG_BYTES + 1))
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read(MAX_CONFIG_BYTES + 1)
+        return bytes(body), ""
     except Exception as exc:
         code = str((getattr(exc, "response", None) or {}).get("Error", {}).get("Code", ""))
-        if code in ("NoSuchKey", "404"):
-            return None
+        if code in GONE_CODES:
+            return None, GONE_CODES[code]
         raise
 
 

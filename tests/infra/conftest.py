@@ -139,6 +139,8 @@ def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, d
     """Plausible (id, outputs) for a resource: its inputs plus what AWS would compute."""
     out: dict[str, Any] = dict(inputs)
     phys = str(inputs.get("name") or physical_name(name))
+    if not inputs.get("name") and inputs.get("namePrefix"):  # the provider: prefix + unique id
+        phys = f"{inputs['namePrefix']}{hashlib.sha256(name.encode()).hexdigest()[:26]}"
     rid = phys
     if typ == "aws:s3/bucket:Bucket":
         bucket = str(inputs.get("bucket") or phys)

@@ -182,7 +182,7 @@ def test_stack_outputs(ecs_run: StackRun) -> None:
     assert exports["ecsCluster"] == ecs_run.one(CLUSTER).outputs["name"]
     assert exports["scoringLogGroup"] == ecs_run.named("scoring-logs").outputs["name"]
     assert exports["jobApiLogGroup"] == ecs_run.named("lambda-ecs-logs").outputs["name"]
-    assert exports["imageUri"] == ecs_run.one(IMAGE).outputs["ref"]
+    assert exports["imageUri"].endswith("@" + ecs_run.one(IMAGE).outputs["digest"])
     assert ecs_run.secret_exports == {"apiKey"}
 
 

@@ -341,16 +341,17 @@ def container(run: StackRun) -> dict[str, Any]:
     return definition
 
 
-def test_repository_is_immutable_scanned_encrypted(built: StackRun) -> None:
+def test_repository_is_scanned_encrypted_and_retained(built: StackRun) -> None:
+    """Tags MUTABLE and the repository retained: tests/infra/test_hardening.py says why."""
     repository = built.one(REPOSITORY, "scoring-image-repository")
     assert repository.parent == built.one("mlserve:index:ScoringImage").urn
     assert repository.inputs == {
-        "imageTagMutability": "IMMUTABLE",
+        "imageTagMutability": "MUTABLE",
         "imageScanningConfiguration": {"scanOnPush": True},
         "encryptionConfigurations": [{"encryptionType": "AES256"}],
         "forceDelete": False,
     }
-    assert repository.retain_on_delete is None
+    assert repository.retain_on_delete is True
 
 
 def test_repository_may_be_force_deleted_when_data_is_unprotected(
@@ -409,10 +410,8 @@ def test_registry_credentials_come_from_ecr_and_stay_secret(built: StackRun) -> 
 
 def test_image_uri_is_the_digest_pinned_reference(built: StackRun) -> None:
     image = built.one(IMAGE)
-    ref = image.outputs["ref"]
-    assert re.fullmatch(
-        rf"{re.escape(ECR_REGISTRY)}/[\w-]+:[0-9a-f]{{20}}@sha256:[0-9a-f]{{64}}", ref
-    )
+    ref = f"{built.one(REPOSITORY).outputs['repositoryUrl']}@{image.outputs['digest']}"
+    assert re.fullmatch(rf"{re.escape(ECR_REGISTRY)}/[\w-]+@sha256:[0-9a-f]{{64}}", ref)
     assert built.exports["imageUri"] == ref
     assert container(built)["image"] == ref
     outputs = built.component_outputs[built.one("mlserve:index:ScoringImage").urn]

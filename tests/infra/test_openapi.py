@@ -10,6 +10,7 @@ import pytest
 from components.api import (
     LambdaTarget,
     RestApiArgs,
+    import_problems,
     lambda_integration_uri,
     load_openapi,
     operation_ids,
@@ -188,3 +189,101 @@ def test_only_json_bodies_carry_a_model(spec: dict[str, Any]) -> None:
     assert "schema" in content["application/json"]
     assert "text/csv" in content
     assert "schema" not in content["text/csv"]
+
+
+# --- the API Gateway import rules (runtime/openapi.yaml's header) ---------------------------------
+ALL_OPERATIONS = ("health", "predict", "submit_job", "get_job", "cancel_job")
+
+
+@pytest.mark.parametrize("auth", ["api-key", "iam", "none"])
+def test_the_document_imports_into_api_gateway_cleanly(spec: dict[str, Any], auth: str) -> None:
+    """What components/api.py deploys with failOnWarnings: no feature API Gateway's REST import
+    ignores or refuses, in the source nor in what is rendered from it."""
+    assert import_problems(spec) == []
+    rendered = render_openapi(spec, dict.fromkeys(ALL_OPERATIONS, FN), auth, REGION)
+    assert import_problems(rendered) == []
+
+
+ERROR_SCHEMA = {"$ref": "#/components/schemas/Error"}
+
+
+def _doc(**changes: Any) -> dict[str, Any]:
+    """A minimal importable document, with ``changes`` merged in at the top level."""
+    doc: dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {"title": "t", "version": "1"},
+        "paths": {
+            "/jobs/{id}": {
+                "get": {
+                    "operationId": "get_job",
+                    "responses": {
+                        "200": {
+                            "description": "ok",
+                            "content": {"application/json": {"schema": ERROR_SCHEMA}},
+                        }
+                    },
+                }
+            }
+        },
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    # a property may be called like a keyword
+                    "properties": {"example": {"type": "string"}, "code": {"type": "string"}},
+                }
+            }
+        },
+        "x-amazon-apigateway-gateway-responses": {"THROTTLED": {"statusCode": "429"}},
+    }
+    doc.update(changes)
+    return doc
+
+
+def _with_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    doc = _doc()
+    doc["components"]["schemas"]["Row"] = schema
+    return doc
+
+
+def test_a_minimal_document_imports() -> None:
+    assert import_problems(_doc()) == []
+
+
+@pytest.mark.parametrize(
+    ("doc", "found"),
+    [
+        (_with_schema({"anyOf": [{"type": "array"}, {"type": "object"}]}), "'anyOf'"),
+        (_with_schema({"type": "array", "items": {"oneOf": [{"type": "number"}]}}), "'oneOf'"),
+        (_with_schema({"type": "object", "additionalProperties": False}), "additionalProperties"),
+        (_with_schema({"type": "integer", "format": "int64"}), "format 'int64'"),
+        (_with_schema({"type": "number", "exclusiveMinimum": True}), "exclusiveMinimum"),
+        (
+            _doc(
+                paths={
+                    "/health": {
+                        "get": {"responses": {"500": {"$ref": "#/components/responses/Error"}}}
+                    }
+                }
+            ),
+            "$ref '#/components/responses/Error'",
+        ),
+        (
+            _doc(paths={"/p": {"post": {"parameters": [{"$ref": "#/components/parameters/K"}]}}}),
+            "$ref '#/components/parameters/K'",
+        ),
+        (
+            _doc(components={"schemas": {}, "responses": {"Error": {"description": "x"}}}),
+            "/components/responses",
+        ),
+        (_doc(components={"schemas": {"Job_Status": {"type": "string"}}}), "alphanumeric"),
+        (
+            _doc(**{"x-amazon-apigateway-gateway-responses": {"THROTTLED": {"statusCode": 429}}}),
+            "statusCode 429 must be a string",
+        ),
+        (_doc(paths={"/jobs/job-{id}": {}}), "segment 'job-{id}'"),
+    ],
+)
+def test_each_import_rule_finds_its_violation(doc: dict[str, Any], found: str) -> None:
+    problems = import_problems(doc)
+    assert len(problems) == 1 and found in problems[0], problems

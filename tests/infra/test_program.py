@@ -199,7 +199,10 @@ def test_bucket_blocks_public_access_and_is_versioned_encrypted_tls_only(
             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
         }
     ]
-    assert default_run.one(PUBLIC_ACCESS).urn in policy.dependencies
+    # after the public access block (and the rest: test_hardening.py orders them all)
+    ownership = default_run.one("aws:s3/bucketOwnershipControls:BucketOwnershipControls")
+    assert ownership.urn in policy.dependencies
+    assert default_run.one(PUBLIC_ACCESS).urn in ownership.dependencies
 
 
 def test_model_object_is_the_model_file_with_its_sha256(

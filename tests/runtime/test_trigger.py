@@ -280,3 +280,50 @@ def test_a_start_failure_records_the_job_failed(env: Trigger) -> None:
     job = env.store.require(result["job_id"])
     assert job.status == contract.STATUS_FAILED
     assert job.error is not None and job.error.code == "task_not_started"
+
+
+class _WithoutListBucket:
+    """moto's S3 as AWS answers a role without ``s3:ListBucket`` (the trigger's): GetObject of
+    a missing key is 403 AccessDenied, not 404 NoSuchKey (S3 GetObject API reference)."""
+
+    def __init__(self, s3: Any) -> None:
+        self._s3 = s3
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+    def get_object(self, **params: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self._s3.get_object(**params)
+        except self._s3.exceptions.NoSuchKey:
+            error = {"Code": "AccessDenied", "Message": "Access Denied"}
+            raise ClientError(
+                {"Error": error, "ResponseMetadata": {"HTTPStatusCode": 403}}, "GetObject"
+            ) from None
+
+
+def test_a_config_deleted_before_the_trigger_ran_is_gone_not_retried(env: Trigger) -> None:
+    """S3 answers 403 for the deleted config (no s3:ListBucket, by least privilege): the event
+    is done, with the reason, and no job is recorded, instead of raising for Lambda to retry
+    until it gives up."""
+    trigger.configure(
+        env={
+            contract.ENV_JOB_TABLE: TABLE,
+            contract.ENV_DATA_BUCKET: BUCKET,
+            contract.ENV_STATE_MACHINE_ARN: env.machine,
+            contract.ENV_MODEL_URI: MODEL_URI,
+        },
+        clients={
+            "dynamodb": env.dynamodb,
+            "s3": _WithoutListBucket(env.s3),
+            "stepfunctions": env.sfn,
+        },
+    )
+    evt = env.upload("short-lived.json", VALID)
+    env.s3.delete_object(Bucket=BUCKET, Key="jobs/short-lived.json")
+    (result,) = env.fire(evt)
+    assert result["outcome"] == trigger.IGNORED
+    assert "AccessDenied" in result["reason"] and "s3:ListBucket" in result["reason"]
+    assert job_count(env.dynamodb) == 0 and env.executions() == []

@@ -13,7 +13,10 @@ emulator's own ARNs, the way the components call those functions, and asserts:
 (b) every (action, resource) a policy grants is used by some recorded call, except the grants
     :func:`not_exercised` names, each with the reason the emulator cannot exercise it;
 (c) parliament (with its community auditors) finds nothing in any generated policy, except the
-    findings :data:`ACCEPTED_FINDINGS` justifies.
+    findings :data:`ACCEPTED_FINDINGS` justifies;
+(d) every AWS call site of runtime/ (mlserve/callsites.py reads them from the code) is reached
+    once per identity that makes it (tests/verify/call_sites.py), per architecture: a recorded
+    call from an unlisted site or by an unlisted identity, and a pair never reached, fail.
 
 Why conditions are evaluated here: moto's evaluator (moto 5.2, policy_conditions.py) evaluates
 only ``StringEquals`` and treats every other operator (``ArnEquals``, ``StringLike``) as
@@ -41,11 +44,13 @@ import pytest
 from moto.iam.access_control import IAMPolicyStatement, PermissionResult
 
 from components import policies
+from mlserve import callsites
 from mlserve.local import Emulator, recorder
 from mlserve.local.architectures import KNOWN_ARCHITECTURES
 from mlserve.local.aws import ACCOUNT_ID, REGION
 from mlserve.local.recorder import RECORD_ENV
 from runtime import contract
+from tests.verify.call_sites import CALLERS, NOT_REACHED
 from tests.verify.report import record
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -362,11 +367,6 @@ _MULTIPART_ABORT = (
     "boto3's upload_file aborts a multipart upload that failed midway (parts over 8 MB); the "
     "emulator's parts are small single PutObjects and nothing fails an upload midway"
 )
-_CANCEL_RACE = (
-    "SubmitBatchJob terminates the job it just submitted only when a cancel lands between its "
-    "read of the record (which refuses a cancelled job) and its update: a race with no "
-    "deterministic trigger (RunECS's twin path is exercised: it runs the task first)"
-)
 
 
 def not_exercised(role: str, action: str) -> str | None:
@@ -382,8 +382,6 @@ def not_exercised(role: str, action: str) -> str | None:
         return _IMAGE_PULL
     if role == "batch-job" and action == "s3:AbortMultipartUpload":
         return _MULTIPART_ABORT
-    if role == "submit-batch-job" and action == "batch:TerminateJob":
-        return _CANCEL_RACE
     return None
 
 
@@ -498,6 +496,12 @@ class Verdict:
     unused: dict[str, list[str]]
     findings: dict[str, list[str]]
     problems: list[str]
+    # (d) the call sites of runtime/, once per identity that makes them (tests/verify/
+    # call_sites.py): per architecture, how many (site, identity) pairs there are, how many
+    # the recording reached, and the ones it did not (NOT_REACHED's excused ones apart)
+    sites_total: Counter[str]
+    sites_reached: Counter[str]
+    unreached: dict[str, list[str]]
 
 
 def _call_architecture(stack: Stack, role: str) -> str:
@@ -529,6 +533,8 @@ def verify(recording: Recording) -> Verdict:
                         single.update(Action=[action], Resource=[resource])
                         patterns.append((key, {"Version": "2012-10-17", "Statement": [single]}))
 
+    sites = callsites.inventory()
+    reached: set[tuple[str, str, str]] = set()  # (site, role, architecture)
     for call in recording.calls:
         try:
             stack, role = recording.owner(call["identity"])
@@ -537,6 +543,9 @@ def verify(recording: Recording) -> Verdict:
             continue
         arch = _call_architecture(stack, role)
         checked[arch] += 1
+        site_problem = _reach(call, role, arch, sites, reached)
+        if site_problem:
+            problems.append(site_problem)
         if "error" in call:
             problems.append(f"{role}: {call['error']}")
             continue
@@ -571,7 +580,54 @@ def verify(recording: Recording) -> Verdict:
             rejected, _ = lint(policy)
             for arch in ROLE_ARCHITECTURES[role] if rejected else ():
                 findings[arch] += [f"{role_key}: {text}" for text in rejected]
-    return Verdict(checked, dict(denied), dict(unused), dict(findings), problems)
+    total, hit, unreached = _site_coverage(reached)
+    return Verdict(
+        checked, dict(denied), dict(unused), dict(findings), problems, total, hit, unreached
+    )
+
+
+def _reach(
+    call: Mapping[str, Any],
+    role: str,
+    arch: str,
+    sites: list[callsites.CallSite],
+    reached: set[tuple[str, str, str]],
+) -> str | None:
+    """Note the call site a recorded call was made from; a problem when it is at none."""
+    where = call.get("site")
+    if where is None:
+        if role.endswith("state-machine"):
+            return None  # moto's Step Functions engine: not runtime/ code
+        return f"{role}: {call['service']}:{call['operation']} made from no runtime/ frame"
+    site = callsites.site_at(sites, where["path"], where["line"])
+    if site is None:
+        return (
+            f"{role}: {call['service']}:{call['operation']} from {where['path']}:{where['line']}, "
+            "which mlserve/callsites.py does not list as a call site"
+        )
+    if role not in CALLERS.get(site.name, ()):
+        return f"{role} made the call at {site.name}: tests/verify/call_sites.py does not say so"
+    reached.add((site.name, role, arch))
+    return None
+
+
+def _site_coverage(
+    reached: set[tuple[str, str, str]],
+) -> tuple[Counter[str], Counter[str], dict[str, list[str]]]:
+    """Per architecture: (site, identity) pairs, those reached, and those neither reached nor
+    named in NOT_REACHED."""
+    total: Counter[str] = Counter()
+    hit: Counter[str] = Counter()
+    unreached: dict[str, list[str]] = defaultdict(list)
+    for site, roles in CALLERS.items():
+        for role in roles:
+            for arch in ROLE_ARCHITECTURES[role]:
+                total[arch] += 1
+                if (site, role, arch) in reached:
+                    hit[arch] += 1
+                elif (site, role) not in NOT_REACHED:
+                    unreached[arch].append(f"{site} as {role}")
+    return total, hit, dict(unreached)
 
 
 # --- a synthetic stack: every identity, both polling modes (fast tests) ---
@@ -726,6 +782,7 @@ def test_every_generated_policy_passes_the_linter() -> None:
 # --- paths the e2e suite does not take ---
 
 BIG_ROWS = 60_000  # rows whose predictions outgrow the job item (MAX_INLINE_ITEM_BYTES)
+SPILLED_ROWS = 5_000  # rows (30 features) that outgrow the job item themselves: spilled
 JOB_TIMEOUT = 240.0
 
 
@@ -792,19 +849,74 @@ def _run_ecs_for_a_cancelled_job(emulator: Emulator) -> None:
     assert "task_arn" in run_ecs.invoke({"job_id": job.job_id})
 
 
+def _submit_batch_job_for_a_job_cancelled_meanwhile(emulator: Emulator) -> None:
+    """SubmitBatchJob read the record (PENDING), and the job is cancelled while Batch accepts
+    the job: the record it updates is CANCELLED, so it terminates the job it just submitted.
+    The cancel is made deterministic by doing it inside moto's Batch SubmitJob."""
+    from moto.batch.models import batch_backends
+
+    from mlserve.local.aws import ACCOUNT_ID as ACCOUNT
+    from runtime.jobs import JobStore, new_job_id
+
+    store = JobStore(emulator.client("dynamodb"), emulator.table)
+    job = store.new_job(
+        new_job_id(),
+        architecture=contract.ARCH_STEPFUNCTIONS_BATCH,
+        model_version="v",
+        input_uri=f"s3://{emulator.bucket}/inputs/lp.csv",
+        output_uri=f"s3://{emulator.bucket}/results/lp-cancel/",
+        format="csv",
+        shards=1,
+        priority="low",
+    )
+    store.create(job)
+    backend: Any = batch_backends[ACCOUNT][REGION]
+    submit = backend.submit_job
+
+    def cancel_then_submit(*args: Any, **kwargs: Any) -> Any:
+        store.transition(job.job_id, contract.STATUS_CANCELLED, expected=[contract.STATUS_PENDING])
+        return submit(*args, **kwargs)
+
+    backend.submit_job = cancel_then_submit
+    try:
+        (function,) = [f for f in emulator.functions if function_role(f.name) == "submit-batch-job"]
+        assert "batch_job_id" in function.invoke({"job_id": job.job_id})
+    finally:
+        backend.submit_job = submit
+    assert store.require(job.job_id).status == contract.STATUS_CANCELLED
+
+
 def _batch_paths(emulator: Emulator) -> None:
     """stepfunctions-batch: inline rows POSTed to /jobs are staged under inputs/; a job config
     whose execution cannot start (the state machine is gone) is recorded FAILED."""
     import time
 
     api = _Client(emulator)
-    accepted = api.request("POST", "/jobs", json={"instances": _rows(emulator, 20)})
+    # 20 rows fit the job item; SPILLED_ROWS do not: the job API spills them to
+    # inputs/{id}.json and the launcher reads them back to stage them (s3:GetObject)
+    for count in (20, SPILLED_ROWS):
+        accepted = api.request("POST", "/jobs", json={"instances": _rows(emulator, count)})
+        assert accepted.status_code == 202, accepted.text
+        job = api.wait_terminal(accepted.json()["job_id"])
+        assert job["status"] == contract.STATUS_SUCCEEDED, job
+
+    s3 = emulator.client("s3")
+    header = ",".join(emulator.model.metadata["feature_names"])
+    # an input given as a prefix: the Batch job lists it (s3:ListBucket with s3:prefix)
+    rows = "\n".join(",".join(str(v) for v in row) for row in _rows(emulator, 3))
+    for part in ("a", "b"):
+        body = f"{header}\n{rows}\n".encode()
+        s3.put_object(Bucket=emulator.bucket, Key=f"inputs/lp-dir/{part}.csv", Body=body)
+    directory = {
+        "input_uri": f"s3://{emulator.bucket}/inputs/lp-dir/",
+        "output_uri": f"s3://{emulator.bucket}/results/lp-dir/",
+        "format": "csv",
+    }
+    accepted = api.request("POST", "/jobs", json=directory)
     assert accepted.status_code == 202, accepted.text
     job = api.wait_terminal(accepted.json()["job_id"])
     assert job["status"] == contract.STATUS_SUCCEEDED, job
 
-    s3 = emulator.client("s3")
-    header = ",".join(emulator.model.metadata["feature_names"])
     s3.put_object(Bucket=emulator.bucket, Key="inputs/lp.csv", Body=f"{header}\n".encode())
     emulator.client("stepfunctions").delete_state_machine(
         stateMachineArn=emulator.outputs["batchStateMachineArn"]
@@ -825,6 +937,7 @@ def _batch_paths(emulator: Emulator) -> None:
     assert result["outcome"] != "rejected", result  # a valid config: its start failed
     failed = api.request("GET", f"/jobs/{result['job_id']}").json()
     assert failed["status"] == contract.STATUS_FAILED, failed
+    _submit_batch_job_for_a_job_cancelled_meanwhile(emulator)
 
 
 def exercise_paths_beyond_the_e2e_suite(model_dir: Path) -> None:
@@ -836,7 +949,9 @@ def exercise_paths_beyond_the_e2e_suite(model_dir: Path) -> None:
     ) as emu:
         _big_prediction(emu, "lp-stepfunctions-ecs")
         _run_ecs_for_a_cancelled_job(emu)
-    with Emulator().start(contract.ARCH_STEPFUNCTIONS_BATCH, model_dir=model_dir) as emu:
+    with Emulator().start(
+        contract.ARCH_STEPFUNCTIONS_BATCH, model_dir=model_dir, max_rows=SPILLED_ROWS
+    ) as emu:
         _batch_paths(emu)
 
 
@@ -884,6 +999,7 @@ def test_every_recorded_call_is_allowed_and_every_grant_used(
     assert verdict.denied == {}, e2e
     assert verdict.unused == {}, e2e
     assert verdict.findings == {}
+    assert verdict.unreached == {}, verdict.unreached
     for architecture in KNOWN_ARCHITECTURES:
         assert verdict.calls_checked[architecture] > 0, architecture
         record(
@@ -893,6 +1009,9 @@ def test_every_recorded_call_is_allowed_and_every_grant_used(
             calls_denied=0,
             unused_grants=0,
             policy_findings=0,
+            call_sites_reached=verdict.sites_reached[architecture],
+            call_sites_total=verdict.sites_total[architecture],
+            call_sites_unreached=0,
         )
 
 
@@ -926,3 +1045,103 @@ def test_a_call_is_recorded_as_what_iam_authorises() -> None:
     ]
     with pytest.raises(recorder.UnmappedCall, match="s3:PutBucketPolicy"):
         authorise("s3", "PutBucketPolicy", {"Bucket": "b", "Policy": "{}"})
+
+
+def test_the_batch_job_api_may_read_back_the_rows_it_spilled() -> None:
+    """stepfunctions-batch: rows too big for the job item are spilled by the job API to
+    ``inputs/{id}.json`` and read back by StepFunctionsBatchLauncher.start (GetObject) to stage
+    them as JSON lines; without the grant every such request failed "input was not staged"."""
+    from runtime.jobs import input_uri_for
+    from runtime.launchers import staged_input_key
+
+    api = synthetic_stack("lambda").policies()["batch-job-api"]
+    spilled = input_uri_for("models-bucket", "job-1").removeprefix("s3://")
+    ((action, resource, _),) = recorder.authorisations(
+        "s3", "GetObject", {"Bucket": "models-bucket", "Key": spilled.split("/", 1)[1]}
+    )
+    assert is_allowed(api, action, resource)
+    # nothing more: not the staged JSON lines, not results, not another prefix
+    for key in (staged_input_key("job-1"), "results/job-1/part-0.csv", "jobs/x.json"):
+        assert not is_allowed(api, "s3:GetObject", f"arn:aws:s3:::models-bucket/{key}"), key
+
+
+# --- the call-site inventory (fast: make test) ---
+
+
+def test_every_call_site_of_runtime_is_listed_with_its_callers() -> None:
+    """A new boto3 call in runtime/ fails here until tests/verify/call_sites.py names the
+    identities that make it (and `make verify` then proves each reaches it); a removed one
+    fails until its entry goes."""
+    found = {site.name for site in callsites.inventory()}
+    listed = set(CALLERS)
+    assert found - listed == set(), "call sites with no caller listed in call_sites.py"
+    assert listed - found == set(), "call_sites.py lists call sites runtime/ no longer has"
+    code_roles = FUNCTION_ROLES | {"ecs-task", "batch-job"}
+    for site, roles in CALLERS.items():
+        assert roles and len(set(roles)) == len(roles), site
+        assert set(roles) <= code_roles, (site, set(roles) - code_roles)
+    pairs = {(site, role) for site, roles in CALLERS.items() for role in roles}
+    assert set(NOT_REACHED) <= pairs
+    assert all(NOT_REACHED.values())  # every excused pair says why
+
+
+def test_every_caller_is_granted_the_actions_of_its_call_sites() -> None:
+    """The policy components/policies.py builds for each identity allows the IAM actions of the
+    call sites it makes, on some resource: a caller added to call_sites.py without its grant
+    fails here already (the recorded suites of `make verify` check the exact resources)."""
+    sites = {site.name: site for site in callsites.inventory()}
+    stack = synthetic_stack("lambda")
+    found = stack.policies()
+    missing = []
+    for name, roles in CALLERS.items():
+        site = sites[name]
+        for role in roles:
+            granted = {
+                action
+                for statement in _statements(found[role])
+                if statement["Effect"] == "Allow"
+                for action in _as_list(statement["Action"])
+            }
+            for action in recorder.iam_actions(site.service, site.api_operation):
+                if action not in granted:
+                    missing.append(f"{role} lacks {action} for {name}")
+    assert missing == []
+
+
+def test_the_inventory_reads_boto3_calls_from_the_code(tmp_path: Path) -> None:
+    source = tmp_path / "runtime" / "example.py"
+    source.parent.mkdir()
+    source.write_text(
+        "def stage(s3, store, rows):\n"
+        "    s3.put_object(Bucket='b', Key='k', Body=b'')\n"
+        "    s3.put_object(Bucket='b', Key='k2', Body=b'')\n"
+        "    url = s3.generate_presigned_url('get_object', Params={})  # signs locally\n"
+        "    store.get_item('not a client: positional')\n"
+        "    for page in s3.get_paginator('list_objects_v2').paginate(\n"
+        "        Bucket='b', Prefix='p/'\n"
+        "    ):\n"
+        "        pass\n"
+        "    s3.upload_file('/tmp/f', 'b', 'k')\n"
+        "\n"
+        "class Store:\n"
+        "    def get(self, job_id):\n"
+        "        return self.dynamodb.get_item(TableName='t', Key={})\n",
+        encoding="utf-8",
+    )
+    sites = callsites.sites_in(source, tmp_path)
+    assert [s.name for s in sites] == [
+        "runtime/example.py::stage::put_object",
+        "runtime/example.py::stage::put_object#2",
+        "runtime/example.py::stage::list_objects_v2",
+        "runtime/example.py::stage::upload_file",
+        "runtime/example.py::Store.get::get_item",
+    ]
+    assert [(s.service, s.api_operation) for s in sites][2:] == [
+        ("s3", "ListObjectsV2"),
+        ("s3", "PutObject"),
+        ("dynamodb", "GetItem"),
+    ]
+    # a paginator's requests are sent from the for statement's line, inside the call's span
+    assert callsites.site_at(sites, "runtime/example.py", 6) == sites[2]
+    assert callsites.site_at(sites, "runtime/example.py", 7) == sites[2]
+    assert callsites.site_at(sites, "runtime/example.py", 5) is None
