@@ -20,6 +20,8 @@ ENV_MODEL_SHA256: Final = "MODEL_SHA256"  # hex digest the loader verifies
 ENV_MODEL_CACHE_DIR: Final = "MODEL_CACHE_DIR"  # where the model is cached (default /tmp/mlserve)
 ENV_MAX_ROWS: Final = "MAX_ROWS"  # most rows accepted inline by /predict
 ENV_ALLOW_MISSING: Final = "ALLOW_MISSING"  # "true": null/NaN/Infinity are passed as missing
+# "error" (a 400) or "missing": a value outside a categorical feature's categories
+ENV_UNKNOWN_CATEGORY: Final = "UNKNOWN_CATEGORY"
 ENV_JOB_TABLE: Final = "JOB_TABLE"
 ENV_ARCHITECTURE: Final = "ARCHITECTURE"  # which architecture a job API function serves
 ENV_MODEL_METADATA_URI: Final = "MODEL_METADATA_URI"  # s3://.../metadata.json (feature schema)

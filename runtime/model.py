@@ -1,6 +1,9 @@
 """Load the model from S3 and predict, with the xgboost or the onnx engine (one interface).
 
-- ``xgboost`` (the reference): XGBoost's own JSON and UBJSON formats, ``Booster.inplace_predict``.
+- ``xgboost`` (the reference): XGBoost's own JSON and UBJSON formats, ``Booster.inplace_predict``
+  (``gblinear`` models, which it does not support, predict through a ``DMatrix``: the very
+  ``Booster.predict``). Categorical features are recoded with the categories the model stores
+  (runtime/categories.py) before they reach XGBoost.
 - ``onnx`` (issue 8): the ``model.onnx`` converted and verified against XGBoost at deploy time
   (components/engine.py), run by onnxruntime on one thread. This path never imports xgboost (the
   onnx Lambda layer has none): feature names, objective and classes come from the ONNX model's
@@ -21,8 +24,8 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -30,6 +33,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from runtime import contract
+from runtime.categories import CATEGORICAL, Categories, categories_by_feature, model_categories
 from runtime.contract import parse_model_key
 
 if TYPE_CHECKING:
@@ -66,9 +70,13 @@ class ModelInfo:
     objective: str
     num_class: int
     engine: str = contract.ENGINE_XGBOOST
+    booster: str = "gbtree"  # gbtree, dart or gblinear
+    feature_types: tuple[str, ...] = ()  # XGBoost's feature types ("c": categorical); () unknown
+    # categorical feature name -> its categories (recorded in the model, or in metadata.json)
+    categories: Mapping[str, Categories] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        info: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "sha256": self.sha256,
@@ -77,6 +85,9 @@ class ModelInfo:
             "objective": self.objective,
             "engine": self.engine,
         }
+        if self.categories:
+            info["categories"] = {n: list(c.values) for n, c in self.categories.items()}
+        return info
 
 
 class LoadedModel:
@@ -100,14 +111,24 @@ class LoadedModel:
 
 
 class XGBoostModel(LoadedModel):
-    """The reference engine: ``Booster.inplace_predict``."""
+    """The reference engine: ``Booster.inplace_predict``, or ``Booster.predict`` on a DMatrix for
+    ``gblinear`` (XGBoost's inplace prediction supports only tree boosters). Both use every
+    tree (a dart model's dropout applies only to training) and the model's base_score."""
 
     def __init__(self, booster: xgboost.Booster, info: ModelInfo) -> None:
         super().__init__(info)
         self.booster = booster
+        if info.booster == "gblinear":
+            self._predict = self._predict_dmatrix  # type: ignore[method-assign]
 
     def _predict(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster.inplace_predict(rows))
+
+    def _predict_dmatrix(self, rows: np.ndarray) -> np.ndarray:
+        import xgboost as xgb
+
+        matrix = xgb.DMatrix(rows, missing=np.nan, nthread=1)
+        return np.asarray(self.booster.predict(matrix, validate_features=False))
 
 
 class OnnxModel(LoadedModel):
@@ -153,14 +174,52 @@ def detect_format(head: bytes) -> str:
     raise ModelUnavailable("the model object is neither XGBoost JSON nor UBJSON")
 
 
-def _model_info(booster: xgboost.Booster, name: str, version: str, sha256: str) -> ModelInfo:
-    config = json.loads(booster.save_config())
-    learner = config.get("learner", {})
-    objective = str(learner.get("objective", {}).get("name", "unknown"))
-    num_class = int(learner.get("learner_model_param", {}).get("num_class", "0") or 0)
+def describe_booster(booster: xgboost.Booster) -> dict[str, Any]:
+    """What the API and metadata.json say about a loaded model: feature names (``f0``... when
+    the model has none) and types, objective, booster, classes, outputs per row, and the
+    categories it stores (runtime/categories.py). Raises ValueError for stored categories it
+    cannot read."""
+    learner = json.loads(booster.save_config()).get("learner", {})
+    params = learner.get("learner_model_param", {})
     num_features = int(booster.num_features())
-    names = booster.feature_names or [f"f{i}" for i in range(num_features)]
-    return ModelInfo(name, version, sha256, num_features, tuple(names), objective, num_class)
+    names = list(booster.feature_names or [f"f{i}" for i in range(num_features)])
+    types = list(booster.feature_types or ["float"] * num_features)
+    described: dict[str, Any] = {
+        "feature_names": names,
+        "feature_types": types,
+        "num_features": num_features,
+        "objective": str(learner.get("objective", {}).get("name", "unknown")),
+        "booster": str(learner.get("gradient_booster", {}).get("name", "gbtree")),
+        "num_class": int(params.get("num_class", "0") or 0),
+        "num_target": int(params.get("num_target", "1") or 1),
+        "categories": {},
+    }
+    if CATEGORICAL in types:
+        document = json.loads(bytes(booster.save_raw("json")))
+        described["categories"] = model_categories(document, names)
+    return described
+
+
+def model_info(
+    described: Mapping[str, Any], name: str, version: str, sha256: str, engine: str
+) -> ModelInfo:
+    """The :class:`ModelInfo` of a model described by :func:`describe_booster` or metadata.json
+    (ValueError when its categories are not valid)."""
+    names = tuple(str(n) for n in described["feature_names"])
+    types = tuple(str(t) for t in described.get("feature_types") or ())
+    return ModelInfo(
+        name=name,
+        version=version,
+        sha256=sha256,
+        num_features=len(names),
+        feature_names=names,
+        objective=str(described.get("objective", "unknown")),
+        num_class=int(described.get("num_class", 0) or 0),
+        engine=engine,
+        booster=str(described.get("booster", "gbtree")),
+        feature_types=types,
+        categories=categories_by_feature(names, types, described.get("categories")),
+    )
 
 
 def sha256_file(path: Path) -> str:
@@ -250,7 +309,11 @@ def _load_xgboost(path: Path, uri: str, name: str, version: str, sha256: str) ->
     except xgb.core.XGBoostError as exc:
         path.unlink(missing_ok=True)
         raise ModelUnavailable(f"XGBoost could not load {uri}: {str(exc).splitlines()[0]}") from exc
-    return XGBoostModel(booster, _model_info(booster, name, version, sha256))
+    try:
+        info = model_info(describe_booster(booster), name, version, sha256, contract.ENGINE_XGBOOST)
+    except ValueError as exc:
+        raise ModelUnavailable(f"{uri}: {exc}") from exc
+    return XGBoostModel(booster, info)
 
 
 def onnx_session_options() -> Any:
