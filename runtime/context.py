@@ -174,6 +174,7 @@ class RuntimeContext:
                         lambda: self.client("s3"),
                         Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR,
                         engine=self.get(contract.ENV_MODEL_ENGINE),
+                        categories=self.get(contract.ENV_MODEL_CATEGORIES),
                     )
         return self._model_cache
 

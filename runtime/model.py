@@ -266,11 +266,14 @@ def load_model(
     s3: Any,
     cache_dir: Path = DEFAULT_CACHE_DIR,
     engine: str | None = None,
+    *,
+    categories: Mapping[str, Any] | None = None,
 ) -> LoadedModel:
     """Download (or reuse the cached copy of) the model at ``uri``, verify it, load it.
 
     ``engine`` (MODEL_ENGINE) must match the object: ``onnx`` loads ``model.onnx``, ``xgboost``
-    ``model.ubj``; None picks the engine from the object's name.
+    ``model.ubj``; None picks the engine from the object's name. ``categories``
+    (MODEL_CATEGORIES) are those recorded at deploy time for a model that stores none.
     """
     try:
         bucket, key = parse_s3_uri(uri)
@@ -297,10 +300,18 @@ def load_model(
         )
     if engine == contract.ENGINE_ONNX:
         return _load_onnx(cached, uri, name, version, expected)
-    return _load_xgboost(cached, uri, name, version, expected)
+    return _load_xgboost(cached, uri, name, version, expected, categories=categories)
 
 
-def _load_xgboost(path: Path, uri: str, name: str, version: str, sha256: str) -> XGBoostModel:
+def _load_xgboost(
+    path: Path,
+    uri: str,
+    name: str,
+    version: str,
+    sha256: str,
+    *,
+    categories: Mapping[str, Any] | None = None,
+) -> XGBoostModel:
     import xgboost as xgb
 
     booster = xgb.Booster()
@@ -310,7 +321,10 @@ def _load_xgboost(path: Path, uri: str, name: str, version: str, sha256: str) ->
         path.unlink(missing_ok=True)
         raise ModelUnavailable(f"XGBoost could not load {uri}: {str(exc).splitlines()[0]}") from exc
     try:
-        info = model_info(describe_booster(booster), name, version, sha256, contract.ENGINE_XGBOOST)
+        described = describe_booster(booster)
+        if categories and not described["categories"]:
+            described["categories"] = categories
+        info = model_info(described, name, version, sha256, contract.ENGINE_XGBOOST)
     except ValueError as exc:
         raise ModelUnavailable(f"{uri}: {exc}") from exc
     return XGBoostModel(booster, info)
@@ -404,14 +418,28 @@ class ModelCache:
         s3_factory: Callable[[], Any],
         cache_dir: Path = DEFAULT_CACHE_DIR,
         engine: str | None = None,
+        *,
+        categories: str | None = None,
     ) -> None:
         self._uri = uri
+        self._categories = categories
         self._engine = engine
         self._sha256 = sha256
         self._s3_factory = s3_factory
         self._cache_dir = cache_dir
         self._model: LoadedModel | None = None
         self._lock = threading.Lock()
+
+    def _recorded_categories(self) -> dict[str, Any] | None:
+        if not self._categories or not self._categories.strip():
+            return None
+        try:
+            recorded = json.loads(self._categories)
+        except ValueError as exc:
+            raise ModelUnavailable(f"{contract.ENV_MODEL_CATEGORIES} is not JSON: {exc}") from exc
+        if not isinstance(recorded, dict):
+            raise ModelUnavailable(f"{contract.ENV_MODEL_CATEGORIES} is not a JSON object")
+        return recorded
 
     def get(self) -> LoadedModel:
         model = self._model
@@ -422,6 +450,11 @@ class ModelCache:
                 if not self._uri or not self._sha256:
                     raise ModelUnavailable("MODEL_URI and MODEL_SHA256 must be set")
                 self._model = load_model(
-                    self._uri, self._sha256, self._s3_factory(), self._cache_dir, self._engine
+                    self._uri,
+                    self._sha256,
+                    self._s3_factory(),
+                    self._cache_dir,
+                    self._engine,
+                    categories=self._recorded_categories(),
                 )
             return self._model

@@ -30,7 +30,7 @@ DESIGN_KEYS = {
     "taskCpu", "taskMemory", "image", "polling", "pollIntervalSeconds", "syncWaitSeconds",
     "batchComputeType", "batchMaxVcpus", "jobAttempts", "apiAuth", "throttleRate",
     "throttleBurst", "subnetIds", "securityGroupIds", "logRetentionDays", "protectData",
-    "maxRows", "allowMissing", "engine",
+    "maxRows", "allowMissing", "engine", "unknownCategory",
 }  # fmt: skip
 
 

@@ -605,6 +605,7 @@ def test_job_api_function(sfn_run: StackRun, tiny_model: Path) -> None:
         "MODEL_METADATA_URI": f"s3://{bucket}/{metadata_key}",
         "MAX_ROWS": "10000",
         "ALLOW_MISSING": "false",
+        "UNKNOWN_CATEGORY": "error",
         "JOB_TTL_DAYS": str(contract.DEFAULT_JOB_TTL_DAYS),
         "ECS_CLUSTER": sfn_run.one(CLUSTER).outputs["arn"],
         "ECS_TASK_DEFINITION": sfn_run.one(TASK_DEFINITION).outputs["arn"],
