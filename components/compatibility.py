@@ -113,17 +113,17 @@ def _categories(
         return stored, ("model" if stored else None)
     if not isinstance(given, dict):
         raise ModelRefused(f"{local}: categories must be an object of feature -> list")
+    try:
+        categories_by_feature(described["feature_names"], described["feature_types"], given)
+    except ValueError as exc:
+        raise ModelRefused(f"{local}: {exc}") from exc
     if stored:
-        if any(list(given.get(name, values)) != list(values) for name, values in stored.items()):
+        if any(list(values) != stored.get(name, list(values)) for name, values in given.items()):
             raise ModelRefused(
                 f"{local} records categories that differ from those the model stores: remove "
                 "them from the metadata file (the model's own are used)"
             )
         return stored, "model"
-    try:
-        categories_by_feature(described["feature_names"], described["feature_types"], given)
-    except ValueError as exc:
-        raise ModelRefused(f"{local}: {exc}") from exc
     if len(categories_environment(given)) > MAX_CATEGORIES_ENV_BYTES:
         raise ModelRefused(
             f"{local}: the categories recorded there take more than {MAX_CATEGORIES_ENV_BYTES} "

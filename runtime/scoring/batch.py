@@ -430,7 +430,8 @@ def feature_matrix(
         if column.null_count and not allow_missing:
             raise BatchFailure(f"feature column {name!r} has missing values (ALLOW_MISSING is off)")
         by_feature[j] = column.to_numpy(zero_copy_only=False)  # nulls: NaN
-    if not allow_missing and not np.isfinite(by_feature).all():
+    numeric = [j for j, name in enumerate(features) if name not in (categories or {})]
+    if not allow_missing and not np.isfinite(by_feature[numeric]).all():
         raise BatchFailure("the input has non-finite feature values (ALLOW_MISSING is off)")
     return np.ascontiguousarray(by_feature.T)
 
