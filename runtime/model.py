@@ -74,6 +74,15 @@ class ModelInfo:
     feature_types: tuple[str, ...] = ()  # XGBoost's feature types ("c": categorical); () unknown
     # categorical feature name -> its categories (recorded in the model, or in metadata.json)
     categories: Mapping[str, Categories] = field(default_factory=dict)
+    num_target: int = 1  # outputs of a multi-output or multi-quantile model
+
+    @property
+    def outputs(self) -> int:
+        """Predictions per row: the class probabilities of multi:softprob, the targets (or
+        quantiles) of a multi-output model, else 1."""
+        if self.objective == "multi:softprob":
+            return self.num_class
+        return 1 if self.objective == "multi:softmax" else self.num_target
 
     def as_dict(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -219,6 +228,7 @@ def model_info(
         booster=str(described.get("booster", "gbtree")),
         feature_types=types,
         categories=categories_by_feature(names, types, described.get("categories")),
+        num_target=int(described.get("num_target", 1) or 1),
     )
 
 

@@ -648,7 +648,7 @@ def score_shard(
                     batch, first_row, piece.key if with_object else None, id_column
                 )
                 writer.write(_output_table(ids, id_names, predictions))
-        writer.close(_empty_schema(id_column, with_object, the_model().info.num_class))
+        writer.close(_empty_schema(id_column, with_object, the_model().info.outputs))
         digest = _sha256(part_path)
         key = f"{out_prefix}{contract.part_name(shard, fmt)}"
         s3.upload_file(
@@ -675,14 +675,14 @@ def _ids(
     return [pa.array([key] * batch.num_rows, pa.string()), rows], [OBJECT_COLUMN, ROW_COLUMN]
 
 
-def _empty_schema(id_column: str | None, with_object: bool, num_class: int) -> pa.Schema:
+def _empty_schema(id_column: str | None, with_object: bool, outputs: int) -> pa.Schema:
     """The columns of a part without rows."""
     ids: list[pa.Array] = [pa.array([], pa.string())] * (1 if id_column or with_object else 0)
     names = [id_column] if id_column else [OBJECT_COLUMN] if with_object else []
     if not id_column:
         ids.append(pa.array([], pa.int64()))
         names.append(ROW_COLUMN)
-    shape = (0,) if num_class <= 2 else (0, num_class)
+    shape = (0,) if outputs == 1 else (0, outputs)
     return _output_table(ids, names, np.zeros(shape, np.float32)).schema
 
 
