@@ -9,6 +9,7 @@ start with a message naming why. Whatever the input, no answer is a 5xx.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,50 @@ def test_an_unknown_category_scores_as_missing_when_configured(tmp_path: Path) -
     with started as emulator, serving(emulator) as api:
         rows = [{"x": 0.1, "color": "purple"}, {"x": -2.0, "color": "orange"}]
         assert_served(api.predict_json({"instances": rows}), expected)
+
+
+def test_the_scoring_task_recodes_categories_like_the_predictor(tmp_path: Path) -> None:
+    """lambda-ecs: POST /predict runs the ECS task (job mode), which scores the rows the job API
+    recoded and stored."""
+    booster, names, rows = deploy("categorical", tmp_path)
+    expected = reference(booster, "categorical", tmp_path, rows)
+    with (
+        Emulator().start(contract.ARCH_LAMBDA_ECS, model_dir=tmp_path) as emulator,
+        serving(emulator) as api,
+    ):
+        objects = [dict(zip(names, row, strict=True)) for row in rows]
+        assert_served(api.predict_json({"instances": objects}), expected)
+        response = api.post("/jobs", json={"instances": [{"x": 1.0, "color": "purple"}]})
+        assert_error(response, 400, "unknown_category", "'purple'")
+
+
+def test_a_batch_job_scores_category_names_with_categories_from_metadata(tmp_path: Path) -> None:
+    """stepfunctions-batch, a model of XGBoost 1.7.6 trained on codes: the categories recorded
+    in metadata.json reach the Batch job (MODEL_CATEGORIES), which recodes a CSV of names."""
+    case = "xgboost-1.7.6-categorical-codes"
+    booster, names, rows = deploy(case, tmp_path)
+    expected = reference(booster, case, tmp_path, rows)
+    with (
+        Emulator().start(contract.ARCH_STEPFUNCTIONS_BATCH, model_dir=tmp_path) as emulator,
+        serving(emulator) as api,
+    ):
+        s3 = emulator.client("s3")
+        s3.put_object(Bucket=emulator.bucket, Key="inputs/cat.csv", Body=csv_body(names, rows))
+        accepted = api.post(
+            "/jobs",
+            json={
+                "input_uri": f"s3://{emulator.bucket}/inputs/cat.csv",
+                "output_uri": f"s3://{emulator.bucket}/results/cat/",
+            },
+        )
+        assert accepted.status_code == 202, accepted.text
+        job_url = f"/jobs/{accepted.json()['job_id']}"
+        deadline = time.monotonic() + 120
+        while (job := api.get(job_url).json())["status"] in ("PENDING", "RUNNING"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.5)
+        assert job["status"] == contract.STATUS_SUCCEEDED, job
+        part = s3.get_object(Bucket=emulator.bucket, Key="results/cat/part-00000.csv")
+        lines = part["Body"].read().decode().splitlines()
+    served = np.array([float(line.split(",")[-1]) for line in lines[1:]])
+    np.testing.assert_allclose(served, expected, atol=1e-6)
