@@ -150,6 +150,18 @@ def train_categorical() -> xgb.Booster:
     return xgb.train(params, matrix, 6)
 
 
+def predict_codes(booster: xgb.Booster, matrix: np.ndarray) -> np.ndarray:
+    """``Booster.predict`` of a float matrix (NaN: missing) whose categorical columns hold
+    category codes, as XGBoost takes them from a matrix."""
+    data = xgb.DMatrix(
+        np.asarray(matrix, dtype=np.float32),
+        feature_names=booster.feature_names,
+        feature_types=booster.feature_types,
+        enable_categorical=True,
+    )
+    return np.asarray(booster.predict(data))
+
+
 def save(name: str, out_dir: Path) -> xgb.Booster:
     """Train zoo model ``name`` (or ``categorical``) and save it into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -101,14 +101,7 @@ def reference(booster: xgb.Booster, case: str, model_dir: Path, rows: list[list[
         matrix = np.array(
             [[np.nan if v is None else v for v in row] for row in expected["rows"]], np.float32
         )
-        current = booster.predict(
-            xgb.DMatrix(
-                matrix,
-                feature_names=booster.feature_names,
-                feature_types=booster.feature_types,
-                enable_categorical=True,
-            )
-        )
+        current = model_zoo.predict_codes(booster, matrix)
         # the old version's own predictions too: loading in 3.x changed nothing
         np.testing.assert_allclose(current, np.array(expected["predictions"]), atol=1e-6)
         return current
@@ -195,14 +188,7 @@ def test_an_unknown_category_is_a_400_naming_the_feature_and_the_value(tmp_path:
 
 def test_an_unknown_category_scores_as_missing_when_configured(tmp_path: Path) -> None:
     booster = model_zoo.save("categorical", tmp_path)
-    expected = booster.predict(
-        xgb.DMatrix(
-            np.array([[0.1, np.nan], [-2.0, np.nan]], np.float32),
-            feature_names=booster.feature_names,
-            feature_types=booster.feature_types,
-            enable_categorical=True,
-        )
-    )
+    expected = model_zoo.predict_codes(booster, np.array([[0.1, np.nan], [-2.0, np.nan]]))
     started = Emulator().start(model_dir=tmp_path, unknown_category="missing")
     with started as emulator, serving(emulator) as api:
         rows = [{"x": 0.1, "color": "purple"}, {"x": -2.0, "color": "orange"}]

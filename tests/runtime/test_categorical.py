@@ -116,15 +116,7 @@ def test_unknown_categories_and_nulls_are_missing_where_configured(
     limits = Limits(max_rows=10, allow_missing=True, unknown_category_missing=True)
     rows = parse_body(body, "application/json", schema, limits)
     assert np.isnan(rows[:, 1]).all()
-    missing = np.array([[0.5, np.nan], [-0.5, np.nan]], dtype=np.float32)
-    reference = booster.predict(
-        xgb.DMatrix(
-            missing,
-            feature_names=booster.feature_names,
-            feature_types=booster.feature_types,
-            enable_categorical=True,
-        )
-    )
+    reference = model_zoo.predict_codes(booster, np.array([[0.5, np.nan], [-0.5, np.nan]]))
     np.testing.assert_array_equal(booster.inplace_predict(rows), reference)
     with pytest.raises(PayloadError, match="unknown category 'purple'"):
         parse_body(body, "application/json", schema, Limits(max_rows=10, allow_missing=True))
