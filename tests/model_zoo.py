@@ -47,7 +47,8 @@ class ZooModel:
         extra = self.label(x, rng)
         names = list(FEATURES) if self.named else None
         matrix = xgb.DMatrix(x, feature_names=names, **extra)
-        return xgb.train({"nthread": 1, "max_depth": 3, **self.params}, matrix, self.rounds)
+        trees = {} if self.params.get("booster") == "gblinear" else {"max_depth": 3}
+        return xgb.train({"nthread": 1, **trees, **self.params}, matrix, self.rounds)
 
 
 def _classes(x: np.ndarray, _rng: np.random.Generator) -> dict[str, Any]:

@@ -11,6 +11,7 @@ Names come from runtime.contract, so the runtime finds what this module creates.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -68,12 +69,14 @@ class ModelArtifact:
         metadata_path: Path | None = model_path.parent / contract.MODEL_METADATA_NAME
         given: dict[str, Any] = {}
         if metadata_path is not None and metadata_path.is_file():
-            given = json.loads(metadata_path.read_text())
+            with contextlib.suppress(ValueError):  # model_metadata refuses it, with why
+                given = json.loads(metadata_path.read_text())
         else:
             metadata_path = None
         digest = sha256_file(model_path)
         version = digest[:MODEL_VERSION_LENGTH]
-        model_name = name or str(given.get("name") or model_path.parent.resolve().name)
+        recorded_name = given.get("name") if isinstance(given, dict) else None
+        model_name = name or str(recorded_name or model_path.parent.resolve().name)
         metadata = model_metadata(model_path, model_name, version, digest)
         return cls(model_name, version, digest, model_path, metadata_path, metadata)
 

@@ -145,3 +145,10 @@ def test_the_emulator_finds_model_json_and_computes_the_same_metadata(tmp_path: 
         ModelArtifact.from_dir(tmp_path)
     with pytest.raises(ModelNotFound, match=r"looked for model\.ubj or model\.json"):
         ModelArtifact.from_dir(tmp_path / "absent")
+
+
+def test_a_metadata_file_that_is_not_json_is_refused_naming_it(tmp_path: Path) -> None:
+    model_zoo.save("binary-logistic", tmp_path)
+    (tmp_path / "metadata.json").write_text("{not json")
+    with pytest.raises(ModelRefused, match=r"metadata\.json is not valid JSON"):
+        ModelArtifact.from_dir(tmp_path)
