@@ -17,6 +17,7 @@ import pulumi
 
 from components.api import LambdaTarget, RestApi, RestApiArgs
 from components.batch import BatchScoring, BatchScoringArgs
+from components.compatibility import ModelRefused, model_categories_env, model_metadata
 from components.ecs import EcsScoring, EcsScoringArgs, LambdaEcsPredictor, LambdaEcsPredictorArgs
 from components.engine import Conversion, EngineConversionError, convert_to_onnx
 from components.image import ScoringImage, ScoringImageArgs
@@ -45,10 +46,13 @@ class Containers:
     stack without container architectures creates none of them.
     """
 
-    def __init__(self, settings: Settings, store: ModelStore, table: JobTable) -> None:
+    def __init__(
+        self, settings: Settings, store: ModelStore, table: JobTable, model_categories: str
+    ) -> None:
         self._settings = settings
         self._store = store
         self._table = table
+        self._model_categories = model_categories
 
     @cached_property
     def network(self) -> Network:
@@ -90,6 +94,8 @@ class Containers:
                 task_cpu=s.task_cpu,
                 task_memory=s.task_memory,
                 allow_missing=s.allow_missing,
+                unknown_category=s.unknown_category,
+                model_categories=self._model_categories,
                 log_retention_days=s.log_retention_days,
             ),
         )
@@ -119,6 +125,8 @@ class Containers:
                 max_vcpus=s.batch_max_vcpus,
                 job_attempts=s.job_attempts,
                 allow_missing=s.allow_missing,
+                unknown_category=s.unknown_category,
+                model_categories=self._model_categories,
                 log_retention_days=s.log_retention_days,
             ),
         )
@@ -133,6 +141,7 @@ class Shared:
     table: JobTable
     package: LambdaPackage
     containers: Containers
+    model_categories: str = ""  # MODEL_CATEGORIES (components/compatibility.py)
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,8 @@ def build_lambda(shared: Shared) -> Built:
             timeout=s.lambda_timeout,
             max_rows=s.max_rows,
             allow_missing=s.allow_missing,
+            unknown_category=s.unknown_category,
+            model_categories=shared.model_categories,
             snap_start=s.snap_start,
             provisioned_concurrency=s.provisioned_concurrency,
             log_retention_days=s.log_retention_days,
@@ -209,6 +220,7 @@ def job_api_args(shared: Shared) -> dict[str, Any]:
         "max_rows": s.max_rows,
         "allow_missing": s.allow_missing,
         "presigned_url_seconds": s.presigned_url_seconds,
+        "unknown_category": s.unknown_category,
         "log_retention_days": s.log_retention_days,
     }
 
@@ -279,6 +291,7 @@ def build_stepfunctions_batch(shared: Shared) -> Built:
             max_rows=s.max_rows,
             allow_missing=s.allow_missing,
             presigned_url_seconds=s.presigned_url_seconds,
+            unknown_category=s.unknown_category,
             log_retention_days=s.log_retention_days,
             polling=s.polling,
             poll_interval_seconds=s.poll_interval_seconds,
@@ -345,8 +358,22 @@ def convert_model(settings: Settings) -> Conversion | None:
     return conversion
 
 
+def describe_model(settings: Settings) -> dict[str, Any]:
+    """The metadata.json of the model (components/compatibility.py), before any resource
+    exists: a model mlserve cannot serve stops the deployment here, with the reason."""
+    try:
+        return model_metadata(
+            settings.model_path, settings.model_name, settings.model_version, settings.model_sha256
+        )
+    except ModelRefused as exc:
+        message = f"mlserve:modelPath: cannot serve this model: {exc}"
+        pulumi.log.error(message)
+        raise pulumi.RunError(message) from exc
+
+
 def main() -> None:
     settings = load_settings()
+    metadata = describe_model(settings)
     conversion = convert_model(settings)
 
     store = ModelStore(
@@ -359,6 +386,7 @@ def main() -> None:
             protect_data=settings.protect_data,
             onnx_path=conversion.out_path if conversion else None,
             onnx_sha256=conversion.sha256 if conversion else None,
+            metadata=metadata,
         ),
     )
     table = JobTable("job-table", JobTableArgs(protect_data=settings.protect_data))
@@ -378,7 +406,8 @@ def main() -> None:
         store=store,
         table=table,
         package=package,
-        containers=Containers(settings, store, table),
+        containers=Containers(settings, store, table, model_categories_env(metadata)),
+        model_categories=model_categories_env(metadata),
     )
 
     # Architectures in the configured order; the first one serving an operation gets it.

@@ -161,6 +161,9 @@ class BatchScoringArgs:
     input_prefixes: tuple[str, ...] = (contract.INPUTS_PREFIX,)
     output_prefixes: tuple[str, ...] = (contract.RESULTS_PREFIX,)
     allow_missing: bool = False
+    unknown_category: str = "error"  # mlserve:unknownCategory
+    # MODEL_CATEGORIES: categories recorded in metadata.json for a model that stores none
+    model_categories: str = ""
     log_retention_days: int = 14
 
     def __post_init__(self) -> None:
@@ -233,7 +236,9 @@ class BatchScoringArgs:
             contract.ENV_DATA_BUCKET: self.bucket_name,
             contract.ENV_MODEL_URI: self.model_uri,
             contract.ENV_MODEL_SHA256: self.model_sha256,
-            contract.ENV_ALLOW_MISSING: "true" if self.allow_missing else "false",
+            **contract.input_environment(
+                self.allow_missing, self.unknown_category, self.model_categories
+            ),
         }
 
 

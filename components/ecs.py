@@ -115,6 +115,9 @@ class EcsScoringArgs:
     task_cpu: int = 1024
     task_memory: int = 2048
     allow_missing: bool = False
+    unknown_category: str = "error"  # mlserve:unknownCategory
+    # MODEL_CATEGORIES: categories recorded in metadata.json for a model that stores none
+    model_categories: str = ""
     log_retention_days: int = 14
 
     def __post_init__(self) -> None:
@@ -144,7 +147,9 @@ class EcsScoringArgs:
             contract.ENV_DATA_BUCKET: self.bucket_name,
             contract.ENV_MODEL_URI: self.model_uri,
             contract.ENV_MODEL_SHA256: self.model_sha256,
-            contract.ENV_ALLOW_MISSING: "true" if self.allow_missing else "false",
+            **contract.input_environment(
+                self.allow_missing, self.unknown_category, self.model_categories
+            ),
         }
 
 
@@ -309,6 +314,7 @@ class JobApiArgs:
     memory: int = 1024
     max_rows: int = contract.DEFAULT_MAX_ROWS
     allow_missing: bool = False
+    unknown_category: str = "error"  # mlserve:unknownCategory
     job_ttl_days: int = contract.DEFAULT_JOB_TTL_DAYS
     presigned_url_seconds: int = contract.DEFAULT_PRESIGNED_URL_SECONDS
     log_retention_days: int = 14
@@ -376,7 +382,7 @@ class JobApiArgs:
             contract.ENV_MODEL_SHA256: self.model_sha256,
             contract.ENV_MODEL_METADATA_URI: self.metadata_uri,
             contract.ENV_MAX_ROWS: str(self.max_rows),
-            contract.ENV_ALLOW_MISSING: "true" if self.allow_missing else "false",
+            **contract.input_environment(self.allow_missing, self.unknown_category),
             contract.ENV_JOB_TTL_DAYS: str(self.job_ttl_days),
             contract.ENV_PRESIGNED_URL_SECONDS: str(self.presigned_url_seconds),
             **self.ecs_environment(),

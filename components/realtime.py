@@ -43,6 +43,9 @@ class RealtimePredictorArgs:
     timeout: int = API_GATEWAY_TIMEOUT_SECONDS
     max_rows: int = contract.DEFAULT_MAX_ROWS
     allow_missing: bool = False
+    unknown_category: str = "error"  # mlserve:unknownCategory
+    # MODEL_CATEGORIES: categories recorded in metadata.json for a model that stores none
+    model_categories: str = ""
     snap_start: bool = False
     provisioned_concurrency: int = 0
     log_retention_days: int = 14
@@ -90,7 +93,9 @@ class RealtimePredictorArgs:
             contract.ENV_MODEL_SHA256: self.model_sha256,
             contract.ENV_MODEL_ENGINE: self.engine,
             contract.ENV_MAX_ROWS: str(self.max_rows),
-            contract.ENV_ALLOW_MISSING: "true" if self.allow_missing else "false",
+            **contract.input_environment(
+                self.allow_missing, self.unknown_category, self.model_categories
+            ),
             contract.ENV_POWERTOOLS_SERVICE_NAME: contract.SERVICE_NAME,
             contract.ENV_POWERTOOLS_METRICS_NAMESPACE: contract.METRICS_NAMESPACE,
         }

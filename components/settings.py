@@ -24,6 +24,7 @@ from typing import Any, Final, Literal
 import yaml
 
 from runtime import contract
+from runtime.categories import UNKNOWN_CATEGORY_MODES
 from runtime.model import sha256_file
 
 NAMESPACE: Final = "mlserve"
@@ -214,6 +215,7 @@ class Settings:
     snap_start: bool
     max_rows: int
     allow_missing: bool
+    unknown_category: str
     task_cpu: int
     task_memory: int
     image: str | None
@@ -354,6 +356,7 @@ def _lambda_values(r: _Reader) -> dict[str, Any]:
         "snap_start": snap_start,
         "max_rows": r.integer("maxRows", 1, 100_000, "1-100000"),
         "allow_missing": r.boolean("allowMissing"),
+        "unknown_category": r.choice("unknownCategory", UNKNOWN_CATEGORY_MODES),
     }
 
 

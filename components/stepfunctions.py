@@ -430,6 +430,7 @@ class StepFunctionsBatchPredictorArgs:
     memory: int = 1024
     max_rows: int = contract.DEFAULT_MAX_ROWS
     allow_missing: bool = False
+    unknown_category: str = "error"  # mlserve:unknownCategory
     job_ttl_days: int = contract.DEFAULT_JOB_TTL_DAYS
     presigned_url_seconds: int = contract.DEFAULT_PRESIGNED_URL_SECONDS
     log_retention_days: int = 14
@@ -523,7 +524,7 @@ class StepFunctionsBatchPredictorArgs:
             contract.ENV_MODEL_SHA256: self.model_sha256,
             contract.ENV_MODEL_METADATA_URI: self.metadata_uri,
             contract.ENV_MAX_ROWS: str(self.max_rows),
-            contract.ENV_ALLOW_MISSING: "true" if self.allow_missing else "false",
+            **contract.input_environment(self.allow_missing, self.unknown_category),
             contract.ENV_JOB_TTL_DAYS: str(self.job_ttl_days),
             contract.ENV_PRESIGNED_URL_SECONDS: str(self.presigned_url_seconds),
             contract.ENV_STATE_MACHINE_ARN: state_machine_arn,

@@ -8,8 +8,8 @@ Both live outside the architecture components and keep stable logical names, so 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
+from components.compatibility import model_metadata
 from runtime import contract
 from runtime.model import sha256_file
 
@@ -38,6 +39,8 @@ class ModelStoreArgs:
     # The onnx engine's converted model (components/engine.py), uploaded next to the XGBoost one.
     onnx_path: Path | None = None
     onnx_sha256: str | None = None  # computed from onnx_path when None
+    # metadata.json (components/compatibility.model_metadata); computed from model_path when None
+    metadata: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.model_path.is_file():
@@ -69,50 +72,6 @@ class ModelStoreArgs:
     @property
     def sha256(self) -> str:
         return self.model_sha256 or sha256_file(self.model_path)
-
-
-def model_metadata(model_path: Path, name: str, version: str, sha256: str) -> dict[str, Any]:
-    """The metadata.json stored next to the model object.
-
-    Taken from the ``metadata.json`` beside ``model_path`` when there is one (written by
-    ``python -m mlserve train-example``), else computed by loading the model with XGBoost.
-    A metadata file recording another sha256 describes another model: refused.
-    """
-    metadata: dict[str, Any]
-    local = model_path.parent / contract.MODEL_METADATA_NAME
-    if local.is_file():
-        metadata = json.loads(local.read_text())
-        recorded = metadata.get("sha256")
-        if recorded is not None and recorded != sha256:
-            raise ValueError(
-                f"{local} records sha256 {recorded} but {model_path} has sha256 {sha256}: "
-                "the metadata is stale; retrain (make model) or remove the metadata file"
-            )
-    else:
-        metadata = {}
-    if not {"feature_names", "objective"} <= metadata.keys():
-        metadata = {**_inspect_model(model_path), **metadata}
-    metadata.setdefault("num_features", len(metadata["feature_names"]))
-    metadata.setdefault(
-        "trained_at",
-        datetime.fromtimestamp(model_path.stat().st_mtime, UTC).isoformat(timespec="seconds"),
-    )
-    metadata.update(name=name, version=version, sha256=sha256)
-    return metadata
-
-
-def _inspect_model(model_path: Path) -> dict[str, Any]:
-    import xgboost as xgb
-
-    booster = xgb.Booster(model_file=str(model_path))
-    config = json.loads(booster.save_config())
-    count = booster.num_features()
-    names = booster.feature_names or [f"f{i}" for i in range(count)]
-    return {
-        "feature_names": list(names),
-        "num_features": count,
-        "objective": config["learner"]["objective"]["name"],
-    }
 
 
 class ModelStore(pulumi.ComponentResource):
@@ -210,7 +169,9 @@ class ModelStore(pulumi.ComponentResource):
             metadata={"sha256": sha256},
             opts=after_bucket_setup,
         )
-        metadata = model_metadata(args.model_path, args.model_name, args.model_version, sha256)
+        metadata = args.metadata or model_metadata(
+            args.model_path, args.model_name, args.model_version, sha256
+        )
         aws.s3.BucketObjectv2(
             f"{name}-metadata",
             bucket=bucket.id,

@@ -16,14 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runtime import contract
+from runtime.categories import UNKNOWN_CATEGORY_MODES, UNKNOWN_ERROR, UNKNOWN_MISSING
 from runtime.model import (
     DEFAULT_CACHE_DIR,
     ModelCache,
     ModelInfo,
     ModelUnavailable,
+    model_info,
     parse_s3_uri,
 )
-from runtime.payload import FeatureSchema
+from runtime.payload import FeatureSchema, Limits
 
 if TYPE_CHECKING:
     from runtime.jobs import JobStore
@@ -84,6 +86,26 @@ class RuntimeContext:
     @property
     def allow_missing(self) -> bool:
         return self.flag(contract.ENV_ALLOW_MISSING)
+
+    @property
+    def unknown_category(self) -> str:
+        """mlserve:unknownCategory: ``error`` (a 400) or ``missing``."""
+        value = (self.get(contract.ENV_UNKNOWN_CATEGORY) or UNKNOWN_ERROR).strip().lower()
+        if value not in UNKNOWN_CATEGORY_MODES:
+            raise ConfigurationError(
+                f"environment variable {contract.ENV_UNKNOWN_CATEGORY}={value!r} is not one of "
+                f"{', '.join(UNKNOWN_CATEGORY_MODES)}"
+            )
+        return value
+
+    @property
+    def limits(self) -> Limits:
+        """What a request may hold: max_rows, allow_missing, unknown_category."""
+        return Limits(
+            max_rows=self.max_rows,
+            allow_missing=self.allow_missing,
+            unknown_category_missing=self.unknown_category == UNKNOWN_MISSING,
+        )
 
     def number(self, name: str, default: float) -> float:
         value = self.env.get(name)
@@ -167,6 +189,7 @@ class RuntimeContext:
                         lambda: self.client("s3"),
                         Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR,
                         engine=self.get(contract.ENV_MODEL_ENGINE),
+                        categories=self.get(contract.ENV_MODEL_CATEGORIES),
                     )
         return self._model_cache
 
@@ -188,7 +211,7 @@ class RuntimeContext:
 
     @property
     def feature_schema(self) -> FeatureSchema:
-        return FeatureSchema.of(self.model_info.feature_names)
+        return FeatureSchema.of_model(self.model_info)
 
     # --- the job table -------------------------------------------------------------------------
     @property
@@ -222,7 +245,6 @@ def read_model_info(
         raise ModelUnavailable(f"cannot read the model metadata {metadata_uri}: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("feature_names"), list):
         raise ModelUnavailable(f"{metadata_uri} has no feature_names list")
-    names = tuple(str(n) for n in doc["feature_names"])
     name, version = str(doc.get("name", "")), str(doc.get("version", ""))
     if model_uri:
         try:
@@ -237,12 +259,7 @@ def read_model_info(
             f"{contract.ENV_MODEL_SHA256} is {expected}: redeploy (pulumi up) so both describe "
             "the same model"
         )
-    return ModelInfo(
-        name=name,
-        version=version,
-        sha256=expected or recorded,
-        num_features=len(names),
-        feature_names=names,
-        objective=str(doc.get("objective", "unknown")),
-        num_class=int(doc.get("num_class", 0) or 0),
-    )
+    try:
+        return model_info(doc, name, version, expected or recorded, contract.ENGINE_XGBOOST)
+    except ValueError as exc:
+        raise ModelUnavailable(f"{metadata_uri}: {exc}; redeploy (pulumi up)") from exc

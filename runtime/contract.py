@@ -20,6 +20,11 @@ ENV_MODEL_SHA256: Final = "MODEL_SHA256"  # hex digest the loader verifies
 ENV_MODEL_CACHE_DIR: Final = "MODEL_CACHE_DIR"  # where the model is cached (default /tmp/mlserve)
 ENV_MAX_ROWS: Final = "MAX_ROWS"  # most rows accepted inline by /predict
 ENV_ALLOW_MISSING: Final = "ALLOW_MISSING"  # "true": null/NaN/Infinity are passed as missing
+# "error" (a 400) or "missing": a value outside a categorical feature's categories
+ENV_UNKNOWN_CATEGORY: Final = "UNKNOWN_CATEGORY"
+# JSON {feature: [categories]}: set only when the model stores no categories and metadata.json
+# records them (from the training data); empty otherwise
+ENV_MODEL_CATEGORIES: Final = "MODEL_CATEGORIES"
 ENV_JOB_TABLE: Final = "JOB_TABLE"
 ENV_ARCHITECTURE: Final = "ARCHITECTURE"  # which architecture a job API function serves
 ENV_MODEL_METADATA_URI: Final = "MODEL_METADATA_URI"  # s3://.../metadata.json (feature schema)
@@ -68,9 +73,26 @@ LAMBDA_RUNTIME: Final = "python3.12"
 MODEL_PREFIX: Final = "models/"
 MODEL_OBJECT_NAME: Final = "model.ubj"
 MODEL_METADATA_NAME: Final = "metadata.json"
+# What a local model directory (mlserve local --model-dir) may hold: XGBoost's UBJSON or JSON.
+MODEL_FILE_NAMES: Final = (MODEL_OBJECT_NAME, "model.json")
 JOBS_PREFIX: Final = "jobs/"
 INPUTS_PREFIX: Final = "inputs/"
 RESULTS_PREFIX: Final = "results/"
+
+
+def input_environment(
+    allow_missing: bool, unknown_category: str, model_categories: str = ""
+) -> dict[str, str]:
+    """How a function or container that reads feature values reads them: ALLOW_MISSING,
+    UNKNOWN_CATEGORY and (for the model loaders, when the model stores no categories but
+    metadata.json records them) MODEL_CATEGORIES."""
+    env = {
+        ENV_ALLOW_MISSING: "true" if allow_missing else "false",
+        ENV_UNKNOWN_CATEGORY: unknown_category,
+    }
+    if model_categories:
+        env[ENV_MODEL_CATEGORIES] = model_categories
+    return env
 
 
 def input_key(job_id: str) -> str:

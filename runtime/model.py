@@ -1,6 +1,9 @@
 """Load the model from S3 and predict, with the xgboost or the onnx engine (one interface).
 
-- ``xgboost`` (the reference): XGBoost's own JSON and UBJSON formats, ``Booster.inplace_predict``.
+- ``xgboost`` (the reference): XGBoost's own JSON and UBJSON formats, ``Booster.inplace_predict``
+  (``gblinear`` models, which it does not support, predict through a ``DMatrix``: the very
+  ``Booster.predict``). Categorical features are recoded with the categories the model stores
+  (runtime/categories.py) before they reach XGBoost.
 - ``onnx`` (issue 8): the ``model.onnx`` converted and verified against XGBoost at deploy time
   (components/engine.py), run by onnxruntime on one thread. This path never imports xgboost (the
   onnx Lambda layer has none): feature names, objective and classes come from the ONNX model's
@@ -21,8 +24,8 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -30,6 +33,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from runtime import contract
+from runtime.categories import CATEGORICAL, Categories, categories_by_feature, model_categories
 from runtime.contract import parse_model_key
 
 if TYPE_CHECKING:
@@ -66,9 +70,22 @@ class ModelInfo:
     objective: str
     num_class: int
     engine: str = contract.ENGINE_XGBOOST
+    booster: str = "gbtree"  # gbtree, dart or gblinear
+    feature_types: tuple[str, ...] = ()  # XGBoost's feature types ("c": categorical); () unknown
+    # categorical feature name -> its categories (recorded in the model, or in metadata.json)
+    categories: Mapping[str, Categories] = field(default_factory=dict)
+    num_target: int = 1  # outputs of a multi-output or multi-quantile model
+
+    @property
+    def outputs(self) -> int:
+        """Predictions per row: the class probabilities of multi:softprob, the targets (or
+        quantiles) of a multi-output model, else 1."""
+        if self.objective == "multi:softprob":
+            return self.num_class
+        return 1 if self.objective == "multi:softmax" else self.num_target
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        info: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "sha256": self.sha256,
@@ -77,6 +94,9 @@ class ModelInfo:
             "objective": self.objective,
             "engine": self.engine,
         }
+        if self.categories:
+            info["categories"] = {n: list(c.values) for n, c in self.categories.items()}
+        return info
 
 
 class LoadedModel:
@@ -100,14 +120,24 @@ class LoadedModel:
 
 
 class XGBoostModel(LoadedModel):
-    """The reference engine: ``Booster.inplace_predict``."""
+    """The reference engine: ``Booster.inplace_predict``, or ``Booster.predict`` on a DMatrix for
+    ``gblinear`` (XGBoost's inplace prediction supports only tree boosters). Both use every
+    tree (a dart model's dropout applies only to training) and the model's base_score."""
 
     def __init__(self, booster: xgboost.Booster, info: ModelInfo) -> None:
         super().__init__(info)
         self.booster = booster
+        if info.booster == "gblinear":
+            self._predict = self._predict_dmatrix  # type: ignore[method-assign]
 
     def _predict(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.booster.inplace_predict(rows))
+
+    def _predict_dmatrix(self, rows: np.ndarray) -> np.ndarray:
+        import xgboost as xgb
+
+        matrix = xgb.DMatrix(rows, missing=np.nan, nthread=1)
+        return np.asarray(self.booster.predict(matrix, validate_features=False))
 
 
 class OnnxModel(LoadedModel):
@@ -153,14 +183,53 @@ def detect_format(head: bytes) -> str:
     raise ModelUnavailable("the model object is neither XGBoost JSON nor UBJSON")
 
 
-def _model_info(booster: xgboost.Booster, name: str, version: str, sha256: str) -> ModelInfo:
-    config = json.loads(booster.save_config())
-    learner = config.get("learner", {})
-    objective = str(learner.get("objective", {}).get("name", "unknown"))
-    num_class = int(learner.get("learner_model_param", {}).get("num_class", "0") or 0)
+def describe_booster(booster: xgboost.Booster) -> dict[str, Any]:
+    """What the API and metadata.json say about a loaded model: feature names (``f0``... when
+    the model has none) and types, objective, booster, classes, outputs per row, and the
+    categories it stores (runtime/categories.py). Raises ValueError for stored categories it
+    cannot read."""
+    learner = json.loads(booster.save_config()).get("learner", {})
+    params = learner.get("learner_model_param", {})
     num_features = int(booster.num_features())
-    names = booster.feature_names or [f"f{i}" for i in range(num_features)]
-    return ModelInfo(name, version, sha256, num_features, tuple(names), objective, num_class)
+    names = list(booster.feature_names or [f"f{i}" for i in range(num_features)])
+    types = list(booster.feature_types or ["float"] * num_features)
+    described: dict[str, Any] = {
+        "feature_names": names,
+        "feature_types": types,
+        "num_features": num_features,
+        "objective": str(learner.get("objective", {}).get("name", "unknown")),
+        "booster": str(learner.get("gradient_booster", {}).get("name", "gbtree")),
+        "num_class": int(params.get("num_class", "0") or 0),
+        "num_target": int(params.get("num_target", "1") or 1),
+        "categories": {},
+    }
+    if CATEGORICAL in types:
+        document = json.loads(bytes(booster.save_raw("json")))
+        described["categories"] = model_categories(document, names)
+    return described
+
+
+def model_info(
+    described: Mapping[str, Any], name: str, version: str, sha256: str, engine: str
+) -> ModelInfo:
+    """The :class:`ModelInfo` of a model described by :func:`describe_booster` or metadata.json
+    (ValueError when its categories are not valid)."""
+    names = tuple(str(n) for n in described["feature_names"])
+    types = tuple(str(t) for t in described.get("feature_types") or ())
+    return ModelInfo(
+        name=name,
+        version=version,
+        sha256=sha256,
+        num_features=len(names),
+        feature_names=names,
+        objective=str(described.get("objective", "unknown")),
+        num_class=int(described.get("num_class", 0) or 0),
+        engine=engine,
+        booster=str(described.get("booster", "gbtree")),
+        feature_types=types,
+        categories=categories_by_feature(names, types, described.get("categories")),
+        num_target=int(described.get("num_target", 1) or 1),
+    )
 
 
 def sha256_file(path: Path) -> str:
@@ -207,11 +276,14 @@ def load_model(
     s3: Any,
     cache_dir: Path = DEFAULT_CACHE_DIR,
     engine: str | None = None,
+    *,
+    categories: Mapping[str, Any] | None = None,
 ) -> LoadedModel:
     """Download (or reuse the cached copy of) the model at ``uri``, verify it, load it.
 
     ``engine`` (MODEL_ENGINE) must match the object: ``onnx`` loads ``model.onnx``, ``xgboost``
-    ``model.ubj``; None picks the engine from the object's name.
+    ``model.ubj``; None picks the engine from the object's name. ``categories``
+    (MODEL_CATEGORIES) are those recorded at deploy time for a model that stores none.
     """
     try:
         bucket, key = parse_s3_uri(uri)
@@ -238,10 +310,18 @@ def load_model(
         )
     if engine == contract.ENGINE_ONNX:
         return _load_onnx(cached, uri, name, version, expected)
-    return _load_xgboost(cached, uri, name, version, expected)
+    return _load_xgboost(cached, uri, name, version, expected, categories=categories)
 
 
-def _load_xgboost(path: Path, uri: str, name: str, version: str, sha256: str) -> XGBoostModel:
+def _load_xgboost(
+    path: Path,
+    uri: str,
+    name: str,
+    version: str,
+    sha256: str,
+    *,
+    categories: Mapping[str, Any] | None = None,
+) -> XGBoostModel:
     import xgboost as xgb
 
     booster = xgb.Booster()
@@ -250,7 +330,14 @@ def _load_xgboost(path: Path, uri: str, name: str, version: str, sha256: str) ->
     except xgb.core.XGBoostError as exc:
         path.unlink(missing_ok=True)
         raise ModelUnavailable(f"XGBoost could not load {uri}: {str(exc).splitlines()[0]}") from exc
-    return XGBoostModel(booster, _model_info(booster, name, version, sha256))
+    try:
+        described = describe_booster(booster)
+        if categories and not described["categories"]:
+            described["categories"] = categories
+        info = model_info(described, name, version, sha256, contract.ENGINE_XGBOOST)
+    except ValueError as exc:
+        raise ModelUnavailable(f"{uri}: {exc}") from exc
+    return XGBoostModel(booster, info)
 
 
 def onnx_session_options() -> Any:
@@ -341,14 +428,28 @@ class ModelCache:
         s3_factory: Callable[[], Any],
         cache_dir: Path = DEFAULT_CACHE_DIR,
         engine: str | None = None,
+        *,
+        categories: str | None = None,
     ) -> None:
         self._uri = uri
+        self._categories = categories
         self._engine = engine
         self._sha256 = sha256
         self._s3_factory = s3_factory
         self._cache_dir = cache_dir
         self._model: LoadedModel | None = None
         self._lock = threading.Lock()
+
+    def _recorded_categories(self) -> dict[str, Any] | None:
+        if not self._categories or not self._categories.strip():
+            return None
+        try:
+            recorded = json.loads(self._categories)
+        except ValueError as exc:
+            raise ModelUnavailable(f"{contract.ENV_MODEL_CATEGORIES} is not JSON: {exc}") from exc
+        if not isinstance(recorded, dict):
+            raise ModelUnavailable(f"{contract.ENV_MODEL_CATEGORIES} is not a JSON object")
+        return recorded
 
     def get(self) -> LoadedModel:
         model = self._model
@@ -359,6 +460,11 @@ class ModelCache:
                 if not self._uri or not self._sha256:
                     raise ModelUnavailable("MODEL_URI and MODEL_SHA256 must be set")
                 self._model = load_model(
-                    self._uri, self._sha256, self._s3_factory(), self._cache_dir, self._engine
+                    self._uri,
+                    self._sha256,
+                    self._s3_factory(),
+                    self._cache_dir,
+                    self._engine,
+                    categories=self._recorded_categories(),
                 )
             return self._model

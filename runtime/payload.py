@@ -5,6 +5,11 @@ Accepted forms (DESIGN.md §4):
 - JSON ``{"instances": [{"<feature name>": value, ...}, ...]}``: any order, by name;
 - ``text/csv``: rows of values, with an optional header row of feature names.
 
+A categorical feature whose categories the model records takes a category (a string, or a
+number for number categories) in any of these forms; it is recoded to the code XGBoost splits
+on (runtime/categories.py). An unknown category is a 400 naming the feature and the value, or a
+missing value with ``Limits.unknown_category_missing`` (mlserve:unknownCategory missing).
+
 Every problem raises :class:`PayloadError` carrying an HTTP status, a stable error code and a
 message that says exactly what is wrong and where. Nothing here touches AWS.
 """
@@ -16,14 +21,18 @@ import io
 import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
+from runtime.categories import Categories, CategoryError
 from runtime.contract import MAX_BODY_BYTES
+
+if TYPE_CHECKING:
+    from runtime.model import ModelInfo
 
 JSON_TYPES = ("application/json",)
 CSV_TYPES = ("text/csv", "application/csv")
@@ -48,10 +57,20 @@ class PayloadError(Exception):
 class FeatureSchema:
     names: tuple[str, ...]
     index: Mapping[str, int]
+    # column -> the categories of a categorical feature the model records them for
+    categories: Mapping[int, Categories] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, names: Sequence[str]) -> FeatureSchema:
-        return cls(tuple(names), {n: i for i, n in enumerate(names)})
+    def of(
+        cls, names: Sequence[str], categories: Mapping[str, Categories] | None = None
+    ) -> FeatureSchema:
+        index = {n: i for i, n in enumerate(names)}
+        by_column = {index[name]: c for name, c in (categories or {}).items()}
+        return cls(tuple(names), index, by_column)
+
+    @classmethod
+    def of_model(cls, info: ModelInfo) -> FeatureSchema:
+        return cls.of(info.feature_names, info.categories)
 
     @property
     def count(self) -> int:
@@ -63,6 +82,7 @@ class Limits:
     max_rows: int
     allow_missing: bool = False
     max_body_bytes: int = MAX_BODY_BYTES
+    unknown_category_missing: bool = False  # mlserve:unknownCategory missing
 
 
 def media_type(content_type: str | None) -> str:
@@ -110,7 +130,7 @@ def _text(raw: str | bytes) -> str:
 
 
 def parse_json(text: str, schema: FeatureSchema, limits: Limits) -> np.ndarray:
-    if _only_numbers(text):
+    if not schema.categories and _only_numbers(text):
         matrix = _numeric_matrix(text, schema.count, limits)
         if matrix is not None:
             return matrix
@@ -203,6 +223,10 @@ def _from_lists(rows: list[list[Any]], schema: FeatureSchema, limits: Limits) ->
                 "wrong_feature_count",
                 f"instances[{i}] has {len(row)} values; the model expects {n} features",
             )
+    if schema.categories:
+        codes = _codes(((f"instances[{i}]", row) for i, row in enumerate(rows)), schema, limits)
+        numeric = [[0 if j in schema.categories else v for j, v in enumerate(r)] for r in rows]
+        return _with_codes(_from_lists(numeric, _numeric(schema), limits), codes)
     allowed = _NUMBER_OR_NULL if limits.allow_missing else _NUMBER_TYPES
     if not set(map(type, itertools.chain.from_iterable(rows))) <= allowed:
         for i, row in enumerate(rows):
@@ -238,10 +262,62 @@ def _from_objects(rows: list[dict[str, Any]], schema: FeatureSchema, limits: Lim
                 f"given); {_MISSING_HINT}",
             )
         for name, value in row.items():
+            column = index[name]
+            if column in schema.categories:
+                continue
             _check_value(value, i, name, limits)
             if value is not None:
-                matrix[i, index[name]] = value
-    return _finish(matrix, schema, limits)
+                matrix[i, column] = value
+    if not schema.categories:
+        return _finish(matrix, schema, limits)
+    given = (
+        (f"instances[{i}]", [row.get(name) for name in schema.names]) for i, row in enumerate(rows)
+    )
+    codes = _codes(given, schema, limits)
+    for column in schema.categories:
+        matrix[:, column] = 0.0
+    return _with_codes(_finish(matrix, schema, limits), codes)
+
+
+def _numeric(schema: FeatureSchema) -> FeatureSchema:
+    """The schema without its categories: what the numerical columns are checked with."""
+    return FeatureSchema(schema.names, schema.index)
+
+
+def _codes(
+    rows: Iterator[tuple[str, Sequence[Any]]], schema: FeatureSchema, limits: Limits
+) -> dict[int, np.ndarray]:
+    """Column -> the codes of that categorical feature's values (a row's missing feature or
+    null is NaN where allowed). ``rows`` gives each row's label for messages and its values in
+    the model's feature order."""
+    codes: dict[int, list[float]] = {column: [] for column in schema.categories}
+    for where, values in rows:
+        for column, categories in schema.categories.items():
+            value = values[column]
+            if value is None:
+                if not limits.allow_missing:
+                    raise PayloadError(
+                        "invalid_value",
+                        f"{where} feature {schema.names[column]!r} is null or missing; "
+                        f"{_MISSING_HINT}",
+                    )
+                codes[column].append(math.nan)
+                continue
+            try:
+                codes[column].append(
+                    categories.code(value, unknown_missing=limits.unknown_category_missing)
+                )
+            except CategoryError as exc:
+                raise PayloadError(
+                    exc.code, f"{where} feature {schema.names[column]!r} {exc.message}"
+                ) from None
+    return {column: np.array(values, dtype=np.float32) for column, values in codes.items()}
+
+
+def _with_codes(matrix: np.ndarray, codes: Mapping[int, np.ndarray]) -> np.ndarray:
+    for column, values in codes.items():
+        matrix[:, column] = values
+    return matrix
 
 
 def _check_value(value: Any, row: int, feature: str, limits: Limits) -> None:
@@ -304,7 +380,7 @@ def parse_csv(text: str, schema: FeatureSchema, limits: Limits) -> np.ndarray:
         raise PayloadError("empty_batch", "no rows to score: the CSV body is empty")
     columns: list[int] | None = None
     first = lines[0]
-    if not all(_is_number(cell) for cell in first):
+    if _is_header(first, schema):
         columns = _header_columns(first, schema, limits)
         lines = lines[1:]
     _check_row_count(len(lines), limits)
@@ -321,8 +397,42 @@ def parse_csv(text: str, schema: FeatureSchema, limits: Limits) -> np.ndarray:
             )
         for j, cell in enumerate(row):
             target = columns[j] if columns is not None else j
-            matrix[i, target] = _csv_value(cell, line_no, schema.names[target], limits)
-    return _finish(matrix, schema, limits)
+            if target not in schema.categories:
+                matrix[i, target] = _csv_value(cell, line_no, schema.names[target], limits)
+    if not schema.categories:
+        return _finish(matrix, schema, limits)
+    codes = _codes(_csv_category_cells(lines, columns, schema), schema, limits)
+    for column in schema.categories:
+        matrix[:, column] = 0.0
+    return _with_codes(_finish(matrix, schema, limits), codes)
+
+
+def _csv_category_cells(
+    lines: list[list[str]], columns: list[int] | None, schema: FeatureSchema
+) -> Iterator[tuple[str, list[Any]]]:
+    """Each CSV row's values in the model's feature order (an empty cell or an absent column:
+    None, a missing value), for :func:`_codes`."""
+    offset = 2 if columns is not None else 1
+    for i, row in enumerate(lines):
+        values: list[Any] = [None] * schema.count
+        for j, cell in enumerate(row):
+            target = columns[j] if columns is not None else j
+            values[target] = cell if cell.strip() else None
+        yield f"CSV line {i + offset}", values
+
+
+def _is_header(first: list[str], schema: FeatureSchema) -> bool:
+    """A first row with a cell that is no number is a header, except a row of data whose only
+    such cells are values of categorical features (a row of feature names is a header)."""
+    cells = [cell.strip() for cell in first]
+    if not schema.categories:
+        return not all(_is_number(cell) for cell in cells)
+    if all(cell in schema.index for cell in cells):
+        return True
+    return any(
+        not _is_number(cell) and (j >= schema.count or j not in schema.categories)
+        for j, cell in enumerate(cells)
+    )
 
 
 def _header_columns(header: list[str], schema: FeatureSchema, limits: Limits) -> list[int]:
@@ -369,6 +479,21 @@ def _is_number(cell: str) -> bool:
     except ValueError:
         return not cell.strip()  # an empty cell is a missing value, not a header name
     return True
+
+
+def non_finite_prediction(predictions: np.ndarray) -> PayloadError:
+    """The 422 for a prediction JSON cannot carry (NaN or +-Infinity): the model's output
+    overflowed for these inputs (a linear model given values near float32's limits, the exp of
+    a huge margin). Names the first such row and value."""
+    values = np.asarray(predictions, dtype=np.float64).reshape(len(predictions), -1)
+    bad = np.argwhere(~np.isfinite(values))
+    row, column = (int(v) for v in bad[0]) if bad.size else (0, 0)
+    return PayloadError(
+        "non_finite_prediction",
+        f"the model's prediction for row {row} is {_float_name(values[row, column])}, which "
+        "JSON cannot carry: the row's values are outside the range the model can score",
+        422,
+    )
 
 
 # --- messages ---------------------------------------------------------------------------------

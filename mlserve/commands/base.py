@@ -79,7 +79,7 @@ def add_emulator_options(sub: argparse.ArgumentParser) -> None:
         "--model-dir",
         type=Path,
         default=DEFAULT_MODEL_DIR,
-        help="model.ubj + metadata.json (default: %(default)s)",
+        help="model.ubj or model.json, metadata.json optional (default: %(default)s)",
     )
     sub.add_argument(
         "--polling",
@@ -111,7 +111,7 @@ def add_emulator_options(sub: argparse.ArgumentParser) -> None:
 
 
 def model_present(model_dir: Path) -> bool:
-    return (model_dir / contract.MODEL_OBJECT_NAME).is_file()
+    return any((model_dir / name).is_file() for name in contract.MODEL_FILE_NAMES)
 
 
 def train(out: Path) -> None:
@@ -130,7 +130,8 @@ def ensure_model(model_dir: Path) -> None:
         return
     if model_dir != DEFAULT_MODEL_DIR:
         raise CliError(
-            f"no model at {model_dir / contract.MODEL_OBJECT_NAME}: train one with "
+            f"no model at {model_dir} ({' or '.join(contract.MODEL_FILE_NAMES)}): save one with "
+            "Booster.save_model, or train the example with "
             f"`mlserve train-example --out {model_dir}`"
         )
     print(f"No model at {model_dir}: training the example model first.", file=sys.stderr)

@@ -21,7 +21,7 @@ from mlserve.local.ecs import EcsStack, provision_ecs
 from mlserve.local.functions import LocalFunction, Routes, RuntimeSettings
 from mlserve.local.notifications import LocalS3Notifications
 from mlserve.local.stepfunctions import LocalStepFunctions
-from mlserve.local.stores import SharedStores, physical_name
+from mlserve.local.stores import SharedStores, input_environment, physical_name
 from runtime import contract
 
 KNOWN_ARCHITECTURES = (
@@ -142,7 +142,7 @@ def _realtime(ctx: StackContext) -> Routes:
             contract.ENV_MODEL_URI: model_uri,
             contract.ENV_MODEL_SHA256: model_sha256,
             contract.ENV_MAX_ROWS: str(settings.max_rows),
-            contract.ENV_ALLOW_MISSING: "true" if settings.allow_missing else "false",
+            **input_environment(settings, stores),
         }
 
     predictor = LocalFunction(
@@ -178,7 +178,7 @@ def job_api_environment(
         contract.ENV_MODEL_SHA256: stores.model.sha256,
         contract.ENV_MODEL_METADATA_URI: f"s3://{stores.bucket}/{stores.metadata_key}",
         contract.ENV_MAX_ROWS: str(settings.max_rows),
-        contract.ENV_ALLOW_MISSING: "true" if settings.allow_missing else "false",
+        **input_environment(settings, stores, loader=False),
         contract.ENV_SYNC_WAIT_SECONDS: str(settings.sync_wait_seconds),
         contract.ENV_JOB_TTL_DAYS: str(contract.DEFAULT_JOB_TTL_DAYS),
         **ecs.job_api_environment(settings),
@@ -449,7 +449,7 @@ def batch_container_environment(stores: SharedStores, settings: RuntimeSettings)
         contract.ENV_DATA_BUCKET: stores.bucket,
         contract.ENV_MODEL_URI: stores.model_uri,
         contract.ENV_MODEL_SHA256: stores.model.sha256,
-        contract.ENV_ALLOW_MISSING: "true" if settings.allow_missing else "false",
+        **input_environment(settings, stores),
     }
 
 
@@ -610,7 +610,7 @@ def _stepfunctions_batch(ctx: StackContext) -> Routes:
             contract.ENV_MODEL_SHA256: stores.model.sha256,
             contract.ENV_MODEL_METADATA_URI: f"s3://{stores.bucket}/{stores.metadata_key}",
             contract.ENV_MAX_ROWS: str(settings.max_rows),
-            contract.ENV_ALLOW_MISSING: "true" if settings.allow_missing else "false",
+            **input_environment(settings, stores, loader=False),
             contract.ENV_JOB_TTL_DAYS: str(contract.DEFAULT_JOB_TTL_DAYS),
             contract.ENV_STATE_MACHINE_ARN: machine_arn,
             **batch.environment(settings),

@@ -21,7 +21,7 @@ from typing import Any
 from mlserve.local.aws import REGION, MotoServer
 from mlserve.local.fargate import LOCAL_SCORING_IMAGE
 from mlserve.local.functions import RuntimeSettings
-from mlserve.local.stores import SharedStores, physical_name
+from mlserve.local.stores import SharedStores, input_environment, physical_name
 from runtime import contract
 
 TASK_CPU = 1024  # the mlserve:taskCpu default
@@ -55,7 +55,7 @@ class EcsStack:
     execution_role_arn: str
     log_group_name: str
     assign_public_ip: str = ASSIGN_PUBLIC_IP
-    _revisions: dict[tuple[str, bool], str] = field(default_factory=dict, repr=False)
+    _revisions: dict[tuple[str, bool, str], str] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def container_environment(self, settings: RuntimeSettings) -> dict[str, str]:
@@ -65,13 +65,13 @@ class EcsStack:
             contract.ENV_DATA_BUCKET: stores.bucket,
             contract.ENV_MODEL_URI: stores.model_uri,
             contract.ENV_MODEL_SHA256: stores.model.sha256,
-            contract.ENV_ALLOW_MISSING: "true" if settings.allow_missing else "false",
+            **input_environment(settings, stores),
         }
 
     def task_definition(self, settings: RuntimeSettings) -> str:
         """The ARN (with revision) of the task definition for these settings."""
         image = settings.image or LOCAL_SCORING_IMAGE
-        key = (image, settings.allow_missing)
+        key = (image, settings.allow_missing, settings.unknown_category)
         with self._lock:
             arn = self._revisions.get(key)
             if arn is None:

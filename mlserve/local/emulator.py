@@ -47,6 +47,7 @@ from mlserve.local.notifications import LocalS3Notifications
 from mlserve.local.stepfunctions import LocalStepFunctions
 from mlserve.local.stores import ModelArtifact, SharedStores, provision_shared_stores
 from runtime import contract
+from runtime.categories import UNKNOWN_ERROR
 
 API_AUTH_MODES = ("api-key", "none")
 DEFAULT_MODEL_DIR = Path("models/example")
@@ -103,6 +104,7 @@ class Emulator:
         poll_interval_seconds: int = LOCAL_POLL_INTERVAL_SECONDS,
         batch_max_parallel: int | None = None,
         engine: str = contract.ENGINE_XGBOOST,
+        unknown_category: str = UNKNOWN_ERROR,
     ) -> Emulator:
         """Provision everything and serve the API; return ``self`` (also a context manager).
 
@@ -127,6 +129,10 @@ class Emulator:
 
         ``engine`` is the stack setting ``engine`` (``onnx``: the ``lambda`` predictor serves the
         model converted and verified at start, uploaded as ``model.onnx``).
+        ``unknown_category`` is ``unknownCategory``. ``model_dir`` holds ``model.ubj`` or
+        ``model.json`` (with or without ``metadata.json``); a model mlserve cannot serve stops
+        the start with components.compatibility.ModelRefused (or, with the onnx engine,
+        components.engine.EngineConversionError), naming why.
         """
         names = parse_architectures(architecture)
         if api_auth not in API_AUTH_MODES:
@@ -140,6 +146,7 @@ class Emulator:
         )
         settings = RuntimeSettings(
             allow_missing=allow_missing,
+            unknown_category=unknown_category,
             max_rows=max_rows,
             sync_wait_seconds=sync_wait_seconds,
             image=image,
@@ -266,6 +273,7 @@ class Emulator:
         current = self._settings
         self._settings = RuntimeSettings(
             allow_missing=current.allow_missing if allow_missing is None else allow_missing,
+            unknown_category=current.unknown_category,
             max_rows=current.max_rows if max_rows is None else max_rows,
             sync_wait_seconds=(
                 current.sync_wait_seconds if sync_wait_seconds is None else sync_wait_seconds

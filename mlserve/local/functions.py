@@ -20,6 +20,7 @@ from typing import Any
 from mlserve.local import recorder
 from mlserve.local.aws import ACCOUNT_ID, REGION
 from runtime import contract
+from runtime.categories import UNKNOWN_CATEGORY_MODES, UNKNOWN_ERROR
 
 Handler = Callable[[dict[str, Any], Any], Any]
 Configure = Callable[..., object]
@@ -36,8 +37,15 @@ class RuntimeSettings:
     sync_wait_seconds: int = MAX_SYNC_WAIT_SECONDS
     # the scoring image (mlserve:image); None: the one built from images/scoring
     image: str | None = None
+    # mlserve:unknownCategory: "error" (a 400) or "missing"
+    unknown_category: str = UNKNOWN_ERROR
 
     def __post_init__(self) -> None:
+        if self.unknown_category not in UNKNOWN_CATEGORY_MODES:
+            raise ValueError(
+                f"unknown_category must be one of {', '.join(UNKNOWN_CATEGORY_MODES)}, got "
+                f"{self.unknown_category!r}"
+            )
         if self.max_rows < 1:
             raise ValueError(f"max_rows must be at least 1, got {self.max_rows}")
         if not 0 <= self.sync_wait_seconds <= MAX_SYNC_WAIT_SECONDS:

@@ -11,24 +11,30 @@ Names come from runtime.contract, so the runtime finds what this module creates.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime import contract
+
+if TYPE_CHECKING:
+    from mlserve.local.functions import RuntimeSettings
 
 MODEL_VERSION_LENGTH = 12  # models/{name}/{sha256[:12]}/model.ubj, as the Pulumi program names it
 
 
 class ModelNotFound(FileNotFoundError):
-    """The model directory has no model.ubj (train one with `python -m mlserve train-example`)."""
+    """The model directory has no model.ubj nor model.json."""
 
 
 @dataclass(frozen=True)
 class ModelArtifact:
-    """A trained model on disk: ``model.ubj`` and (optionally) ``metadata.json``."""
+    """A model on disk, ``model.ubj`` or ``model.json``, with the metadata the Pulumi program
+    records for it (components/compatibility.model_metadata: a ``metadata.json`` beside it is
+    optional)."""
 
     name: str
     version: str
@@ -39,25 +45,47 @@ class ModelArtifact:
 
     @classmethod
     def from_dir(cls, model_dir: Path, name: str | None = None) -> ModelArtifact:
+        """The model in ``model_dir``; raises :class:`ModelNotFound`, or
+        components.compatibility.ModelRefused for a model mlserve cannot serve."""
+        names = contract.MODEL_FILE_NAMES
+        found = [model_dir / n for n in names if (model_dir / n).is_file()]
+        if not found:
+            raise ModelNotFound(
+                f"no model at {model_dir} (looked for {' or '.join(names)}): save one with "
+                "Booster.save_model, or train the example with `python -m mlserve "
+                f"train-example --out {model_dir}`"
+            )
+        if len(found) > 1:
+            raise ModelNotFound(f"{model_dir} holds both {' and '.join(names)}: keep one")
+        return cls.from_file(found[0], name)
+
+    @classmethod
+    def from_file(cls, model_path: Path, name: str | None = None) -> ModelArtifact:
+        from components.compatibility import model_metadata
         from mlserve.train import sha256_file
 
-        model_path = model_dir / contract.MODEL_OBJECT_NAME
         if not model_path.is_file():
-            raise ModelNotFound(
-                f"no model at {model_path}: train one with `python -m mlserve train-example "
-                f"--out {model_dir}`"
-            )
-        metadata_path: Path | None = model_dir / contract.MODEL_METADATA_NAME
-        metadata: dict[str, Any] = {}
+            raise ModelNotFound(f"no model file at {model_path}")
+        metadata_path: Path | None = model_path.parent / contract.MODEL_METADATA_NAME
+        given: dict[str, Any] = {}
         if metadata_path is not None and metadata_path.is_file():
-            metadata = json.loads(metadata_path.read_text())
+            with contextlib.suppress(ValueError):  # model_metadata refuses it, with why
+                given = json.loads(metadata_path.read_text())
         else:
             metadata_path = None
         digest = sha256_file(model_path)
-        model_name = name or str(metadata.get("name") or model_dir.resolve().name)
-        return cls(
-            model_name, digest[:MODEL_VERSION_LENGTH], digest, model_path, metadata_path, metadata
-        )
+        version = digest[:MODEL_VERSION_LENGTH]
+        recorded_name = given.get("name") if isinstance(given, dict) else None
+        model_name = name or str(recorded_name or model_path.parent.resolve().name)
+        metadata = model_metadata(model_path, model_name, version, digest)
+        return cls(model_name, version, digest, model_path, metadata_path, metadata)
+
+    @property
+    def categories_env(self) -> str:
+        """MODEL_CATEGORIES, as the Pulumi program sets it."""
+        from components.compatibility import model_categories_env
+
+        return model_categories_env(self.metadata)
 
 
 @dataclass(frozen=True)
@@ -73,6 +101,18 @@ class SharedStores:
     @property
     def model_uri(self) -> str:
         return f"s3://{self.bucket}/{self.model_key}"
+
+
+def input_environment(
+    settings: RuntimeSettings, stores: SharedStores, *, loader: bool = True
+) -> dict[str, str]:
+    """ALLOW_MISSING, UNKNOWN_CATEGORY and, for the model loaders (predictor, scoring task,
+    Batch job), MODEL_CATEGORIES: runtime.contract.input_environment, as components set it."""
+    return contract.input_environment(
+        settings.allow_missing,
+        settings.unknown_category,
+        stores.model.categories_env if loader else "",
+    )
 
 
 def physical_name(role: str) -> str:

@@ -225,7 +225,7 @@ def cancel_job(job_id: str) -> Response[str]:
 
 
 def _validation(ctx: RuntimeContext) -> tuple[Any, Limits]:
-    return ctx.feature_schema, Limits(max_rows=ctx.max_rows, allow_missing=ctx.allow_missing)
+    return ctx.feature_schema, ctx.limits
 
 
 def _existing(job_id: str) -> Job:

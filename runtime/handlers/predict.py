@@ -48,7 +48,7 @@ from runtime.handlers.common import (
     request_body,
 )
 from runtime.model import LoadedModel, XGBoostModel
-from runtime.payload import FeatureSchema, Limits, parse_body
+from runtime.payload import FeatureSchema, non_finite_prediction, parse_body
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,15 +84,19 @@ class Serving:
             # runs on one thread for the same reason (runtime/model.py).
             model.booster.set_param({"nthread": 1})
         self.model = model
-        self.schema = FeatureSchema(model.info.feature_names, model.feature_index)
-        self.limits = Limits(max_rows=ctx.max_rows, allow_missing=ctx.allow_missing)
+        self.schema = FeatureSchema.of_model(model.info)
+        self.limits = ctx.limits
         # The response body is {"predictions": [...], "model_version": "..."}: only the array
         # changes, so the rest is encoded once (the text json.dumps gives for the whole dict).
         self.tail = ', "model_version": ' + json.dumps(model.info.version) + "}"
 
     def body(self, predictions: np.ndarray) -> str:
-        # JSON cannot carry NaN: a model that produces one is our fault, not the caller's.
-        return '{"predictions": ' + json.dumps(predictions.tolist(), allow_nan=False) + self.tail
+        try:
+            return (
+                '{"predictions": ' + json.dumps(predictions.tolist(), allow_nan=False) + self.tail
+            )
+        except ValueError:  # JSON cannot carry NaN or Infinity
+            raise non_finite_prediction(predictions) from None
 
 
 def configure(

@@ -44,7 +44,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +59,7 @@ import pyarrow.parquet as pq
 from aws_lambda_powertools import Logger
 
 from runtime import contract
+from runtime.categories import UNKNOWN_MISSING, Categories
 from runtime.context import RuntimeContext
 from runtime.jobs import (
     ACTIVE_STATUSES,
@@ -225,10 +226,19 @@ class Reader:
         self._footers: dict[str, ParquetFooter] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="download")
 
-    def set_schema(self, features: Sequence[str], id_column: str | None) -> None:
+    def set_schema(
+        self,
+        features: Sequence[str],
+        id_column: str | None,
+        categories: Mapping[str, Categories] | None = None,
+    ) -> None:
         # Types are fixed, not inferred per block: a column whose first block holds only
-        # integers must still read a later 1.5 (features float64; a CSV id column text).
+        # integers must still read a later 1.5 (features float64; a CSV id column text; a
+        # categorical feature with string categories text).
         self.types = dict.fromkeys(features, pa.float64())
+        for name, known in (categories or {}).items():
+            if known.strings:
+                self.types[name] = pa.string()
         if id_column and id_column not in self.types and self.fmt == "csv":
             self.types[id_column] = pa.string()
 
@@ -398,12 +408,17 @@ class Reader:
 
 
 def feature_matrix(
-    batch: pa.RecordBatch, features: Sequence[str], allow_missing: bool
+    batch: pa.RecordBatch,
+    features: Sequence[str],
+    allow_missing: bool,
+    categories: Mapping[str, Categories] | None = None,
+    unknown_missing: bool = False,
 ) -> np.ndarray:
     """The batch's feature columns (model order) as a C-ordered float32 matrix; nulls are NaN
     (missing). Each column is converted into a row of a (features x rows) buffer, which one
     transposing copy turns into rows (writing columns straight into row-major memory strides
-    through the whole matrix once per feature, several times slower)."""
+    through the whole matrix once per feature, several times slower). A categorical feature's
+    values are recoded with the model's ``categories`` (as POST /predict recodes them)."""
     if not features:
         raise BatchFailure("the model has no features")
     by_feature = np.empty((len(features), batch.num_rows), dtype=np.float32)
@@ -412,6 +427,10 @@ def feature_matrix(
             column = batch.column(name)
         except KeyError:
             raise BatchFailure(f"the input has no feature column {name!r}") from None
+        known = (categories or {}).get(name)
+        if known is not None:
+            by_feature[j] = category_codes(column, known, allow_missing, unknown_missing)
+            continue
         if not pa.types.is_floating(column.type):
             try:
                 column = pc.cast(column, pa.float64())
@@ -420,9 +439,43 @@ def feature_matrix(
         if column.null_count and not allow_missing:
             raise BatchFailure(f"feature column {name!r} has missing values (ALLOW_MISSING is off)")
         by_feature[j] = column.to_numpy(zero_copy_only=False)  # nulls: NaN
-    if not allow_missing and not np.isfinite(by_feature).all():
+    numeric = [j for j, name in enumerate(features) if name not in (categories or {})]
+    if not allow_missing and not np.isfinite(by_feature[numeric]).all():
         raise BatchFailure("the input has non-finite feature values (ALLOW_MISSING is off)")
     return np.ascontiguousarray(by_feature.T)
+
+
+def category_codes(
+    column: pa.Array, known: Categories, allow_missing: bool, unknown_missing: bool
+) -> np.ndarray:
+    """A categorical column's codes (the position of each value in ``known.values``): a null is
+    missing (NaN, where allowed); an unknown category fails the job naming the feature and the
+    value, or is missing with ``unknown_missing`` (mlserve:unknownCategory)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    target = pa.string() if known.strings else pa.float64()
+    try:
+        values = pc.cast(column, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise BatchFailure(
+            f"categorical feature column {known.feature!r} does not hold its categories "
+            f"({known.describe()}): {exc}"
+        ) from exc
+    if values.null_count and not allow_missing:
+        raise BatchFailure(
+            f"feature column {known.feature!r} has missing values (ALLOW_MISSING is off)"
+        )
+    codes = pc.index_in(values, value_set=pa.array(known.values, target))
+    unknown = pc.and_(pc.is_null(codes), pc.is_valid(values))
+    if not unknown_missing and pc.any(unknown).as_py():
+        value = values.filter(unknown)[0].as_py()
+        raise BatchFailure(
+            f"categorical feature column {known.feature!r} has unknown category {value!r}; "
+            f"the model knows {len(known.values)}: {known.describe()} "
+            "(mlserve:unknownCategory missing scores an unknown category as missing)"
+        )
+    result: np.ndarray = pc.cast(codes, pa.float32()).to_numpy(zero_copy_only=False)
+    return result
 
 
 def read_ahead(items: Iterator[T], depth: int = PREFETCH_BATCHES) -> Iterator[T]:
@@ -535,6 +588,7 @@ def score_shard(
     shard: int,
     *,
     allow_missing: bool = False,
+    unknown_missing: bool = False,
     workdir: Path | None = None,
 ) -> ShardResult:
     """Score shard ``shard`` of ``job`` and upload its part; see the module docstring.
@@ -567,13 +621,15 @@ def score_shard(
                 slices = split_objects(objects, shard, shards)
             else:
                 if fmt != "parquet":  # counted by parsing: with the model's column types
-                    reader.set_schema(the_model().info.feature_names, id_column)
+                    info = the_model().info
+                    reader.set_schema(info.feature_names, id_column, info.categories)
                 counts = [(o.key, reader.count(o.key, o.size)) for o in objects]
                 slices = split_rows(counts, shard, shards)
             if slices:
                 reader.prefetch(slices[0])  # Parquet: downloads while the model loads
             features = list(the_model().info.feature_names)
-            reader.set_schema(features, id_column)
+            categories = the_model().info.categories
+            reader.set_schema(features, id_column, categories)
             columns = (
                 [*features, id_column] if id_column and id_column not in features else features
             )
@@ -588,7 +644,9 @@ def score_shard(
                             piece,
                             first_row,
                             batch,
-                            feature_matrix(batch, features, allow_missing),
+                            feature_matrix(
+                                batch, features, allow_missing, categories, unknown_missing
+                            ),
                         )
 
             part_path = tmpdir / contract.part_name(shard, fmt)
@@ -599,7 +657,7 @@ def score_shard(
                     batch, first_row, piece.key if with_object else None, id_column
                 )
                 writer.write(_output_table(ids, id_names, predictions))
-        writer.close(_empty_schema(id_column, with_object, the_model().info.num_class))
+        writer.close(_empty_schema(id_column, with_object, the_model().info.outputs))
         digest = _sha256(part_path)
         key = f"{out_prefix}{contract.part_name(shard, fmt)}"
         s3.upload_file(
@@ -626,14 +684,14 @@ def _ids(
     return [pa.array([key] * batch.num_rows, pa.string()), rows], [OBJECT_COLUMN, ROW_COLUMN]
 
 
-def _empty_schema(id_column: str | None, with_object: bool, num_class: int) -> pa.Schema:
+def _empty_schema(id_column: str | None, with_object: bool, outputs: int) -> pa.Schema:
     """The columns of a part without rows."""
     ids: list[pa.Array] = [pa.array([], pa.string())] * (1 if id_column or with_object else 0)
     names = [id_column] if id_column else [OBJECT_COLUMN] if with_object else []
     if not id_column:
         ids.append(pa.array([], pa.int64()))
         names.append(ROW_COLUMN)
-    shape = (0,) if num_class <= 2 else (0, num_class)
+    shape = (0,) if outputs == 1 else (0, outputs)
     return _output_table(ids, names, np.zeros(shape, np.float32)).schema
 
 
@@ -753,7 +811,14 @@ def run_batch(job_id: str, ctx: RuntimeContext) -> int:
         s3 = ctx.client("s3")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model") as pool:
             loading = pool.submit(ctx.models.get)  # importing XGBoost and loading take a while
-            result = score_shard(job, loading.result, s3, shard, allow_missing=ctx.allow_missing)
+            result = score_shard(
+                job,
+                loading.result,
+                s3,
+                shard,
+                allow_missing=ctx.allow_missing,
+                unknown_missing=ctx.unknown_category == UNKNOWN_MISSING,
+            )
         seconds = time.monotonic() - started
         logger.info(
             "part written",

@@ -22,9 +22,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from types import FrameType
 from typing import Any, Final
 
+import numpy as np
 from aws_lambda_powertools import Logger
 
 from runtime import contract
@@ -41,7 +43,14 @@ from runtime.jobs import (
     results_uri_for,
 )
 from runtime.model import LoadedModel, ModelUnavailable, parse_s3_uri
-from runtime.payload import FeatureSchema, Limits, PayloadError, parse_csv, parse_json
+from runtime.payload import (
+    FeatureSchema,
+    Limits,
+    PayloadError,
+    non_finite_prediction,
+    parse_csv,
+    parse_json,
+)
 
 EXIT_SUCCEEDED: Final = 0
 EXIT_FAILED: Final = 1
@@ -173,18 +182,24 @@ def _job_error(exc: BaseException) -> JobError:
 def _score(job: Job, ctx: RuntimeContext) -> dict[str, Any]:
     """Score the job's rows; the attributes to record with SUCCEEDED."""
     model = ctx.models.get()
-    schema = FeatureSchema(model.info.feature_names, model.feature_index)
-    limits = Limits(
-        max_rows=sys.maxsize, allow_missing=ctx.allow_missing, max_body_bytes=sys.maxsize
-    )
+    schema = FeatureSchema.of_model(model.info)
+    limits = replace(ctx.limits, max_rows=sys.maxsize, max_body_bytes=sys.maxsize)
     rows = load_rows(job, ctx, schema, limits)
     logger.info("scoring", extra={"rows": len(rows), "model_version": model.info.version})
-    return _store_predictions(job, ctx, model, encode_predictions(model.predict(rows)), len(rows))
+    predictions = model.predict(rows)
+    if not np.isfinite(predictions).all():
+        raise non_finite_prediction(predictions)
+    return _store_predictions(job, ctx, model, encode_predictions(predictions), len(rows))
 
 
 def load_rows(job: Job, ctx: RuntimeContext, schema: FeatureSchema, limits: Limits) -> Any:
     if job.instances is not None:
-        return parse_json(f'{{"instances":{job.instances}}}', schema, limits)
+        # The rows the job API validated and stored (runtime/jobs.encode_rows): categorical
+        # features already recoded, missing values (allowed then) as null.
+        stored = FeatureSchema(schema.names, schema.index)
+        return parse_json(
+            f'{{"instances":{job.instances}}}', stored, replace(limits, allow_missing=True)
+        )
     if job.input_uri is None:
         raise JobFailure("invalid_input", "the job has neither instances nor an input_uri")
     fmt = job.format or "json"

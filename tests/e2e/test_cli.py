@@ -53,6 +53,30 @@ def test_demo_prints_predictions_and_accuracy(trained: TrainResult, tmp_path: Pa
     assert not (tmp_path / "models").exists()
 
 
+def test_demo_serves_a_users_model_json_without_metadata(
+    booster: xgb.Booster, tmp_path: Path
+) -> None:
+    """--model-dir takes a directory with model.json and nothing else (issue 16)."""
+    model_dir = tmp_path / "mine"
+    model_dir.mkdir()
+    booster.save_model(model_dir / "model.json")
+
+    result = mlserve("demo", "--model-dir", str(model_dir), "--rows", "3", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "identical predictions" in result.stdout
+
+
+def test_a_model_that_cannot_be_served_stops_the_start_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "model.json").write_text('{"learner": {}}')
+
+    result = mlserve("demo", "--model-dir", str(tmp_path), cwd=tmp_path)
+
+    assert result.returncode == 1, result.stderr + result.stdout
+    assert "cannot load the model" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_demo_of_stepfunctions_batch_scores_a_generated_csv_in_shards(
     trained: TrainResult, tmp_path: Path
 ) -> None:

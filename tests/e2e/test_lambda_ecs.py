@@ -168,6 +168,7 @@ def test_the_stack_is_provisioned_like_the_pulumi_program(ecs: Emulator) -> None
         contract.ENV_MODEL_URI: ecs.model_uri,
         contract.ENV_MODEL_SHA256: ecs.model.sha256,
         contract.ENV_ALLOW_MISSING: "false",
+        contract.ENV_UNKNOWN_CATEGORY: "error",
     }
     subnets = env[contract.ENV_ECS_SUBNETS].split(",")
     vpcs = {s["VpcId"] for s in ec2.describe_subnets(SubnetIds=subnets)["Subnets"]}

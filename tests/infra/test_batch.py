@@ -224,6 +224,7 @@ def test_job_definition(default_batch: StackRun) -> None:
         contract.ENV_MODEL_URI: f"s3://{BUCKET}/{MODEL_KEY}",
         contract.ENV_MODEL_SHA256: "f" * 64,
         contract.ENV_ALLOW_MISSING: "false",
+        contract.ENV_UNKNOWN_CATEGORY: "error",
     }
     assert contract.ENV_JOB_ID not in env  # per job, a container override
     # The roles' grants exist before any job can run.
@@ -744,6 +745,7 @@ def test_job_api(lambda_workflow: StackRun) -> None:
         contract.ENV_MODEL_METADATA_URI: f"s3://{BUCKET}/{METADATA_KEY}",
         contract.ENV_MAX_ROWS: str(contract.DEFAULT_MAX_ROWS),
         contract.ENV_ALLOW_MISSING: "false",
+        contract.ENV_UNKNOWN_CATEGORY: "error",
         contract.ENV_JOB_TTL_DAYS: str(contract.DEFAULT_JOB_TTL_DAYS),
         contract.ENV_PRESIGNED_URL_SECONDS: str(contract.DEFAULT_PRESIGNED_URL_SECONDS),
         contract.ENV_STATE_MACHINE_ARN: machine.outputs["arn"],

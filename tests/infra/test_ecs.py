@@ -224,6 +224,7 @@ def test_the_one_container(ecs_run: StackRun, tiny_model: Path) -> None:
             {"name": "JOB_TABLE", "value": ecs_run.one(TABLE).outputs["name"]},
             {"name": "MODEL_SHA256", "value": digest},
             {"name": "MODEL_URI", "value": ecs_run.exports["modelUri"]},
+            {"name": "UNKNOWN_CATEGORY", "value": "error"},
         ],
         "logConfiguration": {
             "logDriver": "awslogs",
@@ -470,6 +471,7 @@ def test_job_api_function(ecs_run: StackRun, tiny_model: Path) -> None:
         "MODEL_METADATA_URI": f"s3://{bucket}/{metadata_key}",
         "MAX_ROWS": "10000",
         "ALLOW_MISSING": "false",
+        "UNKNOWN_CATEGORY": "error",
         "SYNC_WAIT_SECONDS": "25",
         "JOB_TTL_DAYS": str(contract.DEFAULT_JOB_TTL_DAYS),
         "PRESIGNED_URL_SECONDS": str(contract.DEFAULT_PRESIGNED_URL_SECONDS),

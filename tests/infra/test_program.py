@@ -253,7 +253,7 @@ def test_stale_metadata_file_is_refused(tmp_path: Path, tiny_model: Path) -> Non
     model = tmp_path / "model.ubj"
     model.write_bytes(tiny_model.read_bytes())
     (tmp_path / "metadata.json").write_text(json.dumps({"sha256": "0" * 64}))
-    with pytest.raises(ValueError, match="the metadata is stale"):
+    with pytest.raises(pulumi.RunError, match=r"cannot serve this model: .* the metadata is stale"):
         run_stack({"modelPath": str(model)})
 
 
@@ -385,6 +385,7 @@ def test_predictor_function(default_run: StackRun, tiny_model: Path) -> None:
         "MODEL_ENGINE": "xgboost",
         "MAX_ROWS": "10000",
         "ALLOW_MISSING": "false",
+        "UNKNOWN_CATEGORY": "error",
         "POWERTOOLS_SERVICE_NAME": "mlserve",
         "POWERTOOLS_METRICS_NAMESPACE": "mlserve",
     }

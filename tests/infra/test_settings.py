@@ -31,6 +31,7 @@ DESIGN_KEYS = {
     "batchComputeType", "batchMaxVcpus", "jobAttempts", "apiAuth", "throttleRate",
     "throttleBurst", "subnetIds", "securityGroupIds", "logRetentionDays", "protectData",
     "maxRows", "allowMissing", "engine", "presignedUrlSeconds",
+    "unknownCategory",
 }  # fmt: skip
 
 

@@ -621,6 +621,7 @@ def test_job_api_function(sfn_run: StackRun, tiny_model: Path) -> None:
         "MODEL_METADATA_URI": f"s3://{bucket}/{metadata_key}",
         "MAX_ROWS": "10000",
         "ALLOW_MISSING": "false",
+        "UNKNOWN_CATEGORY": "error",
         "JOB_TTL_DAYS": str(contract.DEFAULT_JOB_TTL_DAYS),
         "PRESIGNED_URL_SECONDS": str(contract.DEFAULT_PRESIGNED_URL_SECONDS),
         "ECS_CLUSTER": sfn_run.one(CLUSTER).outputs["arn"],
