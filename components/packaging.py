@@ -241,6 +241,9 @@ def strip_layer_tree(site: Path) -> None:
 
 
 # --- byte code -----------------------------------------------------------------------------------
+_RUNNING_VERSION: Final = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
 def _interpreter_version(python: str) -> str | None:
     """``"3.12"`` for a working interpreter, None for a missing or broken one (a pyenv shim)."""
     try:
