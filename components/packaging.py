@@ -259,13 +259,9 @@ def _interpreter_version(python: str) -> str | None:
     return probe.stdout.strip() if probe.returncode == 0 else None
 
 
-def _running_version() -> str:
-    return f"{sys.version_info.major}.{sys.version_info.minor}"
-
-
 def python_candidates(version: str) -> list[str]:
     """Where an interpreter of ``version`` is looked for, in order (see :func:`lambda_python`)."""
-    candidates = [sys.executable] if _running_version() == version else []
+    candidates = [sys.executable] if version == _RUNNING_VERSION else []
     candidates += filter(None, [shutil.which(f"python{version}")])
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
     candidates += sorted(
@@ -308,7 +304,7 @@ def lambda_python(version: str = LAMBDA_PYTHON_VERSION) -> str:
         raise PackagingError(
             f"the Lambda runtime is python{version} and its byte code must be compiled by a "
             f"Python {version} interpreter, but none was found (this one is "
-            f"{_running_version()}, no working python{version} on PATH or under "
+            f"{_RUNNING_VERSION}, no working python{version} on PATH or under "
             f"$PYENV_ROOT/versions). Install Python {version} (your distribution's "
             f"python{version} package, `pyenv install {version}` or `uv python install "
             f"{version}`) or set {ENV_LAMBDA_PYTHON} to one."
