@@ -122,6 +122,11 @@ FAKE_TREE: dict[str, bytes] = {
     "pkg/testing/__init__.py": b"# public helper module: kept\n",
     "xgboost/__init__.py": b"",
     "xgboost/testing/__init__.py": b"import pytest\n",
+    "xgboost/sklearn.py": b"from scipy.special import softmax\n",
+    "xgboost/plotting.py": b"from .sklearn import XGBModel\n",
+    "xgboost/dask/__init__.py": b"import dask\n",
+    "xgboost/spark/__init__.py": b"import pyspark\n",
+    "xgboost/core.py": b"import scipy.sparse\n",
     "pkg-1.0.dist-info/METADATA": b"Name: pkg\n",
     "pkg-1.0.dist-info/licenses/LICENSE": b"MIT\n",
     "bin/pkg-cli": b"#!/usr/bin/python\n",
@@ -133,6 +138,7 @@ FAKE_KEPT_SOURCES = (
     "pkg/sub/mod.py",
     "pkg/testing/__init__.py",
     "xgboost/__init__.py",
+    "xgboost/core.py",
     "single_module.py",
 )
 FAKE_KEPT_DATA = (
@@ -649,7 +655,10 @@ def test_real_layer_contents(architecture: str, real_layers: dict[str, RealBuild
     for name in names:
         parts = name.split("/")
         assert not {"tests", "test"} & set(parts), name
-        assert not name.startswith(("python/bin/", "python/xgboost/testing/")), name
+        assert not name.startswith(
+            ("python/bin/", "python/xgboost/testing/", "python/xgboost/dask/")
+        ), name
+        assert name not in ("python/xgboost/sklearn.py", "python/xgboost/plotting.py"), name
         assert not name.endswith(".pyi"), name
     # byte code of the runtime's version for every module (unchecked-hash, checked where it is
     # imported: test_x86_64_layer_imports_and_predicts_on_python312), and nothing else
@@ -764,6 +773,7 @@ uncompiled = sorted(
     if module.__file__.endswith(".py") and not os.path.exists(module.__spec__.cached)
 )
 print(json.dumps({
+    "unused": sorted({"xgboost.sklearn", "xgboost.plotting", "scipy.special"} & set(sys.modules)),
     "xgboost": xgboost.__version__, "numpy": np.__version__,
     "predictions": predictions.tolist(), "outside": outside, "uncompiled": uncompiled,
     "modules": len(ours), "contract": runtime.contract.__file__,
@@ -807,6 +817,9 @@ def test_x86_64_layer_imports_and_predicts_on_python312(
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["outside"] == []
     assert outcome["modules"] > 100 and outcome["uncompiled"] == []
+    # xgboost without its scikit-learn wrapper (and the scipy.special it imports) still trains,
+    # loads and predicts: the runtime uses the Booster only
+    assert outcome["unused"] == []
     assert sum(1 for _ in tmp_path.rglob("*")) == files_before  # nothing compiled, nothing written
     assert outcome["xgboost"] == read_pins(REQUIREMENTS)["xgboost-cpu"]
     assert outcome["numpy"] == read_pins(REQUIREMENTS)["numpy"]
