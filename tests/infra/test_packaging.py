@@ -31,6 +31,7 @@ from components.packaging import (
     BUILDER_VERSION,
     ENV_LAMBDA_PYTHON,
     LAMBDA_DIRECT_UPLOAD_LIMIT_BYTES,
+    LAYER_REQUIREMENTS,
     ZIP_DATE_TIME,
     FunctionArchive,
     LambdaPackage,
@@ -47,7 +48,12 @@ from components.packaging import (
     layer_name,
     pip_install_command,
 )
-from runtime.contract import LAMBDA_PYTHON_VERSION, LAMBDA_RUNTIME, LAMBDA_UNZIPPED_LIMIT_BYTES
+from runtime.contract import (
+    ENGINE_ONNX,
+    LAMBDA_PYTHON_VERSION,
+    LAMBDA_RUNTIME,
+    LAMBDA_UNZIPPED_LIMIT_BYTES,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIREMENTS = REPO / "runtime" / "requirements.txt"
@@ -859,11 +865,13 @@ def by_type(mocks: RecordingMocks, typ: str) -> list[pulumi.runtime.MockResource
 
 @slow
 @pulumi.runtime.test
-def test_component_publishes_the_layer_and_exposes_the_code(
-    mocks: RecordingMocks, real_layers: dict[str, RealBuild]
-) -> Any:
-    package = LambdaPackage("predictor-package", LambdaPackageArgs("arm64", REQUIREMENTS, REPO))
-    assert package.layer_build == real_layers["arm64"].layer  # the shared cache, no rebuild
+def test_component_publishes_the_layer_and_exposes_the_code(mocks: RecordingMocks) -> Any:
+    # the onnx engine's layer: under the 50 MB a zip may have when published directly
+    requirements = LAYER_REQUIREMENTS[ENGINE_ONNX]
+    built = build_layer(requirements, "arm64")  # the shared cache (the bench builds it too)
+    assert built.zipped_bytes <= LAMBDA_DIRECT_UPLOAD_LIMIT_BYTES
+    package = LambdaPackage("predictor-package", LambdaPackageArgs("arm64", requirements, REPO))
+    assert package.layer_build == built  # the shared cache, no rebuild
     assert isinstance(package.code, pulumi.FileArchive)
     assert package.code.path == str(package.function_archive.zip_path)
 
@@ -877,12 +885,26 @@ def test_component_publishes_the_layer_and_exposes_the_code(
         assert inputs["compatibleRuntimes"] == [LAMBDA_RUNTIME]
         assert inputs["compatibleArchitectures"] == ["arm64"]
         assert isinstance(inputs["code"], pulumi.FileArchive)
-        assert inputs["code"].path == str(real_layers["arm64"].layer.zip_path)
+        assert inputs["code"].path == str(built.zip_path)
         assert len(inputs["description"]) <= 256
         assert arn.endswith(":layer:mlserve-unit-predictor-package:1")
         assert by_type(mocks, "aws:s3/bucketObjectv2:BucketObjectv2") == []
 
     return pulumi.Output.all(package.layer_arn, package.layer.urn).apply(check)
+
+
+@slow
+def test_component_without_a_bucket_refuses_a_layer_over_the_direct_upload_limit(
+    mocks: RecordingMocks, real_layers: dict[str, RealBuild]
+) -> None:
+    build = real_layers["arm64"].layer  # the xgboost engine's layer, byte code included
+    assert build.zipped_bytes > LAMBDA_DIRECT_UPLOAD_LIMIT_BYTES
+    with pytest.raises(PackagingError) as caught:
+        LambdaPackage("pkg", LambdaPackageArgs("arm64", REQUIREMENTS, REPO))
+    assert str(caught.value).startswith(
+        f"Lambda layer zip is {human_mb(build.zipped_bytes)}, over Lambda's 50.0 MB "
+        "direct-upload limit (arm64)"
+    )
 
 
 @slow
