@@ -34,6 +34,7 @@ from runtime.contract import ENGINE_ONNX, ENGINE_XGBOOST
 from .test_packaging import (
     CONSTRAINTS,
     ELF_MACHINE,
+    LAMBDA_RUNTIME_SDK,
     MIB,
     REPO,
     REQUIREMENTS,
@@ -150,6 +151,7 @@ def test_real_onnx_layer_installs_exactly_the_pins_and_no_xgboost(
     }
     assert installed == read_pins(ONNX_REQUIREMENTS)
     assert not [n for n in names if n.startswith(("python/xgboost", "python/scipy"))]
+    assert not [n for n in names if n.split("/")[1] in LAMBDA_RUNTIME_SDK]  # boto3: the runtime's
     assert not [n for n in names if "libonnxruntime.so" in n]
     assert "python/onnxruntime/capi/onnxruntime_inference_collection.py" in names
 
