@@ -20,6 +20,20 @@ too: the onnx layer has no xgboost.
 
 One extra process per engine imports what the handler imports, one package after the other, and
 reports each one's time: the import breakdown (:data:`IMPORT_STEPS`).
+
+Those rows run from this machine's ``.venv``, where Python has written ``__pycache__``. The rows
+**from the built artifacts** (issue 14) run what Lambda runs: the real layer (this machine's
+architecture) and function zips of components/packaging.py, unzipped into a fresh directory for
+every run and made read-only (benchmarks/lambda_artifacts.py), an interpreter of the Lambda
+runtime's version with ``-S`` (nothing of its own site-packages), Lambda's environment and
+``sys.path`` order, boto3 as the runtime provides it, ``PYTHONDONTWRITEBYTECODE=1`` (checked: no
+``.pyc`` appears), the model from the emulated S3. Interleaved in each round
+(:data:`ARTIFACT_VARIANTS`): the reference from the same archives, and each engine's handler
+from the archives as built before issue 14 (every ``.pyc`` left out: Python compiles every
+module from source) and as built now (with byte code). A ``-X importtime`` run per engine gives
+each package's own import time from the archives. The 19 MB model runs once more under the CPU
+share Lambda gives the configured memory (:class:`benchmarks.lambda_artifacts.CpuShare`), where
+this machine lets a cgroup CPU quota be set; elsewhere the row says why it was skipped.
 """
 
 from __future__ import annotations
