@@ -331,12 +331,16 @@ def compile_bytecode(tree: Path, mount: str, python: str) -> None:
 
     ``unchecked-hash``: the import system uses the byte code without comparing it with the
     source (no timestamps involved). File names in the byte code are ``mount``/..., where Lambda
-    puts the files. One process and ``PYTHONHASHSEED=0``, so the output is reproducible (the
-    order of constant sets depends on the string hash).
+    puts the files, not this build's directory. One process and ``PYTHONHASHSEED=0``, so the
+    output is reproducible (the order of constant sets depends on the string hash). The
+    environment is this one without its ``PYTHON*`` variables (``PYTHONPYCACHEPREFIX`` would
+    put the byte code elsewhere), so a version manager's shim (pyenv's ``PYENV_VERSION``) finds
+    the interpreter :func:`lambda_python` found.
     """
     command = [python, "-s", "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash"]
     command += ["-s", str(tree), "-p", mount, str(tree)]
-    env = {"PATH": os.environ.get("PATH", os.defpath), "PYTHONHASHSEED": "0"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONHASHSEED"] = "0"
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip()[-4000:]

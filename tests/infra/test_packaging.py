@@ -320,6 +320,24 @@ def test_layer_byte_code_of_another_interpreter_is_refused(
     assert [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")] == []
 
 
+def test_byte_code_is_compiled_by_the_interpreter_a_version_shim_selects(
+    requirements: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shim (pyenv's, asdf's) picks the interpreter from the environment; the compiler runs
+    in the same environment the interpreter was found in, minus Python's own variables."""
+    shim = tmp_path / "shim" / f"python{LAMBDA_PYTHON_VERSION}"
+    shim.parent.mkdir()
+    shim.write_text('#!/bin/sh\n[ -n "$SHIM_TARGET" ] || exit 127\nexec "$SHIM_TARGET" "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("SHIM_TARGET", lambda_python())
+    monkeypatch.setenv(ENV_LAMBDA_PYTHON, str(shim))
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path / "elsewhere"))  # must not apply
+    _, runner = fake_pip(FAKE_TREE)
+    build = build_layer(requirements, "x86_64", cache_dir=tmp_path / "cache", runner=runner)
+    assert zip_names(build.zip_path) == FAKE_KEPT
+    assert not (tmp_path / "elsewhere").exists()
+
+
 def test_missing_runtime_interpreter_names_what_to_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
