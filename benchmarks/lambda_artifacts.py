@@ -169,7 +169,10 @@ def runtime_sdk(python_version: str = LAMBDA_PYTHON_VERSION) -> Path:
     target.mkdir(parents=True)
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     command += ["--no-deps", "--only-binary=:all:", "--no-compile", "--target", str(target)]
-    subprocess.run([*command, *_constraint_pins(RUNTIME_SDK_PACKAGES)], check=True)
+    command += _constraint_pins(RUNTIME_SDK_PACKAGES)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"pip could not install the runtime's boto3:\n{done.stderr[-3000:]}")
     shutil.rmtree(target / "bin", ignore_errors=True)
     compile_bytecode(target, RUNTIME_SDK_MOUNT, lambda_python(python_version))
     (target / ".complete").touch()
