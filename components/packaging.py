@@ -703,7 +703,9 @@ class LambdaPackage(pulumi.ComponentResource):
         self.layer_build = build_layer(
             args.requirements_file, args.architecture, args.python_version
         )
-        self.function_archive = build_function_archive(args.source_root)
+        self.function_archive = build_function_archive(
+            args.source_root, python_version=args.python_version
+        )
         check_size(self.layer_build, self.function_archive)
         build = self.layer_build
         if args.artifact_bucket is None and build.zipped_bytes > LAMBDA_DIRECT_UPLOAD_LIMIT_BYTES:
