@@ -12,8 +12,9 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 MB = 1024 * 1024
-TARGET_MB = 175  # issue 6: layer + function unzipped (xgboost engine)
-ONNX_TARGET_MB = 120  # issue 8: layer + function unzipped with mlserve:engine onnx
+# Layer + function unzipped, byte code included (issue 14; issue 6 asked <= 175 MB without it)
+TARGET_MB = 200  # xgboost engine
+ONNX_TARGET_MB = 120  # mlserve:engine onnx (issues 8 and 14)
 
 
 def rows(console: Console, quick: bool = False) -> list[Row]:

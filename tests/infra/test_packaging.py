@@ -1,7 +1,9 @@
 """The Lambda layer and function archive builder (components/packaging.py).
 
 Fast tests drive the builder with a stand-in for pip (the ``runner`` it accepts) to pin the strip
-rules, the zip format, the cache and its crash safety. The ``slow`` tests build the real layer
+rules, the byte code (compiled by an interpreter of the Lambda runtime's version, which must be
+installed: :func:`components.packaging.lambda_python`), the zip format, the cache and its crash
+safety. The ``slow`` tests build the real layer
 for arm64 and x86_64 with pip, once per session each, into the repository's layer cache
 (``.cache/layers``, so later infra tests reuse them), check what Lambda would get, and record the
 measured sizes in ``build/package-sizes.json``.
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -28,7 +29,9 @@ import pytest
 from components.packaging import (
     ARCHITECTURES,
     BUILDER_VERSION,
+    ENV_LAMBDA_PYTHON,
     LAMBDA_DIRECT_UPLOAD_LIMIT_BYTES,
+    LAYER_REQUIREMENTS,
     ZIP_DATE_TIME,
     FunctionArchive,
     LambdaPackage,
@@ -38,18 +41,26 @@ from components.packaging import (
     build_function_archive,
     build_layer,
     check_size,
+    find_python,
     human_mb,
+    lambda_python,
     layer_cache_key,
     layer_name,
     pip_install_command,
 )
-from runtime.contract import LAMBDA_PYTHON_VERSION, LAMBDA_RUNTIME, LAMBDA_UNZIPPED_LIMIT_BYTES
+from runtime.contract import (
+    ENGINE_ONNX,
+    LAMBDA_PYTHON_VERSION,
+    LAMBDA_RUNTIME,
+    LAMBDA_UNZIPPED_LIMIT_BYTES,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIREMENTS = REPO / "runtime" / "requirements.txt"
 CONSTRAINTS = REPO / "constraints.txt"
 SIZES_JSON = REPO / "build" / "package-sizes.json"
 
+LAMBDA_RUNTIME_SDK = frozenset({"boto3", "botocore", "s3transfer"})  # the runtime provides them
 ELF_MACHINE = {"arm64": 0xB7, "x86_64": 0x3E}  # e_machine: EM_AARCH64, EM_X86_64
 MIB = 1024 * 1024
 
@@ -118,24 +129,42 @@ FAKE_TREE: dict[str, bytes] = {
     "pkg/testing/__init__.py": b"# public helper module: kept\n",
     "xgboost/__init__.py": b"",
     "xgboost/testing/__init__.py": b"import pytest\n",
+    "xgboost/sklearn.py": b"from scipy.special import softmax\n",
+    "xgboost/plotting.py": b"from .sklearn import XGBModel\n",
+    "xgboost/dask/__init__.py": b"import dask\n",
+    "xgboost/spark/__init__.py": b"import pyspark\n",
+    "xgboost/core.py": b"import scipy.sparse\n",
     "pkg-1.0.dist-info/METADATA": b"Name: pkg\n",
     "pkg-1.0.dist-info/licenses/LICENSE": b"MIT\n",
     "bin/pkg-cli": b"#!/usr/bin/python\n",
     "single_module.py": b"",
 }
+FAKE_KEPT_SOURCES = (
+    "pkg/__init__.py",
+    "pkg/core.py",
+    "pkg/sub/mod.py",
+    "pkg/testing/__init__.py",
+    "xgboost/__init__.py",
+    "xgboost/core.py",
+    "single_module.py",
+)
+FAKE_KEPT_DATA = (
+    "pkg/_ext.cpython-312-x86_64-linux-gnu.so",
+    "pkg-1.0.dist-info/METADATA",
+    "pkg-1.0.dist-info/licenses/LICENSE",
+)
+PYC_TAG = "cpython-" + LAMBDA_PYTHON_VERSION.replace(".", "")
+
+
+def pyc_name(source: str) -> str:
+    """Where Python looks for the byte code of ``source`` (PEP 3147)."""
+    folder, _, name = source.rpartition("/")
+    return f"{folder}/__pycache__/{name[:-3]}.{PYC_TAG}.pyc".lstrip("/")
+
+
 FAKE_KEPT = sorted(
     "python/" + name
-    for name in (
-        "pkg/__init__.py",
-        "pkg/core.py",
-        "pkg/_ext.cpython-312-x86_64-linux-gnu.so",
-        "pkg/sub/mod.py",
-        "pkg/testing/__init__.py",
-        "xgboost/__init__.py",
-        "pkg-1.0.dist-info/METADATA",
-        "pkg-1.0.dist-info/licenses/LICENSE",
-        "single_module.py",
-    )
+    for name in (*FAKE_KEPT_SOURCES, *FAKE_KEPT_DATA, *map(pyc_name, FAKE_KEPT_SOURCES))
 )
 
 
@@ -157,7 +186,7 @@ def test_layer_pins_equal_constraints() -> None:
 
 
 def test_layer_leaves_boto3_to_the_lambda_runtime() -> None:
-    assert not {"boto3", "botocore", "s3transfer"} & set(read_pins(REQUIREMENTS))
+    assert not LAMBDA_RUNTIME_SDK & set(read_pins(REQUIREMENTS))
 
 
 # --- pip command and cache key -------------------------------------------------------------------
@@ -203,9 +232,10 @@ def test_layer_is_stripped_and_zipped_under_python_prefix(
 
     assert len(calls) == 1
     assert "--platform" in calls[0] and "manylinux_2_28_x86_64" in calls[0]
-    assert zip_names(build.zip_path) == FAKE_KEPT  # sorted, files only, python/ prefix
-    kept_sizes = sum(len(FAKE_TREE[name.removeprefix("python/")]) for name in FAKE_KEPT)
-    assert build.unzipped_bytes == kept_sizes
+    # sorted, files only, python/ prefix; pip's byte code replaced by the runtime's own
+    assert zip_names(build.zip_path) == FAKE_KEPT
+    with zipfile.ZipFile(build.zip_path) as archive:
+        assert build.unzipped_bytes == sum(info.file_size for info in archive.infolist())
     assert build.zipped_bytes == build.zip_path.stat().st_size
     assert (build.architecture, build.python_version) == ("x86_64", LAMBDA_PYTHON_VERSION)
     assert build.cache_key == layer_cache_key(requirements.read_bytes(), "x86_64", "3.12")
@@ -220,6 +250,116 @@ def test_layer_is_stripped_and_zipped_under_python_prefix(
             assert mode == (0o755 if info.filename.endswith(".so") else 0o644), info.filename
         assert archive.read("python/pkg/core.py") == FAKE_TREE["pkg/core.py"]
         assert archive.testzip() is None
+
+
+BYTECODE_CHECK = """
+import json, sys
+import pkg.core, single_module
+print(json.dumps({
+    "value": pkg.core.f(),
+    "filename": pkg.core.f.__code__.co_filename,
+    "cached": pkg.core.__spec__.cached,
+}))
+"""
+
+
+def test_layer_byte_code_is_used_read_only_without_the_sources(
+    requirements: Path, tmp_path: Path
+) -> None:
+    _, runner = fake_pip(FAKE_TREE)
+    build = build_layer(requirements, "x86_64", cache_dir=tmp_path / "cache", runner=runner)
+    opt = tmp_path / "opt"  # Lambda's /opt
+    with zipfile.ZipFile(build.zip_path) as archive:
+        archive.extractall(opt)
+        pyc = archive.read("python/" + pyc_name("pkg/core.py"))
+    assert int.from_bytes(pyc[4:8], "little") == 0b01  # PEP 552: hash-based, not checked
+    # unchecked-hash: the interpreter takes the byte code and never compiles the source, so a
+    # changed source does not matter (and the zip's fixed timestamps cannot invalidate it)
+    (opt / "python" / "pkg" / "core.py").write_text("raise SystemExit('compiled from source')\n")
+    for path in (opt, *opt.rglob("*")):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    before = sorted(opt.rglob("*"))
+    try:
+        result = subprocess.run(
+            [lambda_python(), "-S", "-c", BYTECODE_CHECK],
+            env={"PYTHONPATH": str(opt / "python"), "PYTHONDONTWRITEBYTECODE": "1"},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        for path in (opt, *opt.rglob("*")):
+            path.chmod(0o755)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["value"] == 2
+    # tracebacks name the file where it is (the source is shipped to show the line)
+    assert outcome["filename"] == str(opt / "python" / "pkg" / "core.py")
+    assert outcome["cached"].endswith("pkg/__pycache__/core." + PYC_TAG + ".pyc")
+    assert sorted(opt.rglob("*")) == before
+
+
+def test_layer_byte_code_of_another_interpreter_is_refused(
+    requirements: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = "3.11" if LAMBDA_PYTHON_VERSION != "3.11" else "3.12"
+    impostor = tmp_path / "python"
+    impostor.write_text(f"#!/bin/sh\necho {other}\n")
+    impostor.chmod(0o755)
+    monkeypatch.setenv(ENV_LAMBDA_PYTHON, str(impostor))
+    _, runner = fake_pip(FAKE_TREE)
+    with pytest.raises(PackagingError) as caught:
+        build_layer(requirements, "arm64", cache_dir=tmp_path / "cache", runner=runner)
+    assert str(caught.value) == (
+        f"{ENV_LAMBDA_PYTHON}={impostor} is Python {other}; it must be a Python "
+        f"{LAMBDA_PYTHON_VERSION} interpreter (the Lambda runtime is python"
+        f"{LAMBDA_PYTHON_VERSION}), or unset to look for one"
+    )
+    assert [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")] == []
+
+
+def test_byte_code_is_compiled_by_the_interpreter_a_version_shim_selects(
+    requirements: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shim (pyenv's, asdf's) picks the interpreter from the environment; the compiler runs
+    in the same environment the interpreter was found in, minus Python's own variables."""
+    shim = tmp_path / "shim" / f"python{LAMBDA_PYTHON_VERSION}"
+    shim.parent.mkdir()
+    shim.write_text('#!/bin/sh\n[ -n "$SHIM_TARGET" ] || exit 127\nexec "$SHIM_TARGET" "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("SHIM_TARGET", lambda_python())
+    monkeypatch.setenv(ENV_LAMBDA_PYTHON, str(shim))
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path / "elsewhere"))  # must not apply
+    _, runner = fake_pip(FAKE_TREE)
+    build = build_layer(requirements, "x86_64", cache_dir=tmp_path / "cache", runner=runner)
+    assert zip_names(build.zip_path) == FAKE_KEPT
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_missing_runtime_interpreter_names_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(ENV_LAMBDA_PYTHON, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    assert find_python("3.99") is None
+    with pytest.raises(PackagingError) as caught:
+        lambda_python("3.99")
+    message = str(caught.value)
+    assert "the Lambda runtime is python3.99" in message
+    assert "Install Python 3.99" in message and ENV_LAMBDA_PYTHON in message
+
+
+def test_the_deploying_interpreter_compiles_when_it_is_the_runtime_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ENV_LAMBDA_PYTHON, raising=False)
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert lambda_python(running) == sys.executable
+    monkeypatch.setenv(ENV_LAMBDA_PYTHON, sys.executable)
+    assert lambda_python(running) == sys.executable
 
 
 def test_layer_zip_is_byte_identical_across_builds(requirements: Path, tmp_path: Path) -> None:
@@ -319,29 +459,35 @@ def test_bad_build_parameters_are_refused(
 
 
 # --- function archive ----------------------------------------------------------------------------
-def test_function_archive_holds_the_runtime_package_only(tmp_path: Path) -> None:
-    archive = build_function_archive(REPO, tmp_path / "one")
+def test_function_archive_holds_the_runtime_package_compiled(tmp_path: Path) -> None:
+    archive = build_function_archive(REPO, tmp_path / "one", cache_dir=tmp_path / "cache")
     names = zip_names(archive.zip_path)
 
-    expected = sorted(
-        [
-            path.relative_to(REPO).as_posix()
-            for path in (REPO / "runtime").rglob("*.py")
-            if not {"__pycache__", "tests", "test"} & set(path.relative_to(REPO).parts)
-        ]
-        + ["runtime/openapi.yaml"]
-    )
-    assert names == expected
+    sources = [
+        path.relative_to(REPO).as_posix()
+        for path in (REPO / "runtime").rglob("*.py")
+        if not {"__pycache__", "tests", "test"} & set(path.relative_to(REPO).parts)
+    ]
+    assert names == sorted([*sources, *map(pyc_name, sources), "runtime/openapi.yaml"])
     assert "runtime/__init__.py" in names and "runtime/contract.py" in names
-    assert archive.unzipped_bytes == sum((REPO / name).stat().st_size for name in names)
+    with zipfile.ZipFile(archive.zip_path) as zipped:
+        assert archive.unzipped_bytes == sum(info.file_size for info in zipped.infolist())
+        for source in sources:
+            assert zipped.read(source) == (REPO / source).read_bytes()
     assert archive.zipped_bytes == archive.zip_path.stat().st_size
 
-    again = build_function_archive(REPO, tmp_path / "two")
+    # the same runtime is the cached archive: no compiler needed, the same bytes
+    again = build_function_archive(
+        REPO, tmp_path / "two", cache_dir=tmp_path / "cache", python="/nonexistent/python"
+    )
     assert again.zip_path.read_bytes() == archive.zip_path.read_bytes()
     assert again.sha256 == archive.sha256
+    # and it is reproducible: compiled again elsewhere, the same bytes
+    fresh = build_function_archive(REPO, tmp_path / "three", cache_dir=tmp_path / "other")
+    assert fresh.zip_path.read_bytes() == archive.zip_path.read_bytes()
 
 
-def test_function_archive_skips_bytecode_and_tests(tmp_path: Path) -> None:
+def test_function_archive_skips_local_bytecode_and_tests(tmp_path: Path) -> None:
     root = tmp_path / "src"
     (root / "runtime" / "__pycache__").mkdir(parents=True)
     (root / "runtime" / "tests").mkdir()
@@ -349,15 +495,21 @@ def test_function_archive_skips_bytecode_and_tests(tmp_path: Path) -> None:
     (root / "runtime" / "handler.py").write_text("x = 1\n")
     (root / "runtime" / "openapi.yaml").write_text("openapi: 3.0.3\n")
     (root / "runtime" / "notes.md").write_text("not shipped")
-    (root / "runtime" / "__pycache__" / "handler.cpython-312.pyc").write_bytes(b"\0")
+    (root / "runtime" / "__pycache__" / "handler.cpython-311.pyc").write_bytes(b"\0")
     (root / "runtime" / "tests" / "test_handler.py").write_text("")
     (root / "other.py").write_text("")
-    archive = build_function_archive(root, tmp_path / "out")
+    archive = build_function_archive(root, tmp_path / "out", cache_dir=tmp_path / "cache")
     assert zip_names(archive.zip_path) == [
         "runtime/__init__.py",
+        pyc_name("runtime/__init__.py"),
+        pyc_name("runtime/handler.py"),
         "runtime/handler.py",
         "runtime/openapi.yaml",
     ]
+    # a changed runtime is compiled again
+    (root / "runtime" / "handler.py").write_text("x = 2\n")
+    changed = build_function_archive(root, tmp_path / "out", cache_dir=tmp_path / "cache")
+    assert changed.sha256 != archive.sha256
 
 
 def test_function_archive_needs_the_runtime_package(tmp_path: Path) -> None:
@@ -525,12 +677,21 @@ def test_real_layer_contents(architecture: str, real_layers: dict[str, RealBuild
         assert any(name.startswith(f"python/{package}/") for name in names), package
     assert "python/numpy/testing/__init__.py" in names  # scipy imports numpy.testing
     assert "python/scipy/sparse/__init__.py" in names
+    # boto3 is imported once, from the Lambda runtime: the layer carries no copy to shadow it
+    assert not [n for n in names if n.split("/")[1] in LAMBDA_RUNTIME_SDK], LAMBDA_RUNTIME_SDK
     for name in names:
         parts = name.split("/")
-        assert "__pycache__" not in parts, name
         assert not {"tests", "test"} & set(parts), name
-        assert not name.startswith(("python/bin/", "python/xgboost/testing/")), name
-        assert not name.endswith((".pyc", ".pyi")), name
+        assert not name.startswith(
+            ("python/bin/", "python/xgboost/testing/", "python/xgboost/dask/")
+        ), name
+        assert name not in ("python/xgboost/sklearn.py", "python/xgboost/plotting.py"), name
+        assert not name.endswith(".pyi"), name
+    # byte code of the runtime's version for every module (unchecked-hash, checked where it is
+    # imported: test_x86_64_layer_imports_and_predicts_on_python312), and nothing else
+    sources = [name for name in names if name.endswith(".py")]
+    compiled = [name for name in names if name.endswith(".pyc")]
+    assert sorted(compiled) == sorted(pyc_name(name) for name in sources)
     assert any(re.match(r"python/numpy-[^/]+\.dist-info/", name) for name in names)
 
 
@@ -605,29 +766,6 @@ def test_real_package_over_a_small_limit_reports_measured_sizes(
         assert part in message
 
 
-def find_python(version: str) -> str | None:
-    """An interpreter that really is ``python<version>`` (a pyenv shim may exist but fail)."""
-    candidates = [shutil.which(f"python{version}")]
-    pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-    candidates += sorted(
-        str(p) for p in pyenv_root.glob(f"versions/{version}.*/bin/python{version}")
-    )
-    for candidate in filter(None, candidates):
-        try:
-            probe = subprocess.run(
-                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if probe.returncode == 0 and probe.stdout.strip() == version:
-            return candidate
-    return None
-
-
 IMPORT_CHECK = """
 import json, os, sys
 layer = os.environ["LAYER_DIR"]
@@ -647,15 +785,25 @@ raw = booster.save_raw("ubj")
 loaded = xgboost.Booster()
 loaded.load_model(bytearray(raw))
 predictions = loaded.inplace_predict(X[:4])
+ours = [
+    (name, module) for name, module in list(sys.modules.items())
+    if name.split(".")[0] in {"numpy", "scipy", "xgboost", "aws_lambda_powertools", "runtime"}
+    and getattr(module, "__file__", None)
+]
 outside = sorted(
-    name for name, module in list(sys.modules.items())
-    if name.split(".")[0] in {"numpy", "scipy", "xgboost", "aws_lambda_powertools"}
-    and getattr(module, "__file__", None) and not module.__file__.startswith(layer)
+    name for name, module in ours
+    if name.split(".")[0] != "runtime" and not module.__file__.startswith(layer)
+)
+# every module imported from Python source has its shipped byte code next to it
+uncompiled = sorted(
+    name for name, module in ours
+    if module.__file__.endswith(".py") and not os.path.exists(module.__spec__.cached)
 )
 print(json.dumps({
+    "unused": sorted({"xgboost.sklearn", "xgboost.plotting", "scipy.special"} & set(sys.modules)),
     "xgboost": xgboost.__version__, "numpy": np.__version__,
-    "predictions": predictions.tolist(), "outside": outside,
-    "contract": runtime.contract.__file__,
+    "predictions": predictions.tolist(), "outside": outside, "uncompiled": uncompiled,
+    "modules": len(ours), "contract": runtime.contract.__file__,
 }))
 """
 
@@ -666,12 +814,7 @@ def test_x86_64_layer_imports_and_predicts_on_python312(
 ) -> None:
     if os.uname().machine != "x86_64":
         pytest.skip(f"the x86_64 layer cannot run on this {os.uname().machine} machine")
-    python = find_python(LAMBDA_PYTHON_VERSION)
-    if python is None:
-        pytest.skip(
-            f"python{LAMBDA_PYTHON_VERSION} (the Lambda runtime's version) is not installed; "
-            "the cp312 layer cannot be imported by the dev interpreter"
-        )
+    python = lambda_python()  # the builder needed it too
     opt, task = tmp_path / "opt", tmp_path / "task"  # Lambda's /opt and /var/task
     with zipfile.ZipFile(real_layers["x86_64"].layer.zip_path) as archive:
         archive.extractall(opt)
@@ -681,10 +824,12 @@ def test_x86_64_layer_imports_and_predicts_on_python312(
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp_path),
         "PYTHONPATH": f"{task}{os.pathsep}{opt / 'python'}",
+        "PYTHONDONTWRITEBYTECODE": "1",  # as on Lambda's read-only /opt and /var/task
         "LAYER_DIR": str(opt / "python"),
         "POWERTOOLS_SERVICE_NAME": "mlserve-test",
         "POWERTOOLS_METRICS_NAMESPACE": "mlserve-test",
     }
+    files_before = sum(1 for _ in tmp_path.rglob("*"))
     # -S: no site-packages of that interpreter, only the layer and the function code
     result = subprocess.run(
         [python, "-S", "-c", IMPORT_CHECK],
@@ -698,6 +843,11 @@ def test_x86_64_layer_imports_and_predicts_on_python312(
     assert result.returncode == 0, result.stderr[-3000:]
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["outside"] == []
+    assert outcome["modules"] > 100 and outcome["uncompiled"] == []
+    # xgboost without its scikit-learn wrapper (and the scipy.special it imports) still trains,
+    # loads and predicts: the runtime uses the Booster only
+    assert outcome["unused"] == []
+    assert sum(1 for _ in tmp_path.rglob("*")) == files_before  # nothing compiled, nothing written
     assert outcome["xgboost"] == read_pins(REQUIREMENTS)["xgboost-cpu"]
     assert outcome["numpy"] == read_pins(REQUIREMENTS)["numpy"]
     assert outcome["contract"].startswith(str(task))
@@ -736,11 +886,13 @@ def by_type(mocks: RecordingMocks, typ: str) -> list[pulumi.runtime.MockResource
 
 @slow
 @pulumi.runtime.test
-def test_component_publishes_the_layer_and_exposes_the_code(
-    mocks: RecordingMocks, real_layers: dict[str, RealBuild]
-) -> Any:
-    package = LambdaPackage("predictor-package", LambdaPackageArgs("arm64", REQUIREMENTS, REPO))
-    assert package.layer_build == real_layers["arm64"].layer  # the shared cache, no rebuild
+def test_component_publishes_the_layer_and_exposes_the_code(mocks: RecordingMocks) -> Any:
+    # the onnx engine's layer: under the 50 MB a zip may have when published directly
+    requirements = LAYER_REQUIREMENTS[ENGINE_ONNX]
+    built = build_layer(requirements, "arm64")  # the shared cache (the bench builds it too)
+    assert built.zipped_bytes <= LAMBDA_DIRECT_UPLOAD_LIMIT_BYTES
+    package = LambdaPackage("predictor-package", LambdaPackageArgs("arm64", requirements, REPO))
+    assert package.layer_build == built  # the shared cache, no rebuild
     assert isinstance(package.code, pulumi.FileArchive)
     assert package.code.path == str(package.function_archive.zip_path)
 
@@ -754,12 +906,26 @@ def test_component_publishes_the_layer_and_exposes_the_code(
         assert inputs["compatibleRuntimes"] == [LAMBDA_RUNTIME]
         assert inputs["compatibleArchitectures"] == ["arm64"]
         assert isinstance(inputs["code"], pulumi.FileArchive)
-        assert inputs["code"].path == str(real_layers["arm64"].layer.zip_path)
+        assert inputs["code"].path == str(built.zip_path)
         assert len(inputs["description"]) <= 256
         assert arn.endswith(":layer:mlserve-unit-predictor-package:1")
         assert by_type(mocks, "aws:s3/bucketObjectv2:BucketObjectv2") == []
 
     return pulumi.Output.all(package.layer_arn, package.layer.urn).apply(check)
+
+
+@slow
+def test_component_without_a_bucket_refuses_a_layer_over_the_direct_upload_limit(
+    mocks: RecordingMocks, real_layers: dict[str, RealBuild]
+) -> None:
+    build = real_layers["arm64"].layer  # the xgboost engine's layer, byte code included
+    assert build.zipped_bytes > LAMBDA_DIRECT_UPLOAD_LIMIT_BYTES
+    with pytest.raises(PackagingError) as caught:
+        LambdaPackage("pkg", LambdaPackageArgs("arm64", REQUIREMENTS, REPO))
+    assert str(caught.value).startswith(
+        f"Lambda layer zip is {human_mb(build.zipped_bytes)}, over Lambda's 50.0 MB "
+        "direct-upload limit (arm64)"
+    )
 
 
 @slow
