@@ -99,9 +99,9 @@ def batch_service_role(iam: Any) -> str:
     then uses its service-linked role AWSServiceRoleForBatch, creating it if needed. The mapper
     passes that role explicitly, so moto accepts what AWS accepts.
     """
-    name = "AWSServiceRoleForBatch"
-    try:
-        return str(iam.get_role(RoleName=name)["Role"]["Arn"])
-    except iam.exceptions.NoSuchEntityException:
-        created = iam.create_service_linked_role(AWSServiceName="batch.amazonaws.com")
-        return str(created["Role"]["Arn"])
+    path = "/aws-service-role/batch.amazonaws.com/"
+    existing = iam.list_roles(PathPrefix=path)["Roles"]
+    if existing:
+        return str(existing[0]["Arn"])
+    created = iam.create_service_linked_role(AWSServiceName="batch.amazonaws.com")
+    return str(created["Role"]["Arn"])
