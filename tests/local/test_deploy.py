@@ -21,10 +21,20 @@ import yaml
 
 from components import batch as batch_component
 from components import ecs as ecs_component
+from components import packaging, realtime
 from components.packaging import VENV_LAYER_MARKER
 from components.settings import SettingsError, load_project_schema
 from mlserve.local.aws import MotoServer
-from mlserve.local.deploy import Deployment, DeploymentError, LocalProvider, deploy
+from mlserve.local.deploy import (
+    Deployment,
+    DeploymentError,
+    LocalProvider,
+    StackConfigError,
+    deploy,
+    parse_overrides,
+    stack_config,
+    substitutions,
+)
 from mlserve.local.deploy.mapping import Context
 from mlserve.local.deploy.runner import REPO, run_program
 from runtime import contract
@@ -311,6 +321,23 @@ def test_stepfunctions_batch_is_deployed_as_declared(deployed: Any, polling: str
     )
 
 
+def test_provisioned_concurrency_serves_a_published_version_through_the_alias(
+    deployed: Any,
+) -> None:
+    d = deployed(None, provisionedConcurrency="2")
+    predictor = d.function_by_handler(contract.HANDLER_PREDICT)
+    client = d.client("lambda")
+    alias = client.get_alias(FunctionName=predictor["FunctionName"], Name=realtime.ALIAS_NAME)
+    versions = client.list_versions_by_function(FunctionName=predictor["FunctionName"])
+    published = [v["Version"] for v in versions["Versions"] if v["Version"] != "$LATEST"]
+    assert published == [alias["FunctionVersion"]]
+    # The API invokes the alias; the provisioned concurrency is recorded, not created (no moto API).
+    assert alias["AliasArn"] in json.dumps(d.openapi_body()["paths"]["/predict"])
+    config = d.one("aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig")
+    assert config.inputs["provisionedConcurrentExecutions"] == 2
+    assert substitutions.PROVISIONED_CONCURRENCY in d.substitutions
+
+
 def test_a_combination_shares_one_store_table_and_api(deployed: Any) -> None:
     d = deployed(None, architecture="lambda,stepfunctions-batch")
     assert d.outputs["architecture"] == ["lambda", "stepfunctions-batch"]
@@ -331,6 +358,34 @@ def test_bad_configuration_fails_with_the_settings_error(model: Path) -> None:
     assert "mlserve:lambdaMemory: 64 is out of range" in str(raised.value)
 
 
+def test_a_stack_is_its_file_then_the_overrides(tmp_path: Path) -> None:
+    config = stack_config("stepfunctions-batch", {"jobAttempts": "5", "aws:region": "eu-west-1"})
+    declared = stack_file("stepfunctions-batch")
+    assert config["mlserve:architecture"] == declared["architecture"]
+    assert config["mlserve:pollIntervalSeconds"] == str(declared["pollIntervalSeconds"])
+    assert config["mlserve:jobAttempts"] == "5"
+    assert config["aws:region"] == "eu-west-1"
+    assert config["mlserve:lambdaMemory"] == str(DEFAULTS["lambdaMemory"])  # Pulumi.yaml
+    assert parse_overrides(["lambdaMemory=2048", "image="]) == {"lambdaMemory": "2048", "image": ""}
+    with pytest.raises(StackConfigError, match="key=value"):
+        parse_overrides(["lambdaMemory"])
+    with pytest.raises(StackConfigError, match=r"no Pulumi\.nope\.yaml.*lambda-ecs"):
+        stack_config("nope")
+    (tmp_path / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
+    (tmp_path / "Pulumi.dev.yaml").write_text("config:\n  mlserve:image:\n    secure: AAAA\n")
+    with pytest.raises(StackConfigError, match="cannot decrypt"):
+        stack_config("dev", project_dir=tmp_path)
+
+
+def test_the_layer_source_switch_is_only_the_local_targets() -> None:
+    assert packaging.layer_builder({}) is packaging.build_layer
+    venv = {packaging.ENV_LAYER_SOURCE: packaging.LAYER_SOURCE_VENV}
+    assert packaging.layer_builder(venv) is packaging.build_venv_layer
+    assert venv == substitutions.ENVIRONMENT
+    with pytest.raises(packaging.PackagingError, match="allowed: venv"):
+        packaging.layer_builder({packaging.ENV_LAYER_SOURCE: "pip"})
+
+
 def test_a_resource_type_without_a_mapper_fails_naming_the_type() -> None:
     with MotoServer(set_environment=False) as server:
         provider = LocalProvider(Context(server.endpoint_url, "us-east-1", "test", "mlserve"))
@@ -338,9 +393,7 @@ def test_a_resource_type_without_a_mapper_fails_naming_the_type() -> None:
         def program() -> None:
             pulumi.CustomResource("aws:sqs/queue:Queue", "unmapped", {})
 
-        with pytest.raises(Exception) as raised:
+        with pytest.raises(
+            DeploymentError, match=r"no mapper for resource type 'aws:sqs/queue:Queue'"
+        ):
             run_program(program, mocks=provider)
-    assert "aws:sqs/queue:Queue" in str(raised.value) or any(
-        "aws:sqs/queue:Queue" in str(f) for f in provider.failures
-    )
-    assert isinstance(provider.failures[0], DeploymentError)
