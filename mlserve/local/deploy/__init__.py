@@ -10,16 +10,17 @@ what was deployed.
 """
 
 from mlserve.local.deploy.config import StackConfigError, parse_overrides, stack_config
-from mlserve.local.deploy.deployment import DeployedResource, Deployment
+from mlserve.local.deploy.deployment import Deployment
 from mlserve.local.deploy.engine import DeploymentError, LocalProvider, deploy
+from mlserve.local.deploy.runner import Registered
 from mlserve.local.deploy.substitutions import SUBSTITUTIONS, Substitution
 
 __all__ = [
     "SUBSTITUTIONS",
-    "DeployedResource",
     "Deployment",
     "DeploymentError",
     "LocalProvider",
+    "Registered",
     "StackConfigError",
     "Substitution",
     "deploy",

@@ -14,6 +14,7 @@ from urllib.parse import unquote
 
 from mlserve.local.deploy.apigateway import openapi_body
 from mlserve.local.deploy.mapping import Context
+from mlserve.local.deploy.runner import Registered
 from mlserve.local.deploy.substitutions import Substitution
 
 FUNCTION = "aws:lambda/function:Function"
@@ -26,23 +27,6 @@ JOB_QUEUE = "aws:batch/jobQueue:JobQueue"
 NOTIFICATION = "aws:s3/bucketNotification:BucketNotification"
 
 
-@dataclass(frozen=True)
-class DeployedResource:
-    """One resource as the program registered it and the local engine created it."""
-
-    type: str
-    name: str
-    urn: str
-    id: str
-    parent: str
-    inputs: dict[str, Any]
-    outputs: dict[str, Any]
-    retain_on_delete: bool | None
-    protect: bool | None
-    dependencies: tuple[str, ...]
-    custom: bool
-
-
 @dataclass
 class Deployment:
     """A stack deployed into the embedded moto."""
@@ -52,23 +36,23 @@ class Deployment:
     endpoint_url: str
     outputs: dict[str, Any]
     secret_outputs: frozenset[str]
-    resources: list[DeployedResource]
+    resources: list[Registered]
     invocations: list[tuple[str, dict[str, Any]]]
     substitutions: tuple[Substitution, ...]
     seconds: float
     _ctx: Context = field(repr=False)
 
     # --- the records ---------------------------------------------------------------------------
-    def of_type(self, typ: str) -> list[DeployedResource]:
+    def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.type == typ and r.custom]
 
-    def one(self, typ: str, name: str | None = None) -> DeployedResource:
+    def one(self, typ: str, name: str | None = None) -> Registered:
         found = [r for r in self.of_type(typ) if name is None or r.name == name]
         if len(found) != 1:
             raise LookupError(f"expected one {typ} {name or ''}, found {[r.name for r in found]}")
         return found[0]
 
-    def named(self, name: str) -> DeployedResource:
+    def named(self, name: str) -> Registered:
         found = [r for r in self.resources if r.name == name]
         if len(found) != 1:
             raise LookupError(f"expected one resource named {name!r}, found {len(found)}")
@@ -135,21 +119,22 @@ class Deployment:
             for arn in (r.outputs["arn"] for r in self.of_type(TASK_DEFINITION))
         }
 
-    def job_definitions(self) -> dict[str, dict[str, Any]]:
-        """Job definition ARN -> DescribeJobDefinitions entry."""
-        arns = [r.id for r in self.of_type(JOB_DEFINITION)]
+    def _batch(self, typ: str, kind: str) -> dict[str, dict[str, Any]]:
+        """ARN -> the Describe{Kind}s entry, for every deployed Batch resource of ``typ``."""
+        arns = [r.id for r in self.of_type(typ)]
         if not arns:
             return {}
-        found = self.client("batch").describe_job_definitions(jobDefinitions=arns)
-        return {d["jobDefinitionArn"]: d for d in found["jobDefinitions"]}
+        plural = f"{kind[0].lower()}{kind[1:]}s"  # JobQueue -> jobQueues
+        found = getattr(self.client("batch"), f"describe_{_snake(kind)}s")(**{plural: arns})
+        return {entry[f"{plural[:-1]}Arn"]: entry for entry in found[plural]}
+
+    def job_definitions(self) -> dict[str, dict[str, Any]]:
+        """Job definition ARN -> DescribeJobDefinitions entry."""
+        return self._batch(JOB_DEFINITION, "JobDefinition")
 
     def job_queues(self) -> dict[str, dict[str, Any]]:
         """Job queue ARN -> DescribeJobQueues entry."""
-        arns = [r.id for r in self.of_type(JOB_QUEUE)]
-        if not arns:
-            return {}
-        found = self.client("batch").describe_job_queues(jobQueues=arns)
-        return {q["jobQueueArn"]: q for q in found["jobQueues"]}
+        return self._batch(JOB_QUEUE, "JobQueue")
 
     def notification_configuration(self, bucket: str) -> dict[str, Any]:
         """GetBucketNotificationConfiguration of ``bucket``."""
@@ -163,6 +148,11 @@ class Deployment:
             str(r.inputs["bucket"]): self.notification_configuration(str(r.inputs["bucket"]))
             for r in self.of_type(NOTIFICATION)
         }
+
+
+def _snake(name: str) -> str:
+    """``JobQueue`` -> ``job_queue``."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 def _document(value: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ fails the deployment, naming the type.
 
 Resource options: the SDK registers a resource only once its inputs and ``depends_on`` resources
 have resolved, so resources are created in dependency order; ``retainOnDelete`` and ``protect``
-are recorded on each :class:`DeployedResource`.
+are recorded on each resource record (:class:`.runner.Registered`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from mlserve.local.deploy import (
     substitutions,
 )
 from mlserve.local.deploy.config import DEFAULT_REGION, REGION_KEY, stack_config
-from mlserve.local.deploy.deployment import DeployedResource, Deployment
+from mlserve.local.deploy.deployment import Deployment
 from mlserve.local.deploy.mapping import Context, Create, Invoke
 from mlserve.local.deploy.runner import PROJECT, REPO, run_main
 
@@ -171,22 +171,7 @@ def deploy(
         endpoint_url=endpoint_url,
         outputs=dict(run.exports),
         secret_outputs=frozenset(run.secret_exports),
-        resources=[
-            DeployedResource(
-                type=r.type,
-                name=r.name,
-                urn=r.urn,
-                id=r.id,
-                parent=r.parent,
-                inputs=r.inputs,
-                outputs=r.outputs,
-                retain_on_delete=r.retain_on_delete,
-                protect=r.protect,
-                dependencies=tuple(r.dependencies),
-                custom=r.custom,
-            )
-            for r in run.resources
-        ],
+        resources=run.resources,
         invocations=list(run.invocations),
         substitutions=substitutions.SUBSTITUTIONS,
         seconds=time.perf_counter() - started,
