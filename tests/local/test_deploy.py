@@ -37,6 +37,7 @@ from mlserve.local.deploy import (
 )
 from mlserve.local.deploy.mapping import Context
 from mlserve.local.deploy.runner import REPO, run_program
+from mlserve.local.fargate import LOCAL_SCORING_IMAGE
 from runtime import contract
 from runtime.model import sha256_file
 from tests.infra.conftest import train_tiny_model
@@ -62,26 +63,38 @@ def server() -> Iterator[MotoServer]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def deployed(model: Path, server: MotoServer) -> Any:
-    """``deployed(stack, **overrides)``: the deployment into a freshly reset moto.
+class LocalDeployments:
+    """Deployments of the program into the module's moto, one at a time.
 
     moto's state is per process (every server in it shares it), so one deployment is kept at a
     time: asking for another resets moto and deploys anew. Tests of one deployment are adjacent.
     """
-    current: dict[tuple[str | None, tuple[tuple[str, str], ...]], Deployment] = {}
 
-    def get(stack: str | None, **overrides: str) -> Deployment:
+    def __init__(self, model: Path, server: MotoServer) -> None:
+        self.model = model
+        self.server = server
+        self.current: dict[tuple[str | None, tuple[tuple[str, str], ...]], Deployment] = {}
+
+    def reset(self) -> None:
+        self.current.clear()
+        url = f"{self.server.endpoint_url}/moto-api/reset"
+        requests.post(url, timeout=30).raise_for_status()
+
+    def deploy(self, stack: str | None, **overrides: str) -> Deployment:
+        return deploy(stack, {"modelPath": str(self.model), **overrides}, self.server.endpoint_url)
+
+    def __call__(self, stack: str | None, **overrides: str) -> Deployment:
         key = (stack, tuple(sorted(overrides.items())))
-        if key not in current:
-            current.clear()
-            requests.post(f"{server.endpoint_url}/moto-api/reset", timeout=30).raise_for_status()
-            current[key] = deploy(
-                stack, {"modelPath": str(model), **overrides}, server.endpoint_url
-            )
-        return current[key]
+        if key not in self.current:
+            self.reset()
+            self.current[key] = self.deploy(stack, **overrides)
+        return self.current[key]
 
-    return get
+
+@pytest.fixture(scope="module")
+def deployed(model: Path, server: MotoServer) -> LocalDeployments:
+    """``deployed(stack, **overrides)``: that deployment, into a freshly reset moto."""
+    return LocalDeployments(model, server)
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -132,7 +145,9 @@ def table_arn(deployment: Deployment) -> str:
 
 
 # --- shared stores --------------------------------------------------------------------------------
-def test_the_model_store_and_job_table_are_deployed_as_declared(deployed: Any, model: Path) -> None:
+def test_the_model_store_and_job_table_are_deployed_as_declared(
+    deployed: LocalDeployments, model: Path
+) -> None:
     d = deployed("lambda")
     s3 = d.client("s3")
     bucket = d.outputs["modelBucket"]
@@ -156,7 +171,7 @@ def test_the_model_store_and_job_table_are_deployed_as_declared(deployed: Any, m
 
 # --- lambda ---------------------------------------------------------------------------------------
 def test_lambda_predictor_is_deployed_with_the_declared_configuration(
-    deployed: Any, model: Path
+    deployed: LocalDeployments, model: Path
 ) -> None:
     d = deployed("lambda")
     predictor = d.function_by_handler(contract.HANDLER_PREDICT)
@@ -181,7 +196,9 @@ def test_lambda_predictor_is_deployed_with_the_declared_configuration(
     assert_grants(d, predictor, [("s3:GetObject", model_object_arn(d))])
 
 
-def test_the_rest_api_is_imported_from_the_deployed_openapi_body(deployed: Any) -> None:
+def test_the_rest_api_is_imported_from_the_deployed_openapi_body(
+    deployed: LocalDeployments,
+) -> None:
     d = deployed("lambda")
     body = d.openapi_body()
     predictor = d.function_by_handler(contract.HANDLER_PREDICT)
@@ -205,7 +222,9 @@ def test_the_rest_api_is_imported_from_the_deployed_openapi_body(deployed: Any) 
 
 
 # --- lambda-ecs -----------------------------------------------------------------------------------
-def test_lambda_ecs_task_definition_and_job_api_are_deployed_as_declared(deployed: Any) -> None:
+def test_lambda_ecs_task_definition_and_job_api_are_deployed_as_declared(
+    deployed: LocalDeployments,
+) -> None:
     d = deployed("lambda-ecs")
     declared = stack_file("lambda-ecs")
     [task] = d.task_definitions().values()
@@ -216,6 +235,15 @@ def test_lambda_ecs_task_definition_and_job_api_are_deployed_as_declared(deploye
         == CPU_ARCHITECTURE[DEFAULTS["lambdaArchitecture"]]
     )
     [container] = task["containerDefinitions"]
+    # The image substitution: the local reference; the ECR repository is created as declared.
+    assert container["image"] == LOCAL_SCORING_IMAGE == d.outputs["imageUri"]
+    [repository] = d.client("ecr").describe_repositories()["repositories"]
+    assert repository["imageTagMutability"] == "IMMUTABLE"
+    assert_grants(
+        d,
+        {"FunctionName": "execution role", "Role": task["executionRoleArn"]},
+        [("ecr:BatchGetImage", repository["repositoryArn"])],
+    )
     container_env = {e["name"]: e["value"] for e in container["environment"]}
     assert container_env[contract.ENV_JOB_TABLE] == d.outputs["jobTable"]
     assert container_env[contract.ENV_MODEL_URI] == d.outputs["modelUri"]
@@ -244,10 +272,22 @@ def test_lambda_ecs_task_definition_and_job_api_are_deployed_as_declared(deploye
     assert {s["VpcId"] for s in described} == {vpc["Vpcs"][0]["VpcId"]}
 
 
+def test_configured_subnets_and_security_groups_are_used(deployed: LocalDeployments) -> None:
+    deployed.reset()  # a VPC of the user's own, then the stack deployed into it
+    ec2 = deployed.server.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.1.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="mine", Description="mine", VpcId=vpc)["GroupId"]
+    d = deployed.deploy("lambda-ecs", subnetIds=subnet, securityGroupIds=group)
+    variables = env(d.function_by_handler(contract.HANDLER_JOBS))
+    assert variables[contract.ENV_ECS_SUBNETS] == subnet
+    assert variables[contract.ENV_ECS_SECURITY_GROUPS] == group
+
+
 # --- step functions -------------------------------------------------------------------------------
 @pytest.mark.parametrize("polling", ["lambda", "native"])
 def test_stepfunctions_ecs_state_machine_is_the_deployed_definition(
-    deployed: Any, polling: str
+    deployed: LocalDeployments, polling: str
 ) -> None:
     d = deployed("stepfunctions-ecs", polling=polling)
     [machine] = d.state_machines().values()
@@ -278,7 +318,9 @@ def test_stepfunctions_ecs_state_machine_is_the_deployed_definition(
 
 
 @pytest.mark.parametrize("polling", ["lambda", "native"])
-def test_stepfunctions_batch_is_deployed_as_declared(deployed: Any, polling: str) -> None:
+def test_stepfunctions_batch_is_deployed_as_declared(
+    deployed: LocalDeployments, polling: str
+) -> None:
     d = deployed("stepfunctions-batch", polling=polling)
     declared = stack_file("stepfunctions-batch")
     [definition] = d.job_definitions().values()
@@ -322,7 +364,7 @@ def test_stepfunctions_batch_is_deployed_as_declared(deployed: Any, polling: str
 
 
 def test_provisioned_concurrency_serves_a_published_version_through_the_alias(
-    deployed: Any,
+    deployed: LocalDeployments,
 ) -> None:
     d = deployed(None, provisionedConcurrency="2")
     predictor = d.function_by_handler(contract.HANDLER_PREDICT)
@@ -338,7 +380,7 @@ def test_provisioned_concurrency_serves_a_published_version_through_the_alias(
     assert substitutions.PROVISIONED_CONCURRENCY in d.substitutions
 
 
-def test_a_combination_shares_one_store_table_and_api(deployed: Any) -> None:
+def test_a_combination_shares_one_store_table_and_api(deployed: LocalDeployments) -> None:
     d = deployed(None, architecture="lambda,stepfunctions-batch")
     assert d.outputs["architecture"] == ["lambda", "stepfunctions-batch"]
     assert len(d.of_type("aws:s3/bucket:Bucket")) == 1

@@ -89,7 +89,10 @@ def deployment(ctx: Context, name: str, inputs: dict[str, Any]) -> tuple[str, di
 
 
 def stage(ctx: Context, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """CreateStage on the deployment, then its access-log settings (UpdateStage)."""
+    """CreateStage on the deployment, then its access-log settings (UpdateStage).
+
+    ``invokeUrl`` is AWS's URL of the stage, as the provider reports it: moto serves no stage
+    there; the emulator's gateway serves the deployed API on 127.0.0.1."""
     api_id, stage_name = str(inputs["restApi"]), str(inputs["stageName"])
     client = ctx.client("apigateway")
     client.create_stage(

@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any, Final
 
 import pulumi
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from mlserve.local.aws import EnvironmentPatch
 from mlserve.local.deploy import (
@@ -114,7 +114,7 @@ class LocalProvider(pulumi.runtime.Mocks):
         with self._lock:
             try:
                 resource_id, outputs = create(self.ctx, args.name, inputs)
-            except (ClientError, ValueError, KeyError) as exc:
+            except (BotoCoreError, ClientError, ValueError, KeyError, TypeError) as exc:
                 raise self._fail(f"{args.typ} {args.name!r}: {exc}", exc) from exc
         return resource_id, {**inputs, **outputs}
 
@@ -126,7 +126,7 @@ class LocalProvider(pulumi.runtime.Mocks):
             try:
                 # A bare dict: the mock monitor reads a tuple's second item as check failures.
                 return invoke(self.ctx, dict(args.args))
-            except (ClientError, ValueError, KeyError) as exc:
+            except (BotoCoreError, ClientError, ValueError, KeyError, TypeError) as exc:
                 raise self._fail(f"{args.token}: {exc}", exc) from exc
 
 
@@ -139,8 +139,10 @@ def deploy(
 ) -> Deployment:
     """Deploy the program with ``stack``'s configuration into the moto at ``endpoint_url``.
 
-    Raises the program's own errors (``SettingsError`` for bad configuration) and
-    :class:`DeploymentError` when a resource cannot be created.
+    ``endpoint_url`` is this process's embedded moto (:class:`mlserve.local.aws.MotoServer`):
+    the workarounds of :mod:`.moto_fixes` patch the moto running in this process. Raises the
+    program's own errors (``SettingsError`` for bad configuration) and :class:`DeploymentError`
+    when a resource cannot be created.
     """
     started = time.perf_counter()
     moto_fixes.apply()
