@@ -115,19 +115,14 @@ def allows(document: dict[str, Any], action: str, resource: str) -> bool:
     return False
 
 
-def role_policy(deployment: Deployment, function: dict[str, Any]) -> dict[str, Any]:
-    """The inline policies of a function's role, as moto returns them, merged."""
-    role = function["Role"].rsplit("/", 1)[-1]
+def assert_grants(deployment: Deployment, role_arn: str, grants: list[tuple[str, str]]) -> None:
+    """Every (action, resource) of ``grants`` is allowed by the role's inline policies, as moto
+    returns them (GetRolePolicy)."""
+    role = role_arn.rsplit("/", 1)[-1]
     policies = deployment.role_policies()[role]
-    return {"Statement": [s for doc in policies.values() for s in doc["Statement"]]}
-
-
-def assert_grants(
-    deployment: Deployment, function: dict[str, Any], grants: list[tuple[str, str]]
-) -> None:
-    policy = role_policy(deployment, function)
-    missing = [(a, r) for a, r in grants if not allows(policy, a, r)]
-    assert not missing, f"{function['FunctionName']} cannot {missing}"
+    merged = {"Statement": [s for doc in policies.values() for s in doc["Statement"]]}
+    missing = [(a, r) for a, r in grants if not allows(merged, a, r)]
+    assert not missing, f"role {role} cannot {missing}"
 
 
 def env(function: dict[str, Any]) -> dict[str, str]:
@@ -193,7 +188,7 @@ def test_lambda_predictor_is_deployed_with_the_declared_configuration(
     object_key = d.one("aws:s3/bucketObjectv2:BucketObjectv2", "lambda-package-layer-object")
     assert object_key.inputs["source"].path.endswith("layer.zip")
     assert zipfile.ZipFile(object_key.inputs["source"].path).namelist() == [VENV_LAYER_MARKER]
-    assert_grants(d, predictor, [("s3:GetObject", model_object_arn(d))])
+    assert_grants(d, predictor["Role"], [("s3:GetObject", model_object_arn(d))])
 
 
 def test_the_rest_api_is_imported_from_the_deployed_openapi_body(
@@ -239,11 +234,7 @@ def test_lambda_ecs_task_definition_and_job_api_are_deployed_as_declared(
     assert container["image"] == LOCAL_SCORING_IMAGE == d.outputs["imageUri"]
     [repository] = d.client("ecr").describe_repositories()["repositories"]
     assert repository["imageTagMutability"] == "IMMUTABLE"
-    assert_grants(
-        d,
-        {"FunctionName": "execution role", "Role": task["executionRoleArn"]},
-        [("ecr:BatchGetImage", repository["repositoryArn"])],
-    )
+    assert_grants(d, task["executionRoleArn"], [("ecr:BatchGetImage", repository["repositoryArn"])])
     container_env = {e["name"]: e["value"] for e in container["environment"]}
     assert container_env[contract.ENV_JOB_TABLE] == d.outputs["jobTable"]
     assert container_env[contract.ENV_MODEL_URI] == d.outputs["modelUri"]
@@ -256,7 +247,7 @@ def test_lambda_ecs_task_definition_and_job_api_are_deployed_as_declared(
     assert variables[contract.ENV_JOB_TABLE] == d.outputs["jobTable"]
     assert_grants(
         d,
-        job_api,
+        job_api["Role"],
         [
             ("ecs:RunTask", task["taskDefinitionArn"]),
             ("iam:PassRole", task["taskRoleArn"]),
@@ -307,14 +298,14 @@ def test_stepfunctions_ecs_state_machine_is_the_deployed_definition(
             s.get("Parameters", {}).get("FunctionName") for s in definition["States"].values()
         }
         assert env(run_ecs)[contract.ENV_ECS_TASK_DEFINITION] == task["taskDefinitionArn"]
-        assert_grants(d, run_ecs, [("ecs:RunTask", task["taskDefinitionArn"])])
+        assert_grants(d, run_ecs["Role"], [("ecs:RunTask", task["taskDefinitionArn"])])
         waits = [s for s in definition["States"].values() if s["Type"] == "Wait"]
         assert [w["Seconds"] for w in waits] == [
             stack_file("stepfunctions-ecs")["pollIntervalSeconds"]
         ]
     job_api = d.function_by_handler(contract.HANDLER_JOBS)
     assert env(job_api)[contract.ENV_STATE_MACHINE_ARN] == machine["stateMachineArn"]
-    assert_grants(d, job_api, [("states:StartExecution", machine["stateMachineArn"])])
+    assert_grants(d, job_api["Role"], [("states:StartExecution", machine["stateMachineArn"])])
 
 
 @pytest.mark.parametrize("polling", ["lambda", "native"])
@@ -355,7 +346,7 @@ def test_stepfunctions_batch_is_deployed_as_declared(
     assert env(trigger)[contract.ENV_STATE_MACHINE_ARN] == machine["stateMachineArn"]
     assert_grants(
         d,
-        trigger,
+        trigger["Role"],
         [
             ("states:StartExecution", machine["stateMachineArn"]),
             ("dynamodb:PutItem", table_arn(d)),
