@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
@@ -83,6 +83,13 @@ ENV_LAMBDA_PYTHON: Final = "MLSERVE_LAMBDA_PYTHON"
 # Where Lambda mounts what the archives hold: recorded as the byte code's file names.
 LAYER_MOUNT: Final = "/opt/python"
 FUNCTION_MOUNT: Final = "/var/task"
+# Where the layer's dependencies come from. Unset (every `pulumi up`): pip-installed wheels for
+# Lambda (build_layer). "venv": only the local target (mlserve/local/deploy) sets it, because
+# there every function runs in this very Python environment: the layer is then a marker zip
+# naming this venv (build_venv_layer), so deploying locally downloads nothing.
+ENV_LAYER_SOURCE: Final = "MLSERVE_LAYER_SOURCE"
+LAYER_SOURCE_VENV: Final = "venv"
+VENV_LAYER_MARKER: Final = "python/mlserve-venv-layer.json"
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 # mlserve:engine -> the layer's requirements: the onnx engine's layer has no xgboost, no scipy.
 LAYER_REQUIREMENTS: Final[dict[str, Path]] = {
@@ -545,6 +552,58 @@ def build_layer(
     return built
 
 
+def build_venv_layer(
+    requirements_file: Path,
+    architecture: Architecture,
+    python_version: str = LAMBDA_PYTHON_VERSION,
+    cache_dir: Path | None = None,
+) -> LayerBuild:
+    """The local target's layer: a zip holding only :data:`VENV_LAYER_MARKER`, which names the
+    requirements, the architecture and this interpreter's environment (``sys.prefix``) that
+    provides them. Nothing is downloaded; the zip is deterministic for one venv."""
+    _check_architecture(architecture)
+    _check_python_version(python_version)
+    requirements = Path(requirements_file).read_bytes()
+    marker = {
+        "dependencies": "this venv",
+        "sys_prefix": sys.prefix,
+        "requirements_file": str(requirements_file),
+        "requirements_sha256": hashlib.sha256(requirements).hexdigest(),
+        "architecture": architecture,
+        "python_version": python_version,
+    }
+    text = json.dumps(marker, indent=2, sort_keys=True) + "\n"
+    key = hashlib.sha256(text.encode()).hexdigest()
+    base = Path(cache_dir) if cache_dir is not None else default_cache_root() / "venv-layers"
+    entry = (base / key).resolve()
+    entry.mkdir(parents=True, exist_ok=True)
+    source = entry / "marker.json"
+    source.write_text(text)
+    zip_path = entry / _LAYER_ZIP
+    unzipped = write_deterministic_zip([(VENV_LAYER_MARKER, source)], zip_path)
+    return LayerBuild(
+        zip_path=zip_path,
+        unzipped_bytes=unzipped,
+        zipped_bytes=zip_path.stat().st_size,
+        architecture=architecture,
+        python_version=python_version,
+        cache_key=key,
+        sha256=sha256_file(zip_path),
+    )
+
+
+def layer_builder(environ: Mapping[str, str] = os.environ) -> Callable[..., LayerBuild]:
+    """:func:`build_layer`, or :func:`build_venv_layer` when ``$MLSERVE_LAYER_SOURCE`` is venv."""
+    source = environ.get(ENV_LAYER_SOURCE, "")
+    if not source:
+        return build_layer
+    if source == LAYER_SOURCE_VENV:
+        return build_venv_layer
+    raise PackagingError(
+        f"${ENV_LAYER_SOURCE}={source!r}; allowed: {LAYER_SOURCE_VENV} (the local target) or unset"
+    )
+
+
 # --- function code -------------------------------------------------------------------------------
 def function_archive_entries(source_root: Path) -> list[tuple[str, Path]]:
     """``runtime/**/*.py`` and the runtime's data files, without tests or local byte code."""
@@ -700,7 +759,7 @@ class LambdaPackage(pulumi.ComponentResource):
         self, name: str, args: LambdaPackageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("mlserve:index:LambdaPackage", name, None, opts)
-        self.layer_build = build_layer(
+        self.layer_build = layer_builder()(
             args.requirements_file, args.architecture, args.python_version
         )
         self.function_archive = build_function_archive(

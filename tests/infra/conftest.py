@@ -1,48 +1,30 @@
-"""A harness running the real Pulumi program (__main__.py) under Pulumi's unit-test mocks.
+"""The real Pulumi program (__main__.py) under Pulumi's unit-test mocks, with a fake provider.
 
 ``run_stack(config)`` runs the whole program once, without an engine, and returns a
 :class:`StackRun`: every resource registration (components included) with its type, logical
 name, URN, parent URN, inputs, mocked outputs and resource options, plus the resolved stack
-outputs.
-
-How it works:
-
-* Parents and options: ``MockResourceArgs`` carries no parent and no options, so the harness
-  installs its own ``MockMonitor`` subclass (``set_mocks(..., monitor=...)``) that records the
-  raw ``RegisterResourceRequest`` of each registration: ``parent`` (URN), ``retainOnDelete``,
-  ``protect``, ``dependencies``. That is exactly what the engine would receive.
-* Waiting: the program runs inside ``pulumi.runtime.stack.run_pulumi_func``, the SDK's own
-  driver, which after the program returns waits for every outstanding RPC and every pending
-  Output (``wait_for_rpcs``) and re-raises the program's (or an apply's) exception.
-* Re-runnable: each run happens in a fresh ``contextvars`` context with the root stack resource
-  reset, its own mocks, monitor and config (``set_all_config``), so a test can run the program
-  several times with different config in one pytest process.
+outputs. The runner itself (monitor, records, re-runnable driver) is
+:mod:`mlserve.local.deploy.runner`, shared with the local deployment engine; this file adds
+only the fake provider: plausible, stable ids and ARNs for every resource and invoke.
 """
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
-import runpy
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
-from pulumi.runtime import rpc
-from pulumi.runtime.mocks import MockMonitor
-from pulumi.runtime.settings import ROOT, get_root_resource
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
-REPO = Path(__file__).resolve().parents[2]
-MAIN = REPO / "__main__.py"
-PROJECT = "mlserve"
+from mlserve.local.deploy import runner
+from mlserve.local.deploy.runner import REPO, STACK_TYPE, Registered, StackRun
+
+__all__ = ["REPO", "STACK_TYPE", "Registered", "StackRun", "run_program", "run_stack"]
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-STACK_TYPE = "pulumi:pulumi:Stack"
 ECR_REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 # The mocked default VPC and its default subnets (getVpc / getSubnets).
 DEFAULT_VPC_ID = "vpc-0d3fa017a11c0ffee"
@@ -54,69 +36,6 @@ CONFIGURED_VPC_ID = "vpc-0123456789abcdef0"
 def pytest_configure(config: pytest.Config) -> None:
     # pulumi_aws warns about its own deprecated modules when they are loaded; not ours to fix.
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:pulumi_aws.*")
-
-
-# --- records --------------------------------------------------------------------------------------
-@dataclass
-class Registered:
-    """One RegisterResource call: what the engine would have been asked to create."""
-
-    type: str
-    name: str
-    urn: str
-    id: str  # the mocked provider id ("" for components)
-    parent: str  # parent URN ("" only for the stack itself)
-    custom: bool
-    inputs: dict[str, Any]
-    outputs: dict[str, Any]
-    retain_on_delete: bool | None
-    protect: bool | None
-    delete_before_replace: bool
-    dependencies: list[str]
-
-    @property
-    def is_component(self) -> bool:
-        return not self.custom
-
-
-@dataclass
-class StackRun:
-    resources: list[Registered]
-    exports: dict[str, Any]
-    secret_exports: set[str]
-    calls: list[str] = field(default_factory=list)
-    # (token, arguments) of every invoke, in call order (``calls`` holds just the tokens).
-    invocations: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def of_type(self, typ: str) -> list[Registered]:
-        return [r for r in self.resources if r.type == typ]
-
-    def one(self, typ: str, name: str | None = None) -> Registered:
-        found = [r for r in self.of_type(typ) if name is None or r.name == name]
-        assert len(found) == 1, f"expected one {typ} {name or ''}, found {[r.name for r in found]}"
-        return found[0]
-
-    def named(self, name: str) -> Registered:
-        found = [r for r in self.resources if r.name == name]
-        assert len(found) == 1, f"expected one resource named {name!r}, found {len(found)}"
-        return found[0]
-
-    def by_urn(self, urn: str) -> Registered:
-        for r in self.resources:
-            if r.urn == urn:
-                return r
-        raise KeyError(urn)
-
-    def children(self, parent: Registered) -> list[Registered]:
-        return [r for r in self.resources if r.parent == parent.urn]
-
-    @property
-    def stack(self) -> Registered:
-        return self.one(STACK_TYPE)
-
-    def types(self) -> set[str]:
-        return {r.type for r in self.resources}
 
 
 # --- mocked provider ------------------------------------------------------------------------------
@@ -235,11 +154,7 @@ def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, d
     return f"{rid}", out
 
 
-class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.invocations: list[tuple[str, dict[str, Any]]] = []
-
+class FakeProvider(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
         if not args.custom:  # a ComponentResource: no provider, no outputs of its own
             return "", {}
@@ -247,8 +162,6 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:  # type: ignore[override]
         # A bare dict: the mock monitor reads a tuple's second item as a list of check failures.
-        self.calls.append(args.token)
-        self.invocations.append((args.token, dict(args.args)))
         if args.token == "aws:index/getRegion:getRegion":
             return {"region": REGION, "name": REGION, "id": REGION}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
@@ -284,55 +197,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return {}
 
 
-class RecordingMonitor(MockMonitor):
-    """The SDK's mock monitor, additionally recording each raw registration request."""
-
-    def __init__(self, mocks: RecordingMocks) -> None:
-        super().__init__(mocks)
-        self.registered: list[Registered] = []
-        self.registered_outputs: dict[str, dict[str, Any]] = {}  # component URN -> outputs
-
-    def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
-        inputs = rpc.deserialize_properties(request.object)
-        outputs = rpc.deserialize_properties(response.object) if response.object else {}
-        self.registered.append(
-            Registered(
-                type=request.type,
-                name=request.name,
-                urn=response.urn,
-                id=response.id,
-                parent=request.parent,
-                custom=request.custom,
-                inputs=inputs,
-                outputs=outputs,
-                retain_on_delete=(
-                    request.retainOnDelete if request.HasField("retainOnDelete") else None
-                ),
-                protect=request.protect if request.HasField("protect") else None,
-                delete_before_replace=request.deleteBeforeReplace,
-                dependencies=list(request.dependencies),
-            )
-        )
-        return response
-
-    def RegisterResourceOutputs(self, request: Any) -> Any:
-        self.registered_outputs[request.urn] = rpc.deserialize_properties(request.outputs)
-        return super().RegisterResourceOutputs(request)
-
-
 # --- running the program --------------------------------------------------------------------------
-def _config_map(config: Mapping[str, Any]) -> dict[str, str]:
-    """Bare keys go to the project namespace; values are strings as the CLI passes them."""
-    result: dict[str, str] = {}
-    for key, value in config.items():
-        full = key if ":" in key else f"{PROJECT}:{key}"
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        result[full] = str(value)
-    return result
-
-
 def run_program(
     body: Callable[[], object],
     config: Mapping[str, Any] | None = None,
@@ -341,46 +206,10 @@ def run_program(
     preview: bool = False,
     runs: list[StackRun] | None = None,
 ) -> StackRun:
-    """Run ``body`` as a Pulumi program under mocks and return what it registered.
-
-    Raises whatever the program raises (e.g. SettingsError), after the SDK has drained its RPCs;
-    what was registered until then is appended to ``runs`` (when given) either way.
-    """
-    mocks = RecordingMocks()
-    monitor = RecordingMonitor(mocks)
-    exports: dict[str, Any] = {}
-    secret: set[str] = set()
-
-    async def program() -> None:
-        body()
-        root = get_root_resource()
-        outputs: dict[str, Any] = getattr(root, "outputs", {})
-        for key, value in outputs.items():
-            out = pulumi.Output.from_input(value)
-            exports[key] = await out.future()
-            if await out.is_secret():
-                secret.add(key)
-
-    def run() -> None:
-        ROOT.set(None)  # a new root Stack resource for this run
-        pulumi.runtime.set_mocks(
-            mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor
-        )
-        pulumi.runtime.set_all_config(_config_map(config or {}))
-        _sync_await(run_pulumi_func(program))
-
-    result = StackRun(
-        resources=monitor.registered,
-        exports=exports,
-        secret_exports=secret,
-        calls=mocks.calls,
-        invocations=mocks.invocations,
-        component_outputs=monitor.registered_outputs,
+    """Run ``body`` as a Pulumi program under the fake provider; see :func:`runner.run_program`."""
+    return runner.run_program(
+        body, config, mocks=FakeProvider(), stack=stack, preview=preview, runs=runs
     )
-    if runs is not None:
-        runs.append(result)
-    contextvars.copy_context().run(run)
-    return result
 
 
 def run_stack(
@@ -391,13 +220,7 @@ def run_stack(
     runs: list[StackRun] | None = None,
 ) -> StackRun:
     """Run the real program, __main__.py, once with ``config``."""
-    return run_program(
-        lambda: runpy.run_path(str(MAIN), run_name="__main__"),
-        config,
-        stack=stack,
-        preview=preview,
-        runs=runs,
-    )
+    return runner.run_main(config, mocks=FakeProvider(), stack=stack, preview=preview, runs=runs)
 
 
 # --- fixtures -------------------------------------------------------------------------------------
