@@ -99,9 +99,29 @@ def inspect_model(model_path: Path) -> dict[str, Any]:
             f"{str(exc).splitlines()[0]}"
         ) from exc
     try:
-        return describe_booster(booster)
+        described = describe_booster(booster)
     except ValueError as exc:
         raise ModelRefused(f"{model_path}: the categories stored in the model: {exc}") from exc
+    if described["categories"]:
+        _check_categories(booster, described["categories"], model_path)
+    return described
+
+
+def _check_categories(booster: Any, ours: dict[str, list[Any]], model_path: Path) -> None:
+    """The categories the runtime read from the model document (runtime/categories.py, which
+    the Lambda layer runs without Arrow) must be those XGBoost itself exports: a reading that
+    differs would recode silently wrong, so it is refused."""
+    exported = booster.get_categories(export_to_arrow=True).to_arrow()
+    theirs = {
+        name: [v if isinstance(v, str) else float(v) for v in array.to_pylist()]
+        for name, array in exported
+        if array is not None
+    }
+    if theirs != ours:
+        raise ModelRefused(
+            f"{model_path}: the categories stored in the model read as {ours} here but "
+            f"XGBoost exports {theirs}: this encoding is not supported"
+        )
 
 
 def _categories(

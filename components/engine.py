@@ -135,7 +135,8 @@ def _describe(booster: Any, model_path: Path) -> tuple[str, int]:
     ]
     if categorical:
         raise EngineConversionError(
-            f"{model_path}: categorical features ({', '.join(categorical[:5])}) {unsupported}"
+            f"{model_path}: a model with categorical features "
+            f"({', '.join(categorical[:5])}) {unsupported}"
         )
     if num_target > 1:
         raise EngineConversionError(

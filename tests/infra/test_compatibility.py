@@ -152,3 +152,21 @@ def test_a_metadata_file_that_is_not_json_is_refused_naming_it(tmp_path: Path) -
     (tmp_path / "metadata.json").write_text("{not json")
     with pytest.raises(ModelRefused, match=r"metadata\.json is not valid JSON"):
         ModelArtifact.from_dir(tmp_path)
+
+
+def test_categories_read_otherwise_than_xgboost_exports_them_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An encoding the runtime's reader gets wrong (simulated: it reverses the list) must stop
+    the deployment, not recode silently wrong."""
+    import runtime.model
+
+    real = runtime.model.model_categories
+    monkeypatch.setattr(
+        runtime.model,
+        "model_categories",
+        lambda doc, names: {k: v[::-1] for k, v in real(doc, names).items()},
+    )
+    model_zoo.save("categorical", tmp_path)
+    with pytest.raises(ModelRefused, match="this encoding is not supported"):
+        metadata_of(tmp_path / "model.json")
