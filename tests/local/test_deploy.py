@@ -230,10 +230,14 @@ def test_lambda_ecs_task_definition_and_job_api_are_deployed_as_declared(
         == CPU_ARCHITECTURE[DEFAULTS["lambdaArchitecture"]]
     )
     [container] = task["containerDefinitions"]
-    # The image substitution: the local reference; the ECR repository is created as declared.
-    assert container["image"] == LOCAL_SCORING_IMAGE == d.outputs["imageUri"]
+    # The image substitution: no build, a digest of the content-hash tag; the task names it in
+    # the created ECR repository in the digest form, as on AWS (components/image.py).
     [repository] = d.client("ecr").describe_repositories()["repositories"]
-    assert repository["imageTagMutability"] == "IMMUTABLE"
+    [image] = d.of_type("docker-build:index:Image")
+    assert image.outputs["ref"] == LOCAL_SCORING_IMAGE
+    expected = f"{repository['repositoryUri']}@{image.outputs['digest']}"
+    assert container["image"] == expected == d.outputs["imageUri"]
+    assert repository["imageTagMutability"] == "MUTABLE"
     assert_grants(d, task["executionRoleArn"], [("ecr:BatchGetImage", repository["repositoryArn"])])
     container_env = {e["name"]: e["value"] for e in container["environment"]}
     assert container_env[contract.ENV_JOB_TABLE] == d.outputs["jobTable"]

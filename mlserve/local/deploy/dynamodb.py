@@ -1,4 +1,5 @@
-"""DynamoDB: CreateTable, then its time-to-live and point-in-time recovery."""
+"""DynamoDB: CreateTable (with its global secondary indexes), then its time-to-live and
+point-in-time recovery."""
 
 from __future__ import annotations
 
@@ -7,11 +8,27 @@ from typing import Any
 from mlserve.local.deploy.mapping import Context, Create, Invoke, compact, physical
 
 
+def _key_schema(spec: dict[str, Any]) -> list[dict[str, str]]:
+    keys = [{"AttributeName": spec["hashKey"], "KeyType": "HASH"}]
+    if spec.get("rangeKey"):
+        keys.append({"AttributeName": spec["rangeKey"], "KeyType": "RANGE"})
+    return keys
+
+
+def _global_secondary_index(spec: dict[str, Any]) -> dict[str, Any]:
+    projection = compact(
+        {
+            "ProjectionType": spec.get("projectionType") or "ALL",
+            "NonKeyAttributes": spec.get("nonKeyAttributes") or None,
+        }
+    )
+    return {"IndexName": spec["name"], "KeySchema": _key_schema(spec), "Projection": projection}
+
+
 def table(ctx: Context, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     table_name = physical(inputs, "name", name, max_length=255)
-    keys = [{"AttributeName": inputs["hashKey"], "KeyType": "HASH"}]
-    if inputs.get("rangeKey"):
-        keys.append({"AttributeName": inputs["rangeKey"], "KeyType": "RANGE"})
+    keys = _key_schema(inputs)
+    indexes = [_global_secondary_index(i) for i in inputs.get("globalSecondaryIndexes") or []]
     sse = inputs.get("serverSideEncryption") or {}
     billing = inputs.get("billingMode") or "PROVISIONED"
     dynamodb = ctx.client("dynamodb")
@@ -24,6 +41,7 @@ def table(ctx: Context, name: str, inputs: dict[str, Any]) -> tuple[str, dict[st
                     for a in inputs["attributes"]
                 ],
                 "KeySchema": keys,
+                "GlobalSecondaryIndexes": indexes or None,
                 "BillingMode": billing,
                 "SSESpecification": (
                     compact({"Enabled": True, "KMSMasterKeyId": sse.get("kmsKeyArn")})
