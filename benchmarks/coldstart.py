@@ -29,8 +29,10 @@ runtime's version with ``-S`` (nothing of its own site-packages), Lambda's envir
 ``sys.path`` order, boto3 as the runtime provides it, ``PYTHONDONTWRITEBYTECODE=1`` (checked: no
 ``.pyc`` appears), the model from the emulated S3. Interleaved in each round
 (:data:`ARTIFACT_VARIANTS`): the reference from the same archives, and each engine's handler
-from the archives as built before issue 14 (every ``.pyc`` left out: Python compiles every
-module from source) and as built now (with byte code). A ``-X importtime`` run per engine gives
+from these archives stripped as the builder made them before issue 14 (every ``.pyc`` left out:
+Python compiles every module from source; the modules the layer no longer ships at all, such as
+``xgboost/sklearn.py``, are missing from both sides, so the ratio is the byte code's alone) and
+as built now (with byte code). A ``-X importtime`` run per engine gives
 each package's own import time from the archives. The 19 MB model runs once more under the CPU
 share Lambda gives the configured memory (:class:`benchmarks.lambda_artifacts.CpuShare`), where
 this machine lets a cgroup CPU quota be set; elsewhere the row says why it was skipped.
@@ -510,8 +512,8 @@ def _artifact_rows(result: ArtifactResult, *, targets: bool) -> list[Row]:
         stripped = f"{engine} stripped"
         out.append(
             Row(
-                f"  handler ({engine} engine), init + first POST /predict: stripped (as built "
-                "before) / with byte code",
+                f"  handler ({engine} engine), init + first POST /predict: stripped (these "
+                "archives without their .pyc, as the builder made them before) / with byte code",
                 f"{_ms(result.median(stripped))} / {_ms(result.median(engine))} = "
                 f"{result.ratio(engine, stripped):.2f}x (init "
                 f"{_ms(statistics.median(result.init_s[stripped]))} / "
