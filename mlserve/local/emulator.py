@@ -349,6 +349,12 @@ class Emulator:
         """The API key value (``apiKey``), None when ``api_auth`` is ``none``."""
         return self._require(self._gateway).api_key
 
+    @property
+    def api_key_id(self) -> str:
+        """The id of :attr:`api_key`: what API Gateway puts in ``requestContext.identity``
+        (the job API records it as the caller of the jobs submitted with the key)."""
+        return self._require(self._gateway).api.api_key_id
+
     def add_api_key(self) -> str:
         """A second API key of the usage plan (another client, with its own jobs); its value."""
         value = new_api_key()

@@ -166,9 +166,9 @@ def list_jobs() -> Response[str]:
 
 @app.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response[str]:
+    part = _part(_query("part").get("part"))  # a bad query changes nothing
     job = _existing(job_id)
     job = _expire_upload(job) if job.awaiting_upload else launcher().reconcile(job)
-    part = _part(_query("part").get("part"))
     return json_response({**to_api(job), **_result_links(runtime_context(), job, part)})
 
 

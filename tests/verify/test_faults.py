@@ -523,7 +523,8 @@ def test_duplicate_posts_racing_in_two_execution_environments_make_one_job(
     def call(environment: Any) -> None:
         event = rest_event("POST", "/jobs", body)
         event["headers"]["Idempotency-Key"] = key
-        event["requestContext"]["identity"]["apiKeyId"] = "key-1"
+        # the emulator's API key: the job is that caller's, so the client below may read it
+        event["requestContext"]["identity"]["apiKeyId"] = ecs.emulator.api_key_id
         answers.append(environment.handler(event, LambdaContext(function.name, 512, 30)))
 
     threads = [threading.Thread(target=call, args=(e,)) for e in environments]
