@@ -41,6 +41,8 @@ CALLERS: Final[dict[str, tuple[str, ...]]] = {
     # --- the job API ---
     # a request too big for the job item, spilled to inputs/{id}.json
     "runtime/handlers/jobs.py::_spill_input::put_object": JOB_APIS,
+    # an upload job's input, checked before POST /jobs/{id}/start starts it
+    "runtime/handlers/jobs.py::_check_upload::head_object": JOB_APIS,
     # predictions a scoring task wrote to results/ (POST /predict answering from there)
     "runtime/handlers/jobs.py::_predictions::get_object": ("job-api", "sfn-job-api"),
     # --- the job-config trigger (stepfunctions-batch) ---
@@ -58,6 +60,8 @@ CALLERS: Final[dict[str, tuple[str, ...]]] = {
         "check-batch-status",
         "ecs-task",
     ),
+    # GET /jobs: the caller's own jobs, on the by-caller index
+    "runtime/jobs.py::JobStore.list_by_caller::query": JOB_APIS,
     "runtime/jobs.py::JobStore._update::update_item": (
         *JOB_APIS,
         "job-trigger",
@@ -94,8 +98,10 @@ CALLERS: Final[dict[str, tuple[str, ...]]] = {
     "runtime/scoring/batch.py::write_manifest_if_complete::list_objects_v2": ("batch-job",),
     "runtime/scoring/batch.py::write_manifest_if_complete::head_object": ("batch-job",),
     "runtime/scoring/batch.py::write_manifest_if_complete::put_object": ("batch-job",),
+    # the shard completing the manifest reads a small output back to record it inline
+    "runtime/scoring/batch.py::inline_predictions::get_object": ("batch-job",),
     # --- the ECS scoring task (runtime/scoring/job.py) ---
-    "runtime/scoring/job.py::_read_text::get_object": ("ecs-task",),
+    "runtime/scoring/job.py::_read_bytes::get_object": ("ecs-task",),
     "runtime/scoring/job.py::_store_predictions::put_object": ("ecs-task",),
 }
 

@@ -1050,7 +1050,8 @@ def test_a_call_is_recorded_as_what_iam_authorises() -> None:
 def test_the_batch_job_api_may_read_back_the_rows_it_spilled() -> None:
     """stepfunctions-batch: rows too big for the job item are spilled by the job API to
     ``inputs/{id}.json`` and read back by StepFunctionsBatchLauncher.start (GetObject) to stage
-    them as JSON lines; without the grant every such request failed "input was not staged"."""
+    them as JSON lines; without the grant every such request failed "input was not staged".
+    (Every job API reads ``inputs/*``: the upload check of POST /jobs/{id}/start too.)"""
     from runtime.jobs import input_uri_for
     from runtime.launchers import staged_input_key
 
@@ -1060,8 +1061,9 @@ def test_the_batch_job_api_may_read_back_the_rows_it_spilled() -> None:
         "s3", "GetObject", {"Bucket": "models-bucket", "Key": spilled.split("/", 1)[1]}
     )
     assert is_allowed(api, action, resource)
-    # nothing more: not the staged JSON lines, not results, not another prefix
-    for key in (staged_input_key("job-1"), "results/job-1/part-0.csv", "jobs/x.json"):
+    assert is_allowed(api, "s3:GetObject", f"arn:aws:s3:::models-bucket/{staged_input_key('j')}")
+    # nothing more: not the job configs, not the models, not another prefix
+    for key in ("jobs/x.json", "models/example/v1/model.ubj", "capture/x.json"):
         assert not is_allowed(api, "s3:GetObject", f"arn:aws:s3:::models-bucket/{key}"), key
 
 
