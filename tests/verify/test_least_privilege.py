@@ -594,6 +594,8 @@ def _reach(
     reached: set[tuple[str, str, str]],
 ) -> str | None:
     """Note the call site a recorded call was made from; a problem when it is at none."""
+    if call.get("presigned"):
+        return None  # a presigned URL is signed locally: a grant to check, not a call site
     where = call.get("site")
     if where is None:
         if role.endswith("state-machine"):
