@@ -1,4 +1,5 @@
-"""DynamoDB: CreateTable, then its time-to-live and point-in-time recovery."""
+"""DynamoDB: CreateTable (with its global secondary indexes), then its time-to-live and
+point-in-time recovery."""
 
 from __future__ import annotations
 
@@ -7,11 +8,31 @@ from typing import Any
 from mlserve.local.deploy.mapping import Context, Create, Invoke, compact, physical
 
 
+def _key_schema(hash_key: str, range_key: str | None) -> list[dict[str, str]]:
+    keys = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+    if range_key:
+        keys.append({"AttributeName": range_key, "KeyType": "RANGE"})
+    return keys
+
+
+def _global_secondary_index(index: dict[str, Any]) -> dict[str, Any]:
+    projection = compact(
+        {
+            "ProjectionType": index.get("projectionType") or "ALL",
+            "NonKeyAttributes": index.get("nonKeyAttributes") or None,
+        }
+    )
+    return {
+        "IndexName": index["name"],
+        "KeySchema": _key_schema(index["hashKey"], index.get("rangeKey")),
+        "Projection": projection,
+    }
+
+
 def table(ctx: Context, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     table_name = physical(inputs, "name", name, max_length=255)
-    keys = [{"AttributeName": inputs["hashKey"], "KeyType": "HASH"}]
-    if inputs.get("rangeKey"):
-        keys.append({"AttributeName": inputs["rangeKey"], "KeyType": "RANGE"})
+    keys = _key_schema(inputs["hashKey"], inputs.get("rangeKey"))
+    indexes = [_global_secondary_index(i) for i in inputs.get("globalSecondaryIndexes") or []]
     sse = inputs.get("serverSideEncryption") or {}
     billing = inputs.get("billingMode") or "PROVISIONED"
     dynamodb = ctx.client("dynamodb")
@@ -24,6 +45,7 @@ def table(ctx: Context, name: str, inputs: dict[str, Any]) -> tuple[str, dict[st
                     for a in inputs["attributes"]
                 ],
                 "KeySchema": keys,
+                "GlobalSecondaryIndexes": indexes or None,
                 "BillingMode": billing,
                 "SSESpecification": (
                     compact({"Enabled": True, "KMSMasterKeyId": sse.get("kmsKeyArn")})
