@@ -36,7 +36,7 @@ from mlserve.local.deploy import (
     substitutions,
 )
 from mlserve.local.deploy.mapping import Context
-from mlserve.local.deploy.runner import REPO, run_program
+from mlserve.local.deploy.runner import REPO
 from runtime import contract
 from runtime.model import sha256_file
 from tests.infra.conftest import train_tiny_model
@@ -443,11 +443,11 @@ def test_the_local_function_archive_needs_no_python_of_the_lambda_runtime(
 def test_a_resource_type_without_a_mapper_fails_naming_the_type() -> None:
     with MotoServer(set_environment=False) as server:
         provider = LocalProvider(Context(server.endpoint_url, "us-east-1", "test", "mlserve"))
-
-        def program() -> None:
-            pulumi.CustomResource("aws:sqs/queue:Queue", "unmapped", {})
+        # the registration as the SDK hands it over (a failed program run would leave the SDK's
+        # process-wide state holding it, and the next deployment of this process would get it)
+        args = pulumi.runtime.MockResourceArgs("aws:sqs/queue:Queue", "unmapped", {}, custom=True)
 
         with pytest.raises(
             DeploymentError, match=r"no mapper for resource type 'aws:sqs/queue:Queue'"
         ):
-            run_program(program, mocks=provider)
+            provider.new_resource(args)
