@@ -768,6 +768,7 @@ def test_job_api(lambda_workflow: StackRun) -> None:
             "Resource": [f"{TABLE_ARN}/index/by-caller"],
         },
         {
+            # inputs/*: also a request spilled to inputs/{id}.json, read back to be staged
             "Sid": "ReadMetadataInputsAndResults",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
@@ -782,12 +783,6 @@ def test_job_api(lambda_workflow: StackRun) -> None:
             "Effect": "Allow",
             "Action": ["s3:PutObject"],
             "Resource": [f"{BUCKET_ARN}/inputs/*"],
-        },
-        {  # a request spilled to inputs/{id}.json is read back to be staged
-            "Sid": "ReadSpilledInputs",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject"],
-            "Resource": [f"{BUCKET_ARN}/inputs/*.json"],
         },
         {
             "Sid": "StartWorkflow",
