@@ -90,6 +90,12 @@ FUNCTION_MOUNT: Final = "/var/task"
 ENV_LAYER_SOURCE: Final = "MLSERVE_LAYER_SOURCE"
 LAYER_SOURCE_VENV: Final = "venv"
 VENV_LAYER_MARKER: Final = "python/mlserve-venv-layer.json"
+# Whether the function archive ships byte code. Unset (every `pulumi up`): compiled for the
+# Lambda runtime (needs a Python of its version). "none": only the local target sets it, because
+# there no function runs from the archive (the stand-ins import runtime/ in this process), so a
+# user with only this Python deploys locally.
+ENV_FUNCTION_BYTECODE: Final = "MLSERVE_FUNCTION_BYTECODE"
+FUNCTION_BYTECODE_NONE: Final = "none"
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 # mlserve:engine -> the layer's requirements: the onnx engine's layer has no xgboost, no scipy.
 LAYER_REQUIREMENTS: Final[dict[str, Path]] = {
@@ -637,13 +643,20 @@ def build_function_archive(
     under ``<cache_dir>/<key>`` (default ``.cache/functions``), keyed by the entries' names and
     contents, the Python version and ``BUILDER_VERSION``: every run of the program builds the
     archive, and only a changed runtime needs the compiler (``python``, default
-    :func:`lambda_python`).
+    :func:`lambda_python`). ``$MLSERVE_FUNCTION_BYTECODE=none`` (the local target) ships the
+    sources only, and needs no compiler.
     """
     _check_python_version(python_version)
+    bytecode = os.environ.get(ENV_FUNCTION_BYTECODE, "")
+    if bytecode not in ("", FUNCTION_BYTECODE_NONE):
+        raise PackagingError(
+            f"${ENV_FUNCTION_BYTECODE}={bytecode!r}; allowed: {FUNCTION_BYTECODE_NONE} (the local "
+            "target) or unset"
+        )
     source_root = Path(source_root).resolve()
     out_dir = Path(out_dir).resolve() if out_dir is not None else source_root / "build" / "lambda"
     entries = sorted(function_archive_entries(source_root))
-    digest = hashlib.sha256(f"{python_version}\0{BUILDER_VERSION}\0".encode())
+    digest = hashlib.sha256(f"{python_version}\0{BUILDER_VERSION}\0{bytecode}\0".encode())
     for name, path in entries:
         digest.update(f"{name}\0{path.stat().st_size}\0".encode())
         digest.update(path.read_bytes())
@@ -655,7 +668,8 @@ def build_function_archive(
             for name, path in entries:
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, staging / name)
-            compile_bytecode(staging, FUNCTION_MOUNT, python or lambda_python(python_version))
+            if not bytecode:
+                compile_bytecode(staging, FUNCTION_MOUNT, python or lambda_python(python_version))
             write_deterministic_zip(_tree_files(staging), cached)  # atomic: renamed into place
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".function.zip.", dir=out_dir)

@@ -15,6 +15,7 @@ from runtime import contract
 
 if TYPE_CHECKING:
     from mlserve.client import Api
+    from mlserve.local import Emulator
 
 DEFAULT_MODEL_DIR = Path("models/example")
 
@@ -27,12 +28,17 @@ class CliError(Exception):
 
 
 def architecture(value: str) -> str:
-    from mlserve.local import parse_architectures
+    """One architecture of the program (components/settings.py), or a comma-separated list."""
+    from components.settings import ARCHITECTURES
 
-    try:
-        return ",".join(parse_architectures(value))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"invalid choice: {exc}") from None
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [name for name in names if name not in ARCHITECTURES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {value!r} (choose from {', '.join(ARCHITECTURES)}, or a "
+            "comma-separated list)"
+        )
+    return ",".join(dict.fromkeys(names))
 
 
 def positive_int(value: str) -> int:
@@ -64,47 +70,96 @@ seconds = bounded(float, 0, 3600, "a number of seconds")
 
 
 def add_emulator_options(sub: argparse.ArgumentParser) -> None:
-    """The options of the commands that start the local emulator (local, demo)."""
-    from mlserve.local import available
-    from mlserve.local.architectures import LOCAL_POLL_INTERVAL_SECONDS, POLLING_MODES
-
+    """The options of the commands that deploy the program locally (local, demo): the stack's
+    configuration, then the options given (each one a stack setting), then ``--config``."""
+    sub.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="deploy with Pulumi.NAME.yaml's configuration (default: Pulumi.yaml's defaults)",
+    )
+    sub.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a stack setting (e.g. lambdaMemory=2048), over the stack's; repeatable",
+    )
     sub.add_argument(
         "--architecture",
         type=architecture,
-        metavar="{" + ",".join(available()) + "}",
-        default=contract.ARCH_LAMBDA,
-        help=f"one of: {', '.join(available())} (or a comma-separated list; default: %(default)s)",
+        help="the architecture setting: one of lambda, lambda-ecs, stepfunctions-ecs, "
+        "stepfunctions-batch, or a comma-separated list (default: the stack's)",
+    )
+    sub.add_argument(
+        "--model",
+        type=Path,
+        metavar="PATH",
+        help="a model.json or model.ubj file, metadata.json beside it optional (modelPath)",
     )
     sub.add_argument(
         "--model-dir",
         type=Path,
-        default=DEFAULT_MODEL_DIR,
-        help="model.ubj or model.json, metadata.json optional (default: %(default)s)",
+        help=f"a directory holding model.ubj or model.json (default: {DEFAULT_MODEL_DIR}, the "
+        "example model, trained when missing; or the stack's modelPath)",
     )
     sub.add_argument(
         "--polling",
-        choices=POLLING_MODES,
-        default=POLLING_MODES[0],
         help="stepfunctions-ecs/-batch: how the workflow watches the task or Batch job: "
-        "lambda (Wait + a status Lambda) or native (ecs:runTask.sync, batch:submitJob.sync) "
-        "(default: %(default)s)",
+        "lambda (Wait + a status Lambda) or native (ecs:runTask.sync, batch:submitJob.sync)",
     )
     sub.add_argument(
         "--poll-interval-seconds",
         type=positive_int,
-        default=LOCAL_POLL_INTERVAL_SECONDS,
         metavar="SECONDS",
         help="stepfunctions-*, polling lambda: the Wait between two status checks "
-        "(pollIntervalSeconds; default here: %(default)s)",
+        "(pollIntervalSeconds; default here without --stack: 1)",
     )
     sub.add_argument(
         "--engine",
         choices=contract.ENGINES,
-        default=contract.ENGINE_XGBOOST,
-        help="lambda: the predictor's inference engine (the engine setting): xgboost, or "
-        "onnx (the model converted and verified against XGBoost at start; default: "
-        "%(default)s)",
+        help="lambda: the predictor's inference engine: xgboost, or onnx (the model converted "
+        "and verified against XGBoost at deployment)",
     )
+
+
+def emulator_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :meth:`mlserve.local.Emulator.start` arguments of :func:`add_emulator_options`'s
+    options; trains the example model when it is the one to deploy and is missing."""
+    from mlserve.local.deploy import StackConfigError, parse_overrides
+
+    try:
+        config = parse_overrides(args.config)
+    except StackConfigError as exc:
+        raise CliError(str(exc)) from None
+    model_dir = args.model_dir
+    stack_model = args.stack is not None or any(k.endswith("modelPath") for k in config)
+    if args.model is None and model_dir is None and not stack_model:
+        model_dir = DEFAULT_MODEL_DIR
+    if model_dir is not None:
+        ensure_model(model_dir)
+    return {
+        "stack": args.stack,
+        "config": config,
+        "architecture": args.architecture,
+        "model": args.model,
+        "model_dir": model_dir,
+        "polling": args.polling,
+        "poll_interval_seconds": args.poll_interval_seconds,
+        "engine": args.engine,
+    }
+
+
+def start_emulator(emulator: Emulator, **options: Any) -> Emulator:
+    """``emulator.start(**options)``; the program's refusal (a setting, a model it cannot serve)
+    or a resource the local target cannot create is one clear line."""
+    from pulumi.errors import RunError
+
+    from mlserve.local.deploy import DeploymentError
+
+    try:
+        return emulator.start(**options)
+    except (RunError, DeploymentError) as exc:
+        raise CliError(str(exc)) from None
 
 
 # --- the example model ---------------------------------------------------------------------------

@@ -23,8 +23,9 @@ from mlserve.client import ApiResponse, call_api
 from mlserve.commands.base import (
     CliError,
     add_emulator_options,
-    ensure_model,
+    emulator_options,
     positive_int,
+    start_emulator,
     task_log_dir,
 )
 from runtime import contract
@@ -87,20 +88,13 @@ def run(args: argparse.Namespace) -> int:
     from mlserve.train import load_example_data, split
 
     console = Console()
-    ensure_model(args.model_dir)
+    options = emulator_options(args)
     data = load_example_data()
     _, test_idx = split(data)
     shown = test_idx[: min(args.rows, len(test_idx))]
 
     with console.status("starting the local emulator (embedded AWS + API Gateway)..."):
-        emulator = Emulator().start(
-            architecture=args.architecture,
-            model_dir=args.model_dir,
-            task_log_dir=task_log_dir(),
-            polling=args.polling,
-            poll_interval_seconds=args.poll_interval_seconds,
-            engine=args.engine,
-        )
+        emulator = start_emulator(Emulator(), **options, task_log_dir=task_log_dir())
     # The functions' INFO lines (one JSON object per job created or task started) would go to
     # CloudWatch; here they would drown the demo's output. Warnings and errors still show.
     logging.getLogger(contract.SERVICE_NAME).setLevel(logging.WARNING)
@@ -133,7 +127,7 @@ def _demo(
     )
     console.print(
         f"[bold]mlserve demo[/] · architecture [cyan]{','.join(emulator.architectures)}[/]"
-        + (f" (polling: {emulator.options.polling})" if workflow else "")
+        + (f" (polling: {emulator.polling})" if workflow else "")
     )
     console.print(f"API {url} · embedded AWS {emulator.endpoint_url}")
     health = call_api("GET", f"{url}/health", api_key=key).body
@@ -227,7 +221,7 @@ def _demo_batch(
     bucket = emulator.bucket
     console.print(
         f"[bold]mlserve demo[/] · architecture [cyan]{','.join(emulator.architectures)}[/] "
-        f"(polling: {emulator.options.polling})"
+        f"(polling: {emulator.polling})"
     )
     console.print(f"API {emulator.url} · embedded AWS {emulator.endpoint_url}")
     console.print(
@@ -568,7 +562,7 @@ def _print_execution(console: Console, emulator: Emulator, job_id: str) -> None:
     console.print(
         f"execution {job_id}: [bold]{execution['status']}[/], "
         f"[bold]{len(entered)} state transitions[/], {lambdas} Lambda invocations "
-        f"(polling: {emulator.options.polling}, {len(events)} history events)"
+        f"(polling: {emulator.polling}, {len(events)} history events)"
     )
     console.print("  " + " → ".join(entered), highlight=False, soft_wrap=True)
 

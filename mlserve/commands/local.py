@@ -19,9 +19,10 @@ from mlserve.commands.base import (
     CliError,
     add_emulator_options,
     bounded,
-    ensure_model,
+    emulator_options,
     positive_int,
     seconds,
+    start_emulator,
     task_log_dir,
 )
 from runtime import contract
@@ -48,24 +49,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="API port on 127.0.0.1; 0 = any free (default: %(default)s)",
     )
     parser.add_argument(
-        "--api-auth", choices=API_AUTH_MODES, default="api-key", help="(default: %(default)s)"
+        "--api-auth", choices=API_AUTH_MODES, help="the apiAuth setting (default: the stack's)"
     )
     parser.add_argument(
-        "--allow-missing", action="store_true", help="pass null/NaN/Infinity as missing values"
+        "--allow-missing",
+        action="store_true",
+        default=None,
+        help="pass null/NaN/Infinity as missing values (allowMissing)",
     )
     parser.add_argument(
-        "--max-rows",
-        type=positive_int,
-        default=contract.DEFAULT_MAX_ROWS,
-        help="rows accepted inline (default: %(default)s)",
+        "--max-rows", type=positive_int, help="rows accepted inline (maxRows; default: the stack's)"
     )
     parser.add_argument(
         "--sync-wait-seconds",
         type=_sync_wait,
-        default=25,
         metavar="0-25",
         help="lambda-ecs: how long POST /predict waits for the task before answering 202 "
-        "(the syncWaitSeconds setting; default: %(default)s)",
+        "(syncWaitSeconds; default: the stack's)",
     )
     parser.add_argument(
         "--task-start-delay",
@@ -120,7 +120,7 @@ def _configure_local_logging() -> None:
 def run(args: argparse.Namespace) -> int:
     from mlserve.local import Emulator
 
-    ensure_model(args.model_dir)
+    options = emulator_options(args)
     _configure_local_logging()
     stop = threading.Event()
 
@@ -131,19 +131,16 @@ def run(args: argparse.Namespace) -> int:
     emulator = Emulator()
     try:
         try:
-            emulator.start(
-                architecture=args.architecture,
+            start_emulator(
+                emulator,
+                **options,
                 api_auth=args.api_auth,
-                model_dir=args.model_dir,
                 port=args.port,
                 allow_missing=args.allow_missing,
                 max_rows=args.max_rows,
                 sync_wait_seconds=args.sync_wait_seconds,
                 task_start_delay=args.task_start_delay,
                 task_log_dir=task_log_dir(),
-                polling=args.polling,
-                poll_interval_seconds=args.poll_interval_seconds,
-                engine=args.engine,
             )
         except OSError as exc:
             if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
@@ -165,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  task logs   {emulator.fargate.log_dir} (one file per ECS task)")
         if "stateMachineArn" in emulator.outputs:
             print(
-                f"  workflow    {emulator.state_machine_arn} (polling: {emulator.options.polling};"
+                f"  workflow    {emulator.state_machine_arn} (polling: {emulator.polling};"
                 " executions are named after the job id)"
             )
         _print_batch_setup(emulator)

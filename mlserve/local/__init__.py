@@ -1,21 +1,14 @@
-"""The local emulator (DESIGN.md §7): every architecture on one machine, no AWS account.
+"""The local emulator (DESIGN.md §7): the stack's own program, deployed on one machine.
 
-An embedded moto server stands in for AWS, an HTTP server on 127.0.0.1 stands in for API
-Gateway, the real runtime handlers run in this process, ECS tasks run the real scoring
-entrypoint as local processes (:mod:`mlserve.local.fargate`), and moto's Step Functions engine
-runs the state machines of components/workflows.py with their Lambda tasks served in-process
-(:mod:`mlserve.local.stepfunctions`), AWS Batch jobs (array children in parallel) run it too
-(:mod:`mlserve.local.batch`), and S3 event notifications of the emulated bucket invoke the
-real handlers in-process (:mod:`mlserve.local.notifications`). Architectures plug in through
-:data:`mlserve.local.architectures.ARCHITECTURES`.
+The program (__main__.py) is deployed into an embedded moto (:mod:`mlserve.local.deploy`), and
+every stand-in is built from what was deployed: an HTTP server on 127.0.0.1 serves the deployed
+REST API, the deployed Lambda functions run in this process (:mod:`mlserve.local.functions`),
+ECS tasks and AWS Batch jobs run the deployed definitions as local processes
+(:mod:`mlserve.local.fargate`, :mod:`mlserve.local.batch`), moto's Step Functions engine runs
+the deployed state machines (:mod:`mlserve.local.stepfunctions`), and the deployed bucket
+notifications invoke the functions they name (:mod:`mlserve.local.notifications`).
 """
 
-from mlserve.local.architectures import (
-    ARCHITECTURES,
-    POLLING_MODES,
-    available,
-    parse_architectures,
-)
 from mlserve.local.batch import LocalBatch, LocalBatchJob
 from mlserve.local.emulator import API_AUTH_MODES, Emulator
 from mlserve.local.fargate import LOCAL_SCORING_IMAGE, LocalFargate, LocalTask
@@ -25,9 +18,7 @@ from mlserve.local.stepfunctions import LocalStepFunctions
 
 __all__ = [
     "API_AUTH_MODES",
-    "ARCHITECTURES",
     "LOCAL_SCORING_IMAGE",
-    "POLLING_MODES",
     "Emulator",
     "LambdaContext",
     "LocalBatch",
@@ -38,6 +29,4 @@ __all__ = [
     "LocalStepFunctions",
     "LocalTask",
     "RuntimeSettings",
-    "available",
-    "parse_architectures",
 ]

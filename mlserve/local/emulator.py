@@ -1,15 +1,23 @@
-"""The local emulator: the embedded AWS, the shared stores, the architectures, the gateway.
+"""The local emulator: the stack's own Pulumi program deployed into an embedded AWS, served.
 
     with Emulator().start(architecture="lambda") as emu:
         requests.post(f"{emu.url}/predict", json=..., headers={"x-api-key": emu.api_key})
 
-ECS tasks (``lambda-ecs``, ``stepfunctions-ecs``) run as local processes of the real scoring
-entrypoint (mlserve.local.fargate); ``task_start_delay`` makes them start as late as Fargate
-tasks do. Step Functions executions (``stepfunctions-ecs``) run in moto's state machine engine,
-their Lambda tasks in this process (mlserve.local.stepfunctions). ``stepfunctions-batch``: AWS
-Batch jobs run as local processes too, array children in parallel up to the core count
-(mlserve.local.batch), and a job config uploaded to ``jobs/*.json`` of the bucket reaches the
-trigger handler as an S3 event (mlserve.local.notifications).
+:meth:`Emulator.start` deploys __main__.py with the stack's configuration (Pulumi.yaml, a
+``Pulumi.<stack>.yaml``, the emulator's options and ``key=value`` overrides) into the embedded
+moto (:func:`mlserve.local.deploy.deploy`) and builds every stand-in from what was deployed:
+
+- each deployed Lambda function runs in-process with its deployed handler, environment, memory
+  and timeout (:mod:`mlserve.local.functions`);
+- API Gateway serves the deployed OpenAPI body: its integrations route each operation to the
+  function whose ARN it names, its security to the deployed API key (:mod:`.gateway`);
+- ECS task definitions and Batch job definitions run as local processes of their deployed
+  command and environment (:mod:`.fargate`, :mod:`.batch`; ``task_start_delay`` makes tasks
+  start as late as Fargate tasks do);
+- the deployed state machines run in moto's Step Functions engine, their Lambda tasks served
+  by the function stand-ins (:mod:`.stepfunctions`);
+- the deployed bucket notifications invoke the function stand-ins they name
+  (:mod:`.notifications`).
 
 One emulator runs per process at a time: the AWS environment variables and the handler modules
 (each with its one configured runtime context) are process-wide, as they are in a Lambda
@@ -18,45 +26,44 @@ execution environment.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
 import string
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
 from mlserve.local import recorder
-from mlserve.local.architectures import (
-    ARCHITECTURES,
-    LOCAL_POLL_INTERVAL_SECONDS,
-    POLLING_LAMBDA,
-    ArchitectureOptions,
-    SettingsListener,
-    StackContext,
-    parse_architectures,
-)
 from mlserve.local.aws import EnvironmentPatch, MotoServer
 from mlserve.local.batch import LocalBatch, LocalBatchJob
+from mlserve.local.deploy import Deployment, deploy
+from mlserve.local.deploy.runner import REPO
 from mlserve.local.fargate import LocalFargate, LocalTask
-from mlserve.local.functions import MAX_SYNC_WAIT_SECONDS, LocalFunction, Routes, RuntimeSettings
-from mlserve.local.gateway import ApiSpec, Gateway
+from mlserve.local.functions import LocalFunction, Routes, RuntimeSettings
+from mlserve.local.gateway import ApiSpec, Gateway, deployed_routes
 from mlserve.local.notifications import LocalS3Notifications
 from mlserve.local.stepfunctions import LocalStepFunctions
-from mlserve.local.stores import ModelArtifact, SharedStores, provision_shared_stores
+from mlserve.local.stores import ModelArtifact, SharedStores
 from runtime import contract
-from runtime.categories import UNKNOWN_ERROR
 
 API_AUTH_MODES = ("api-key", "none")
-DEFAULT_MODEL_DIR = Path("models/example")
+# Seconds between two status checks of a workflow, locally (mlserve:pollIntervalSeconds when no
+# stack names one): a task here takes about 1.5 s, and a long Wait would only slow the demo down.
+LOCAL_POLL_INTERVAL_SECONDS = 1
 
 
-def new_api_key() -> str:
-    """40 letters and digits, the shape of an API Gateway key value."""
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(40))
+def _text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def stack_overrides(**options: Any) -> dict[str, str]:
+    """The emulator's options as stack config (``mlserve:<key>``): those not None."""
+    return {key: _text(value) for key, value in options.items() if value is not None}
 
 
 class Emulator:
@@ -72,86 +79,82 @@ class Emulator:
         self._batch: LocalBatch | None = None
         self._notifications: LocalS3Notifications | None = None
         self._routes: Routes = {}
-        self._other_functions: list[LocalFunction] = []
-        self._on_settings: list[SettingsListener] = []
-        self._outputs: dict[str, str] = {}
-        self.options = ArchitectureOptions()
+        self._functions: dict[str, LocalFunction] = {}  # ARN -> stand-in
+        self.deployment: Deployment | None = None
+        self._stack: str | None = None
+        self._overrides: dict[str, str] = {}
         self._settings = RuntimeSettings()
+        self._options: dict[str, Any] = {}
         self._scratch: Path | None = None
         self._env = EnvironmentPatch()
         self.architectures: tuple[str, ...] = ()
-        self.api_auth = "api-key"
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(
         self,
-        architecture: str = contract.ARCH_LAMBDA,
+        architecture: str | None = None,
         *,
-        api_auth: str = "api-key",
-        model_dir: Path = DEFAULT_MODEL_DIR,
+        stack: str | None = None,
+        config: Mapping[str, str] | None = None,
+        api_auth: str | None = None,
+        model_dir: Path | None = None,
+        model: Path | None = None,
         port: int = 0,
-        allow_missing: bool = False,
-        max_rows: int = contract.DEFAULT_MAX_ROWS,
+        allow_missing: bool | None = None,
+        max_rows: int | None = None,
         host: str = "127.0.0.1",
-        api_key: str | None = None,
         model_name: str | None = None,
         emit_metrics: bool = False,
-        sync_wait_seconds: int = MAX_SYNC_WAIT_SECONDS,
+        sync_wait_seconds: int | None = None,
         image: str | None = None,
         task_start_delay: float = 0.0,
         task_log_dir: Path | None = None,
-        polling: str = POLLING_LAMBDA,
-        poll_interval_seconds: int = LOCAL_POLL_INTERVAL_SECONDS,
+        polling: str | None = None,
+        poll_interval_seconds: int | None = None,
         batch_max_parallel: int | None = None,
-        engine: str = contract.ENGINE_XGBOOST,
-        unknown_category: str = UNKNOWN_ERROR,
+        engine: str | None = None,
+        unknown_category: str | None = None,
     ) -> Emulator:
-        """Provision everything and serve the API; return ``self`` (also a context manager).
+        """Deploy the stack into the embedded AWS and serve it; return ``self`` (also a context
+        manager).
 
-        ``architecture`` is one registered name or a comma-separated list. ``emit_metrics``
-        leaves Powertools' EMF metric lines on stdout (off by default: one JSON blob per request
-        would drown the demo's output; CloudWatch is where they matter).
+        ``stack`` names ``Pulumi.<stack>.yaml``; every option given (not None) is that stack
+        setting (``architecture``: one name or a comma-separated list, ``api_auth``:
+        ``apiAuth``, ``allow_missing``, ``max_rows``, ``sync_wait_seconds``, ``image``,
+        ``polling``, ``poll_interval_seconds``, ``engine``, ``unknown_category``,
+        ``model_name``), then ``config`` (``key=value`` pairs, as ``--config``) on top. The
+        model: ``model`` (a model.json or model.ubj file) or ``model_dir`` (holding one), with
+        or without a metadata.json beside it; neither: the stack's ``modelPath``. The program
+        validates the whole (components/settings.SettingsError);
+        a model mlserve cannot serve stops the start with the program's reason.
 
-        ECS architectures: ``sync_wait_seconds`` and ``image`` are the stack settings
-        ``syncWaitSeconds`` and ``image`` (only the scoring image of this working tree can be
-        "pulled" locally; any other image makes every task stop with CannotPullContainerError,
-        as on ECS). ``task_start_delay`` is how long a task stays PROVISIONING/PENDING before
-        its process starts (Fargate takes tens of seconds; 0 here by default).
-        ``task_log_dir`` keeps the task logs there (default: the scratch directory, removed
-        by :meth:`stop`).
-
-        ``stepfunctions-ecs``: ``polling`` is the stack setting ``polling`` (``lambda``: Wait +
-        the CheckJobStatus Lambda in a loop; ``native``: ``ecs:runTask.sync``) and
-        ``poll_interval_seconds`` its ``pollIntervalSeconds`` (1 s locally by default).
-
-        ``stepfunctions-batch``: the same two settings; Batch jobs (array children) run as
-        local processes, at most ``batch_max_parallel`` at a time (default: the core count).
-
-        ``engine`` is the stack setting ``engine`` (``onnx``: the ``lambda`` predictor serves the
-        model converted and verified at start, uploaded as ``model.onnx``).
-        ``unknown_category`` is ``unknownCategory``. ``model_dir`` holds ``model.ubj`` or
-        ``model.json`` (with or without ``metadata.json``); a model mlserve cannot serve stops
-        the start with components.compatibility.ModelRefused (or, with the onnx engine,
-        components.engine.EngineConversionError), naming why.
+        ``emit_metrics`` leaves Powertools' EMF metric lines on stdout (off by default).
+        ``task_start_delay`` is how long a task stays PROVISIONING/PENDING before its process
+        starts; ``task_log_dir`` keeps task logs there (default: the scratch directory);
+        ``batch_max_parallel`` bounds the Batch job processes (default: the core count).
         """
-        names = parse_architectures(architecture)
-        if api_auth not in API_AUTH_MODES:
-            raise ValueError(
-                f"api_auth {api_auth!r} is not emulated (choose from {', '.join(API_AUTH_MODES)})"
-            )
         if task_start_delay < 0:
             raise ValueError(f"task_start_delay must be >= 0, got {task_start_delay}")
-        options = ArchitectureOptions(
-            polling=polling, poll_interval_seconds=poll_interval_seconds, engine=engine
-        )
-        settings = RuntimeSettings(
-            allow_missing=allow_missing,
-            unknown_category=unknown_category,
-            max_rows=max_rows,
-            sync_wait_seconds=sync_wait_seconds,
+        model_path = self._model_path(model, model_dir)
+        overrides = stack_overrides(
+            architecture=architecture,
+            apiAuth=api_auth,
+            modelPath=model_path,
+            modelName=model_name,
+            allowMissing=allow_missing,
+            maxRows=max_rows,
+            syncWaitSeconds=sync_wait_seconds,
             image=image,
+            polling=polling,
+            pollIntervalSeconds=(
+                LOCAL_POLL_INTERVAL_SECONDS
+                if poll_interval_seconds is None and stack is None
+                else poll_interval_seconds
+            ),
+            engine=engine,
+            unknownCategory=unknown_category,
         )
-        model = ModelArtifact.from_dir(Path(model_dir), model_name)
+        overrides.update(config or {})
         with Emulator._active_lock:
             if Emulator._active is not None:
                 raise RuntimeError(
@@ -161,17 +164,13 @@ class Emulator:
             Emulator._active = self
         try:
             self._start(
-                names,
-                model,
-                settings,
-                api_auth=api_auth,
+                stack,
+                overrides,
                 host=host,
                 port=port,
-                api_key=api_key,
                 emit_metrics=emit_metrics,
                 task_start_delay=task_start_delay,
                 task_log_dir=task_log_dir,
-                options=options,
                 batch_max_parallel=batch_max_parallel,
             )
             recorder.deployed(self)  # MLSERVE_RECORD_CALLS: tests/verify/test_least_privilege
@@ -180,30 +179,39 @@ class Emulator:
             raise
         return self
 
+    @staticmethod
+    def _model_path(model: Path | None, model_dir: Path | None) -> Path | None:
+        """The model file to deploy; None: the stack's modelPath."""
+        if model is not None:
+            return Path(model).resolve()
+        if model_dir is not None:
+            return ModelArtifact.from_dir(Path(model_dir)).model_path.resolve()
+        return None
+
     def _start(
         self,
-        names: tuple[str, ...],
-        model: ModelArtifact,
-        settings: RuntimeSettings,
+        stack: str | None,
+        overrides: dict[str, str],
         *,
-        api_auth: str,
         host: str,
         port: int,
-        api_key: str | None,
         emit_metrics: bool,
         task_start_delay: float,
         task_log_dir: Path | None,
-        options: ArchitectureOptions,
-        batch_max_parallel: int | None = None,
+        batch_max_parallel: int | None,
+        api_key: str | None = None,
     ) -> None:
-        self.architectures = names
-        self.options = options
-        self.api_auth = api_auth
-        self._settings = settings
+        self._options = {
+            "host": host,
+            "port": port,
+            "emit_metrics": emit_metrics,
+            "task_start_delay": task_start_delay,
+            "task_log_dir": task_log_dir,
+            "batch_max_parallel": batch_max_parallel,
+        }
         self._scratch = Path(tempfile.mkdtemp(prefix="mlserve-local-"))
         if "POWERTOOLS_METRICS_DISABLED" not in os.environ or emit_metrics:
             self._env.apply({"POWERTOOLS_METRICS_DISABLED": "false" if emit_metrics else "true"})
-
         self._aws = MotoServer(host=host)
         self._aws.start()
         self._fargate = LocalFargate(
@@ -213,46 +221,70 @@ class Emulator:
             log_dir=task_log_dir,
         )
         self._fargate.install()
-        if any(name.startswith("stepfunctions-") for name in names):
-            self._stepfunctions = LocalStepFunctions()
-            self._stepfunctions.install()
-        if contract.ARCH_STEPFUNCTIONS_BATCH in names:
-            self._batch = LocalBatch(
-                endpoint_url=self._aws.endpoint_url,
-                work_dir=self._scratch / "batch",
-                max_parallel=batch_max_parallel,
-                log_dir=None if task_log_dir is None else task_log_dir / "batch",
-            )
-            self._batch.install()
-            self._notifications = LocalS3Notifications()
-            self._notifications.install()
-        self._stores = provision_shared_stores(
-            self._aws.client("s3"), self._aws.client("dynamodb"), model
+        self._stepfunctions = LocalStepFunctions()
+        self._stepfunctions.install()
+        self._batch = LocalBatch(
+            endpoint_url=self._aws.endpoint_url,
+            work_dir=self._scratch / "batch",
+            max_parallel=batch_max_parallel,
+            log_dir=None if task_log_dir is None else task_log_dir / "batch",
         )
-        context = StackContext(
-            self._aws,
-            self._stores,
-            self._scratch,
-            stepfunctions=self._stepfunctions,
-            notifications=self._notifications,
-            options=options,
-            settings=settings,
+        self._batch.install()
+        self._notifications = LocalS3Notifications()
+        self._notifications.install()
+        self._stack, self._overrides = stack, overrides
+        self._deploy()
+        self._gateway = Gateway(
+            ApiSpec(self.require_deployment().openapi_body()),
+            self._routes,
+            api_key=api_key or self.require_deployment().outputs.get("apiKey"),
+            host=host,
+            port=port,
         )
-        routes: Routes = {}
-        for name in names:
-            # the first architecture serving an operation gets it, as in __main__.py
-            for operation_id, function in ARCHITECTURES[name](context).items():
-                routes.setdefault(operation_id, function)
-        self._routes = routes
-        self._other_functions = list(context.functions)
-        self._on_settings = list(context.on_settings)
-        self._outputs = dict(context.outputs)
-        for function in self.functions:
-            function.cold_start(settings, self._scratch)
-
-        key = (api_key or new_api_key()) if api_auth == "api-key" else None
-        self._gateway = Gateway(ApiSpec.load(), routes, api_key=key, host=host, port=port)
         self._gateway.start()
+
+    def _deploy(self) -> None:
+        """Deploy (again, after a config change: every resource anew, the way ``pulumi up``
+        replaces them) and build the stand-ins from the deployment."""
+        aws = self._require(self._aws)
+        deployment = deploy(self._stack, self._overrides, aws.endpoint_url)
+        self.deployment = deployment
+        config = deployment.config
+        self.architectures = tuple(deployment.outputs["architecture"])
+        self._settings = RuntimeSettings.of(config)
+        functions: dict[str, LocalFunction] = {
+            str(c["FunctionArn"]): LocalFunction.deployed(c)
+            for c in deployment.functions().values()
+        }
+        for function in functions.values():
+            self._require(self._stepfunctions).register(function)
+            function.cold_start(self._require(self._scratch))
+        for notification in deployment.notifications().values():
+            for target in notification.get("LambdaFunctionConfigurations", []):
+                arn = target["LambdaFunctionArn"]
+                self._require(self._notifications).register(functions[_unqualified(arn)], arn)
+        self._functions = functions
+        image = deployment.outputs.get("imageUri")
+        if image and not config["mlserve:image"]:
+            # the image substitution: the image the program builds (images/scoring) runs as a
+            # local process; a prebuilt one (mlserve:image) cannot be pulled here
+            self._require(self._fargate).images |= {str(image)}
+            self._require(self._batch).images[str(image)] = contract.SCORING_MODULE
+        self._routes = deployed_routes(deployment.openapi_body(), functions)
+        model_uri = str(deployment.outputs["modelUri"])
+        bucket, _, key = model_uri.removeprefix("s3://").partition("/")
+        _, name, version, _ = key.split("/", 3)
+        model = ModelArtifact.from_file(REPO / config["mlserve:modelPath"], name)
+        model = dataclasses.replace(model, version=version)
+        self._stores = SharedStores(
+            bucket=bucket,
+            table=str(deployment.outputs["jobTable"]),
+            model=model,
+            model_key=key,
+            metadata_key=contract.model_metadata_key(name, version),
+        )
+        if self._gateway is not None:
+            self._gateway.routes = dict(self._routes)
 
     def reconfigure(
         self,
@@ -263,29 +295,40 @@ class Emulator:
         image: str | None = None,
         default_image: bool = False,
     ) -> None:
-        """Change stack settings, like ``pulumi config set`` + ``pulumi up``: every function
-        gets the new environment in a fresh execution environment (cold start, empty /tmp), and
-        a setting of the scoring task (image, allow_missing) registers a new task definition
-        revision (and a state machine definition that names it is updated).
-        ``default_image=True`` goes back to the scoring image of images/scoring."""
+        """Change stack settings, like ``pulumi config set`` + ``pulumi up``. Locally the stack
+        is deployed anew into a fresh embedded AWS (the API keeps its port and key): every
+        function starts cold, with the environment the program gives it for the new settings;
+        the stores start empty (the model uploaded again). Without a change, every function
+        only gets a new execution environment (a cold start). ``default_image=True`` goes back
+        to the scoring image of images/scoring."""
         if self._scratch is None:
             raise RuntimeError("the emulator is not running")
-        current = self._settings
-        self._settings = RuntimeSettings(
-            allow_missing=current.allow_missing if allow_missing is None else allow_missing,
-            unknown_category=current.unknown_category,
-            max_rows=current.max_rows if max_rows is None else max_rows,
-            sync_wait_seconds=(
-                current.sync_wait_seconds if sync_wait_seconds is None else sync_wait_seconds
+        overrides = {
+            **self._overrides,
+            **stack_overrides(
+                allowMissing=allow_missing,
+                maxRows=max_rows,
+                syncWaitSeconds=sync_wait_seconds,
+                image=image,
             ),
-            image=None if default_image else (current.image if image is None else image),
-        )
-        for function in self.functions:
-            function.cold_start(self._settings, self._scratch)
-        for listener in self._on_settings:
-            listener(self._settings)
+        }
+        if default_image:
+            overrides["image"] = ""
+        if overrides == self._overrides:  # nothing to deploy: only new execution environments
+            for function in self.functions:
+                function.cold_start(self._scratch)
+            return
+        # pulumi up leaves the ApiKey resource (no changed input) and its value as they were
+        options = dict(self._options, port=self.port, api_key=self.api_key)
+        self._teardown()
+        try:
+            self._start(self._stack, overrides, **options)
+            recorder.deployed(self)
+        except BaseException:
+            self.stop()
+            raise
 
-    def stop(self) -> None:
+    def _teardown(self) -> None:
         """Stop the API, stop and reap every task process, stop the embedded AWS, clean up."""
         gateway, self._gateway = self._gateway, None
         stepfunctions, self._stepfunctions = self._stepfunctions, None
@@ -315,9 +358,15 @@ class Emulator:
                 self._env.restore()
                 if scratch is not None:
                     shutil.rmtree(scratch, ignore_errors=True)
-                with Emulator._active_lock:
-                    if Emulator._active is self:
-                        Emulator._active = None
+
+    def stop(self) -> None:
+        """Stop everything :meth:`start` started and clean up."""
+        try:
+            self._teardown()
+        finally:
+            with Emulator._active_lock:
+                if Emulator._active is self:
+                    Emulator._active = None
 
     def __enter__(self) -> Emulator:
         return self
@@ -346,7 +395,7 @@ class Emulator:
 
     @property
     def api_key(self) -> str | None:
-        """The API key value (``apiKey``), None when ``api_auth`` is ``none``."""
+        """The API key value the program created (``apiKey``), None when ``apiAuth`` is none."""
         return self._require(self._gateway).api_key
 
     @property
@@ -387,7 +436,13 @@ class Emulator:
         return self.stores.model_uri
 
     @property
+    def polling(self) -> str:
+        """The deployed ``polling`` setting (how the workflows watch their compute)."""
+        return self.require_deployment().config["mlserve:polling"]
+
+    @property
     def settings(self) -> RuntimeSettings:
+        """The deployed settings the runtime reads (allowMissing, maxRows, ...)."""
         return self._settings
 
     # --- ECS tasks (lambda-ecs) ----------------------------------------------------------------
@@ -418,17 +473,20 @@ class Emulator:
 
     @property
     def functions(self) -> list[LocalFunction]:
-        """Every deployed function: those behind the API, then those other services invoke."""
-        unique: dict[int, LocalFunction] = {}
-        for function in [*self._routes.values(), *self._other_functions]:
-            unique.setdefault(id(function), function)
-        return list(unique.values())
+        """Every deployed function's stand-in."""
+        return list(self._functions.values())
 
-    # --- Step Functions (stepfunctions-ecs) ------------------------------------------------------
+    def require_deployment(self) -> Deployment:
+        """What the program deployed into the embedded AWS (resources and read-backs)."""
+        return self._require(self.deployment)
+
+    # --- Step Functions --------------------------------------------------------------------------
     @property
-    def outputs(self) -> dict[str, str]:
-        """Stack outputs of the architectures beyond the API (e.g. ``stateMachineArn``)."""
-        return dict(self._outputs)
+    def outputs(self) -> dict[str, Any]:
+        """The stack outputs of the deployed program (``apiKey`` left out)."""
+        outputs = dict(self.require_deployment().outputs)
+        outputs.pop("apiKey", None)
+        return outputs
 
     @property
     def stepfunctions(self) -> LocalStepFunctions:
@@ -437,10 +495,12 @@ class Emulator:
 
     @property
     def state_machine_arn(self) -> str:
-        arn = self._outputs.get("stateMachineArn")
+        """The state machine of the jobs (``stateMachineArn``, else ``batchStateMachineArn``)."""
+        outputs = self.outputs
+        arn = outputs.get("stateMachineArn") or outputs.get("batchStateMachineArn")
         if arn is None:
             raise RuntimeError("no state machine: start a stepfunctions-* architecture")
-        return arn
+        return str(arn)
 
     def execution_arn(self, job_id: str) -> str:
         """The ARN of a job's execution (executions are named after the job id)."""
@@ -471,3 +531,14 @@ class Emulator:
         if value is None:
             raise RuntimeError("the emulator is not running: call start() first")
         return value
+
+
+def new_api_key() -> str:
+    """40 letters and digits, the shape of an API Gateway key value."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(40))
+
+
+def _unqualified(arn: str) -> str:
+    """A function ARN without its version or alias qualifier."""
+    return ":".join(arn.split(":")[:7])

@@ -1,13 +1,15 @@
-"""Lambda functions, in-process: the real handler, its environment, a Lambda-like context.
+"""Lambda functions, in-process: the deployed handler, its environment, a Lambda-like context.
 
-A :class:`LocalFunction` is what the Pulumi program deploys as an ``aws.lambda_.Function``: a
-handler, the environment variables it is given, a memory size and a timeout. Locally the handler
-module is imported into this process; ``configure(env=...)`` stands in for the function's
-environment, and calling it again stands in for a new execution environment (a cold start).
+A :class:`LocalFunction` stands in for one function the program deployed (``Handler``,
+``Environment``, ``MemorySize``, ``Timeout`` read back from the embedded Lambda). Locally the
+handler module is imported into this process; ``configure(env=...)`` stands in for the
+function's environment, and calling it again stands in for a new execution environment (a cold
+start).
 """
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 import threading
 import time
@@ -20,39 +22,33 @@ from typing import Any
 from mlserve.local import recorder
 from mlserve.local.aws import ACCOUNT_ID, REGION
 from runtime import contract
-from runtime.categories import UNKNOWN_CATEGORY_MODES, UNKNOWN_ERROR
+from runtime.categories import UNKNOWN_ERROR
 
 Handler = Callable[[dict[str, Any], Any], Any]
 Configure = Callable[..., object]
-MAX_SYNC_WAIT_SECONDS = 25  # mlserve:syncWaitSeconds: default and most (Pulumi.yaml)
 
 
 @dataclass(frozen=True)
 class RuntimeSettings:
-    """The function settings a user changes with ``pulumi config set`` (and ``reconfigure``)."""
+    """The deployed stack settings the runtime reads (``pulumi config set`` changes them; the
+    program validates them): what :meth:`mlserve.local.Emulator.reconfigure` changes."""
 
     allow_missing: bool = False
     max_rows: int = contract.DEFAULT_MAX_ROWS
-    # lambda-ecs: how long POST /predict waits for the task (mlserve:syncWaitSeconds, 0-25)
-    sync_wait_seconds: int = MAX_SYNC_WAIT_SECONDS
-    # the scoring image (mlserve:image); None: the one built from images/scoring
-    image: str | None = None
-    # mlserve:unknownCategory: "error" (a 400) or "missing"
+    sync_wait_seconds: int = 25  # mlserve:syncWaitSeconds (Pulumi.yaml)
+    image: str | None = None  # mlserve:image; None: the one built from images/scoring
     unknown_category: str = UNKNOWN_ERROR
 
-    def __post_init__(self) -> None:
-        if self.unknown_category not in UNKNOWN_CATEGORY_MODES:
-            raise ValueError(
-                f"unknown_category must be one of {', '.join(UNKNOWN_CATEGORY_MODES)}, got "
-                f"{self.unknown_category!r}"
-            )
-        if self.max_rows < 1:
-            raise ValueError(f"max_rows must be at least 1, got {self.max_rows}")
-        if not 0 <= self.sync_wait_seconds <= MAX_SYNC_WAIT_SECONDS:
-            raise ValueError(
-                f"sync_wait_seconds must be 0-{MAX_SYNC_WAIT_SECONDS} (API Gateway answers "
-                f"within 29 s), got {self.sync_wait_seconds}"
-            )
+    @classmethod
+    def of(cls, config: Mapping[str, str]) -> RuntimeSettings:
+        """These settings in a deployed stack's configuration (``mlserve:<key>`` -> text)."""
+        return cls(
+            allow_missing=config["mlserve:allowMissing"] == "true",
+            max_rows=int(config["mlserve:maxRows"]),
+            sync_wait_seconds=int(config["mlserve:syncWaitSeconds"]),
+            image=config["mlserve:image"] or None,
+            unknown_category=config["mlserve:unknownCategory"],
+        )
 
 
 @dataclass
@@ -81,33 +77,73 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class FunctionTimedOut(Exception):
+    """The handler ran past the function's deployed timeout (Lambda: "Task timed out")."""
+
+
 @dataclass
 class LocalFunction:
-    """One deployed function. Invocations are serialised, like one warm execution environment:
-    the handler modules keep per-container state (the Powertools resolver's current event, the
-    loaded model) in module globals, exactly as they may inside Lambda."""
+    """One deployed function: its deployed handler, environment, memory and timeout.
+    Invocations are serialised, like one warm execution environment: the handler modules keep
+    per-container state (the Powertools resolver's current event, the loaded model) in module
+    globals, exactly as they may inside Lambda."""
 
     name: str
     handler: Handler
     configure: Configure
-    environment: Callable[[RuntimeSettings], Mapping[str, str]]
+    environment: Mapping[str, str]
     memory_mb: int = 1024
     timeout_seconds: int = 30
+    arn: str = ""
     env: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def cold_start(self, settings: RuntimeSettings, scratch: Path) -> None:
+    @classmethod
+    def deployed(cls, configuration: Mapping[str, Any]) -> LocalFunction:
+        """The stand-in of a deployed function (its GetFunctionConfiguration): the module its
+        ``Handler`` names (``package.module.function``), whose ``configure(env=...)`` stands in
+        for the execution environment's variables."""
+        module_name, _, attribute = str(configuration["Handler"]).rpartition(".")
+        module = importlib.import_module(module_name)
+        return cls(
+            name=str(configuration["FunctionName"]),
+            handler=getattr(module, attribute),
+            configure=module.configure,
+            environment=dict((configuration.get("Environment") or {}).get("Variables") or {}),
+            memory_mb=int(configuration["MemorySize"]),
+            timeout_seconds=int(configuration["Timeout"]),
+            arn=str(configuration["FunctionArn"]),
+        )
+
+    def cold_start(self, scratch: Path) -> None:
         """Give the function its environment and a fresh execution environment (new /tmp)."""
         tmp = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=scratch))
-        env = {**self.environment(settings), contract.ENV_MODEL_CACHE_DIR: str(tmp)}
+        env = {**self.environment, contract.ENV_MODEL_CACHE_DIR: str(tmp)}
         with self._lock:
             self.configure(env=env)
             self.env = env
 
     def invoke(self, event: dict[str, Any]) -> Any:
+        """Run the handler; past the deployed timeout, :class:`FunctionTimedOut` (the handler's
+        thread is left to finish: a thread cannot be killed; Lambda would end the sandbox)."""
         context = LambdaContext(self.name, self.memory_mb, self.timeout_seconds)
-        with self._lock, recorder.acting_as("function", self.name):
-            return self.handler(event, context)
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            with self._lock, recorder.acting_as("function", self.name):
+                try:
+                    outcome["result"] = self.handler(event, context)
+                except BaseException as exc:  # re-raised in the invoking thread
+                    outcome["error"] = exc
+
+        worker = threading.Thread(target=run, name=f"lambda-{self.name}", daemon=True)
+        worker.start()
+        worker.join(self.timeout_seconds)
+        if worker.is_alive():
+            raise FunctionTimedOut(f"Task timed out after {self.timeout_seconds:.2f} seconds")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome.get("result")
 
 
 # operationId (runtime/openapi.yaml) -> the function API Gateway integrates it with

@@ -69,6 +69,25 @@ _OPENAPI_URI = "urn:mlserve:openapi"
 # --- the API document -----------------------------------------------------------------------------
 
 
+def deployed_routes(
+    body: Mapping[str, Any], functions: Mapping[str, LocalFunction]
+) -> dict[str, LocalFunction]:
+    """operationId -> the function the deployed OpenAPI body integrates it with (its
+    ``x-amazon-apigateway-integration`` URI names the function's, or an alias's, ARN);
+    ``functions`` maps each function ARN to its stand-in."""
+    routes: dict[str, LocalFunction] = {}
+    for item in (body.get("paths") or {}).values():
+        for method, op in item.items():
+            if method.upper() not in _HTTP_METHODS or not isinstance(op, dict):
+                continue
+            integration = op.get("x-amazon-apigateway-integration")
+            if not integration:
+                continue
+            target = str(integration["uri"]).split("/functions/", 1)[1].removesuffix("/invocations")
+            routes[str(op["operationId"])] = functions[":".join(target.split(":")[:7])]
+    return routes
+
+
 @dataclass(frozen=True)
 class GatewayResponse:
     status: int

@@ -508,6 +508,8 @@ def deployed(emulator: Any) -> None:
 
 def _describe(emulator: Any) -> dict[str, Any]:
     stores = emulator.stores
+    deployment = emulator.require_deployment()
+    configurations = deployment.functions()
     functions = {f.name: dict(f.env) for f in emulator.functions}
     ecs: dict[str, str] = {}
     for env in functions.values():
@@ -521,18 +523,38 @@ def _describe(emulator: Any) -> dict[str, Any]:
                 "execution_role_arn": str(execution_role),
             }
             break
+    # Who assumes which deployed role, and the role's inline policies as deployed
+    # (GetRolePolicy): what the least-privilege check evaluates the calls against.
+    assumes: dict[str, str] = {
+        f"function:{name}": str(c["Role"]) for name, c in configurations.items()
+    }
+    for arn, machine in deployment.state_machines().items():
+        assumes[f"state-machine:{arn}"] = str(machine["roleArn"])
+    for definition in deployment.task_definitions().values():
+        assumes["ecs-task"] = str(definition["taskRoleArn"])
+        assumes["ecs-execution"] = str(definition["executionRoleArn"])
+    for definition in deployment.job_definitions().values():
+        properties = definition["containerProperties"]
+        assumes["batch-job"] = str(properties["jobRoleArn"])
+        assumes["batch-execution"] = str(properties["executionRoleArn"])
     return {
         "architectures": list(emulator.architectures),
-        "polling": emulator.options.polling,
+        "polling": emulator.polling,
         "bucket": stores.bucket,
         "table": stores.table,
         "model_key": stores.model_key,
         "metadata_key": stores.metadata_key,
         "functions": sorted(functions),
+        "handlers": {name: str(c["Handler"]) for name, c in configurations.items()},
         # each function's model object (engine onnx: the predictor's is model.onnx)
         "model_uris": {name: env.get("MODEL_URI", "") for name, env in functions.items()},
+        "function_architectures": {
+            name: env.get("ARCHITECTURE", "") for name, env in functions.items()
+        },
         "outputs": emulator.outputs,
         "ecs": ecs,
+        "assumes": {who: arn.rsplit("/", 1)[-1] for who, arn in assumes.items()},
+        "role_policies": deployment.role_policies(),
     }
 
 

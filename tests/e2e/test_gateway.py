@@ -66,9 +66,7 @@ def _json_body(schema: str) -> dict[str, Any]:
 
 
 def function(name: str, handler: Callable[[dict[str, Any], Any], Any]) -> LocalFunction:
-    return LocalFunction(
-        name=name, handler=handler, configure=lambda **_: None, environment=lambda _: {}
-    )
+    return LocalFunction(name=name, handler=handler, configure=lambda **_: None, environment={})
 
 
 def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:

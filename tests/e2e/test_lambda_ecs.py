@@ -21,7 +21,7 @@ import requests
 import xgboost as xgb
 
 from mlserve.local import Emulator, RuntimeSettings
-from mlserve.local.fargate import DEFAULT_STOP_TIMEOUT, LOCAL_SCORING_IMAGE, LocalTask
+from mlserve.local.fargate import DEFAULT_STOP_TIMEOUT, LocalTask
 from mlserve.train import TrainResult
 from runtime import contract
 
@@ -160,7 +160,7 @@ def test_the_stack_is_provisioned_like_the_pulumi_program(ecs: Emulator) -> None
     assert definition["networkMode"] == "awsvpc"
     (container,) = definition["containerDefinitions"]
     assert container["name"] == contract.SCORING_CONTAINER_NAME
-    assert container["image"] == LOCAL_SCORING_IMAGE
+    assert container["image"] == ecs.outputs["imageUri"]  # the program's, run locally
     assert container["memory"] == int(definition["memory"])
     assert {e["name"]: e["value"] for e in container["environment"]} == {
         contract.ENV_JOB_TABLE: ecs.table,

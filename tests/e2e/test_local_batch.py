@@ -25,11 +25,11 @@ from mlserve.local.batch import (
     LOCAL_SCORING_IMAGE,
     LocalBatch,
     evaluate_on_exit,
-    evaluate_on_exit_rules,
-    provision_batch,
 )
-from mlserve.local.functions import LocalFunction, RuntimeSettings
+from mlserve.local.deploy import deploy
+from mlserve.local.functions import LocalFunction
 from mlserve.local.notifications import LocalS3Notifications
+from mlserve.train import TrainResult
 from runtime import contract
 
 from .conftest import Emulators
@@ -54,14 +54,23 @@ def wait_until(what: str, check: Any, timeout: float = JOB_TIMEOUT) -> Any:
 
 
 class BatchWorld:
-    """An embedded AWS with the local Batch, the probe image and its job definition."""
+    """An embedded AWS with the program's stepfunctions-batch stack deployed (its queues and
+    retry rules), the local Batch, the probe image and its job definitions."""
 
-    def __init__(self, aws: MotoServer, batch: LocalBatch, probe_dir: Path) -> None:
+    def __init__(self, aws: MotoServer, batch: LocalBatch, probe_dir: Path, model: Path) -> None:
         self.aws = aws
         self.batch = batch
         self.client = aws.client("batch")
         self.probe_dir = probe_dir
-        self.stack = provision_batch(aws, lambda _settings: {"FROM_DEFINITION": "yes"}, None)
+        deployment = deploy(
+            None,
+            {"architecture": contract.ARCH_STEPFUNCTIONS_BATCH, "modelPath": str(model)},
+            aws.endpoint_url,
+        )
+        queues = sorted(deployment.job_queues().values(), key=lambda q: q["priority"])
+        self.queue_low_arn, self.queue_high_arn = (q["jobQueueArn"] for q in queues)
+        [scoring] = deployment.job_definitions().values()
+        self.evaluate_on_exit: list[dict[str, str]] = scoring["retryStrategy"]["evaluateOnExit"]
 
     def definition(self, image: str = PROBE_IMAGE, **environment: str) -> str:
         name = f"probe-{uuid.uuid4().hex[:8]}"
@@ -79,7 +88,7 @@ class BatchWorld:
                 ],
                 "environment": [{"name": k, "value": v} for k, v in env.items()],
             },
-            retryStrategy={"attempts": 3, "evaluateOnExit": evaluate_on_exit_rules()},
+            retryStrategy={"attempts": 3, "evaluateOnExit": self.evaluate_on_exit},
         )
         return str(response["jobDefinitionArn"])
 
@@ -89,7 +98,7 @@ class BatchWorld:
             kwargs["arrayProperties"] = {"size": size}
         response = self.client.submit_job(
             jobName="probe-job",
-            jobQueue=self.stack.queue_low_arn,
+            jobQueue=self.queue_low_arn,
             jobDefinition=definition,
             containerOverrides={
                 "environment": [{"name": k, "value": v} for k, v in environment.items()]
@@ -108,7 +117,9 @@ class BatchWorld:
 
 
 @pytest.fixture(scope="module")
-def world(emulators: Emulators, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchWorld]:
+def world(
+    emulators: Emulators, trained: TrainResult, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BatchWorld]:
     emulators.stop()  # one embedded AWS at a time: moto's backends are process-wide
     scratch = tmp_path_factory.mktemp("batch")
     with MotoServer() as aws:
@@ -120,7 +131,7 @@ def world(emulators: Emulators, tmp_path_factory: pytest.TempPathFactory) -> Ite
         )
         batch.install()
         try:
-            yield BatchWorld(aws, batch, scratch)
+            yield BatchWorld(aws, batch, scratch, trained.model_path)
         finally:
             batch.shutdown()
 
@@ -251,9 +262,13 @@ def test_terminate_job_stops_the_running_children_without_retrying(probe: BatchW
     assert probe.records() == []  # no container finished its sleep
 
 
-def test_evaluate_on_exit_takes_the_first_matching_rule() -> None:
-    rules = evaluate_on_exit_rules()
-    assert rules[-1] == {"action": "EXIT", "onExitCode": "*"}
+def test_evaluate_on_exit_takes_the_first_matching_rule(world: BatchWorld) -> None:
+    rules = world.evaluate_on_exit  # the deployed job definition's
+    # (moto defect: RegisterJobDefinition stores the action lower-cased)
+    assert {**rules[-1], "action": rules[-1]["action"].upper()} == {
+        "action": "EXIT",
+        "onExitCode": "*",
+    }
     assert evaluate_on_exit(rules, status_reason=HOST_TERMINATED, reason=None, exit_code=None) == (
         "RETRY"
     )
@@ -270,9 +285,9 @@ def test_s3_events_reach_the_function_with_a_sequencer(world: BatchWorld) -> Non
         name="probe-trigger",
         handler=lambda event, _context: seen.append(event) or {"ok": True},
         configure=lambda **_kwargs: None,
-        environment=lambda _settings: {},
+        environment={},
     )
-    function.cold_start(RuntimeSettings(), world.probe_dir)
+    function.cold_start(world.probe_dir)
     arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function.name}"
     notifications = LocalS3Notifications()
     notifications.install()
@@ -318,7 +333,7 @@ def test_submit_job_s_retry_strategy_overrides_the_definition_s(probe: BatchWorl
     probe.batch.inject_failure(array_index=None, attempts=(1,))
     response = probe.client.submit_job(
         jobName="no-retry",
-        jobQueue=probe.stack.queue_high_arn,
+        jobQueue=probe.queue_high_arn,
         jobDefinition=probe.definition(),
         retryStrategy={"attempts": 1},
     )

@@ -142,25 +142,21 @@ def test_the_state_machine_runs_the_definition_of_components_workflows(
     )
     assert described["type"] == "STANDARD"
     states = json.loads(described["definition"])["States"]
+    deployment = sfn.require_deployment()
+    handlers = {c["Handler"]: c["FunctionArn"] for c in deployment.functions().values()}
     if polling == "lambda":
         run_ecs, check = states["RunECS"], states["CheckJobStatus"]
-        assert run_ecs["Parameters"]["FunctionName"] == sfn.outputs["runEcsFunctionArn"]
-        assert check["Parameters"]["FunctionName"] == sfn.outputs["checkJobStatusFunctionArn"]
+        assert run_ecs["Parameters"]["FunctionName"] == handlers[contract.HANDLER_RUN_ECS]
+        assert check["Parameters"]["FunctionName"] == handlers[contract.HANDLER_CHECK_JOB_STATUS]
         assert states["WaitForTask"]["Seconds"] == 1  # the local pollIntervalSeconds
-        functions = sfn.client("lambda").list_functions()["Functions"]
-        handlers = {f["FunctionArn"]: f["Handler"] for f in functions}
-        assert handlers[sfn.outputs["runEcsFunctionArn"]] == contract.HANDLER_RUN_ECS
-        assert handlers[sfn.outputs["checkJobStatusFunctionArn"]] == (
-            contract.HANDLER_CHECK_JOB_STATUS
-        )
     else:
         assert states["RunTask"]["Resource"] == "arn:aws:states:::ecs:runTask.sync"
         assert (
             states["RunTask"]["Parameters"]["TaskDefinition"]
             == (env[contract.ENV_ECS_TASK_DEFINITION])
         )
-        assert "runEcsFunctionArn" not in sfn.outputs  # no polling Lambdas
-    assert sfn.outputs["polling"] == polling
+        assert contract.HANDLER_RUN_ECS not in handlers  # no polling Lambdas
+    assert sfn.polling == polling
 
 
 def test_run_task_with_the_same_client_token_starts_one_task(sfn: Emulator) -> None:

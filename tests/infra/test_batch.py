@@ -768,6 +768,7 @@ def test_job_api(lambda_workflow: StackRun) -> None:
             "Resource": [f"{TABLE_ARN}/index/by-caller"],
         },
         {
+            # inputs/*: also a request spilled to inputs/{id}.json, read back to be staged
             "Sid": "ReadMetadataInputsAndResults",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],

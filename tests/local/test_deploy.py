@@ -36,8 +36,7 @@ from mlserve.local.deploy import (
     substitutions,
 )
 from mlserve.local.deploy.mapping import Context
-from mlserve.local.deploy.runner import REPO, run_program
-from mlserve.local.fargate import LOCAL_SCORING_IMAGE
+from mlserve.local.deploy.runner import REPO
 from runtime import contract
 from runtime.model import sha256_file
 from tests.infra.conftest import train_tiny_model
@@ -230,14 +229,13 @@ def test_lambda_ecs_task_definition_and_job_api_are_deployed_as_declared(
         == CPU_ARCHITECTURE[DEFAULTS["lambdaArchitecture"]]
     )
     [container] = task["containerDefinitions"]
-    # The image substitution: no build, a digest of the content-hash tag; the task names it in
-    # the created ECR repository in the digest form, as on AWS (components/image.py).
+    # The image substitution: no build, no push; the program's digest reference into the ECR
+    # repository, created as declared, is what the definition names.
     [repository] = d.client("ecr").describe_repositories()["repositories"]
-    [image] = d.of_type("docker-build:index:Image")
-    assert image.outputs["ref"] == LOCAL_SCORING_IMAGE
-    expected = f"{repository['repositoryUri']}@{image.outputs['digest']}"
-    assert container["image"] == expected == d.outputs["imageUri"]
-    assert repository["imageTagMutability"] == "MUTABLE"
+    assert container["image"] == d.outputs["imageUri"]
+    assert container["image"].startswith(f"{repository['repositoryUri']}@sha256:")
+    declared_repository = d.one("aws:ecr/repository:Repository").inputs
+    assert repository["imageTagMutability"] == declared_repository["imageTagMutability"]
     assert_grants(d, task["executionRoleArn"], [("ecr:BatchGetImage", repository["repositoryArn"])])
     container_env = {e["name"]: e["value"] for e in container["environment"]}
     assert container_env[contract.ENV_JOB_TABLE] == d.outputs["jobTable"]
@@ -418,19 +416,38 @@ def test_the_layer_source_switch_is_only_the_local_targets() -> None:
     assert packaging.layer_builder({}) is packaging.build_layer
     venv = {packaging.ENV_LAYER_SOURCE: packaging.LAYER_SOURCE_VENV}
     assert packaging.layer_builder(venv) is packaging.build_venv_layer
-    assert venv == substitutions.ENVIRONMENT
+    assert substitutions.ENVIRONMENT.items() >= venv.items()
     with pytest.raises(packaging.PackagingError, match="allowed: venv"):
         packaging.layer_builder({packaging.ENV_LAYER_SOURCE: "pip"})
+
+
+def test_the_local_function_archive_needs_no_python_of_the_lambda_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user with only this Python deploys locally: the switch the local target sets ships the
+    sources without byte code and never looks for the runtime's interpreter."""
+    for name, value in substitutions.ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(packaging.ENV_LAMBDA_PYTHON, str(tmp_path / "no-python3.12"))
+    archive = packaging.build_function_archive(REPO, tmp_path / "out", cache_dir=tmp_path / "cache")
+    with zipfile.ZipFile(archive.zip_path) as opened:
+        names = opened.namelist()
+    assert "runtime/handlers/predict.py" in names
+    assert not [name for name in names if name.endswith(".pyc")]
+    # unset (pulumi up), the archive is compiled by the runtime's interpreter: here, none
+    monkeypatch.delenv(packaging.ENV_FUNCTION_BYTECODE)
+    with pytest.raises(packaging.PackagingError, match=r"no-python3\.12"):
+        packaging.build_function_archive(REPO, tmp_path / "out", cache_dir=tmp_path / "cache")
 
 
 def test_a_resource_type_without_a_mapper_fails_naming_the_type() -> None:
     with MotoServer(set_environment=False) as server:
         provider = LocalProvider(Context(server.endpoint_url, "us-east-1", "test", "mlserve"))
-
-        def program() -> None:
-            pulumi.CustomResource("aws:sqs/queue:Queue", "unmapped", {})
+        # the registration as the SDK hands it over (a failed program run would leave the SDK's
+        # process-wide state holding it, and the next deployment of this process would get it)
+        args = pulumi.runtime.MockResourceArgs("aws:sqs/queue:Queue", "unmapped", {}, custom=True)
 
         with pytest.raises(
             DeploymentError, match=r"no mapper for resource type 'aws:sqs/queue:Queue'"
         ):
-            run_program(program, mocks=provider)
+            provider.new_resource(args)

@@ -29,10 +29,38 @@ VERSION = "abc123"
 
 
 def create_job_table(dynamodb: Any) -> str:
-    """The job table as the emulator creates it (the caller index of GET /jobs included)."""
-    from mlserve.local.stores import create_job_table as create
-
-    create(dynamodb, TABLE)
+    """The job table as components/storage.py JobTable declares it, for the handlers' unit
+    tests (the caller index of GET /jobs included; tests/local checks the deployed one)."""
+    key = contract.JOB_TABLE_HASH_KEY
+    caller, created = contract.JOB_TABLE_CALLER_ATTRIBUTE, contract.JOB_TABLE_CREATED_ATTRIBUTE
+    dynamodb.create_table(
+        TableName=TABLE,
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": "S"} for name in (key, caller, created)
+        ],
+        KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": contract.JOB_TABLE_CALLER_INDEX,
+                "KeySchema": [
+                    {"AttributeName": caller, "KeyType": "HASH"},
+                    {"AttributeName": created, "KeyType": "RANGE"},
+                ],
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": list(contract.JOB_TABLE_CALLER_INDEX_ATTRIBUTES),
+                },
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=TABLE,
+        TimeToLiveSpecification={
+            "Enabled": True,
+            "AttributeName": contract.JOB_TABLE_TTL_ATTRIBUTE,
+        },
+    )
     return TABLE
 
 

@@ -609,7 +609,8 @@ def test_a_lambda_service_exception_is_retried_by_the_definition(sfn: Client) ->
     emulator = sfn.emulator
     backend = emulator.stepfunctions._lambda_backend
     original = backend.invoke
-    run_ecs = emulator.outputs["runEcsFunctionArn"].rsplit(":", 1)[-1]
+    deployment = emulator.require_deployment()
+    run_ecs = deployment.function_by_handler(contract.HANDLER_RUN_ECS)["FunctionName"]
     failures: list[str] = []
 
     def invoke(function_name: str, *args: Any, **kwargs: Any) -> Any:

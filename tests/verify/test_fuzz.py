@@ -51,9 +51,8 @@ from schemathesis.specs.openapi.checks import (
 )
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from components.api import HTTP_METHODS, load_openapi, render_openapi
+from components.api import HTTP_METHODS, load_openapi
 from mlserve.local import Emulator
-from mlserve.local.aws import ACCOUNT_ID
 from runtime import contract
 from tests.e2e.conftest import Emulators
 from tests.e2e.helpers import Api, assert_error
@@ -92,14 +91,10 @@ def _stop_the_emulator_after_the_module(emulators: Emulators) -> Iterator[None]:
 
 
 def served_document(emulator: Emulator) -> dict[str, Any]:
-    """The OpenAPI document of this deployment: the operations the emulator serves, with the
-    auth API Gateway enforces (components/api.py)."""
+    """The OpenAPI document of this deployment, as the program deployed it: the operations it
+    serves, with the auth API Gateway enforces (components/api.py render_openapi)."""
     source = load_openapi()
-    integrations = {
-        operation_id: f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function.name}"
-        for operation_id, function in emulator.routes.items()
-    }
-    document = render_openapi(source, integrations, emulator.api_auth, REGION)
+    document = emulator.require_deployment().openapi_body()
     # render_openapi drops the text/csv schema only because API Gateway's validator would parse
     # CSV as JSON; the API accepts CSV bodies, so they are fuzzed too.
     for path, item in document["paths"].items():

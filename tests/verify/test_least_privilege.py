@@ -35,7 +35,7 @@ import sys
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,9 @@ import pytest
 from moto.iam.access_control import IAMPolicyStatement, PermissionResult
 
 from components import policies
+from components.settings import ARCHITECTURES as KNOWN_ARCHITECTURES
 from mlserve import callsites
 from mlserve.local import Emulator, recorder
-from mlserve.local.architectures import KNOWN_ARCHITECTURES
 from mlserve.local.aws import ACCOUNT_ID, REGION
 from mlserve.local.recorder import RECORD_ENV
 from runtime import contract
@@ -167,11 +167,34 @@ LOCAL_REPOSITORY_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository/mlserve-sc
 _FUNCTION_NAME = re.compile(r"mlserve-local-(?P<role>.+)-[0-9a-f]{8}")
 
 
+# A deployed function's identity, by the handler it runs (the job API: by its ARCHITECTURE).
+HANDLER_ROLES = {
+    contract.HANDLER_PREDICT: "predictor",
+    contract.HANDLER_RUN_ECS: "run-ecs",
+    contract.HANDLER_CHECK_JOB_STATUS: "check-job-status",
+    contract.HANDLER_SUBMIT_BATCH_JOB: "submit-batch-job",
+    contract.HANDLER_CHECK_BATCH_STATUS: "check-batch-status",
+    contract.HANDLER_TRIGGER: "job-trigger",
+}
+JOB_API_ROLES = {
+    contract.ARCH_LAMBDA_ECS: "job-api",
+    contract.ARCH_STEPFUNCTIONS_ECS: "sfn-job-api",
+    contract.ARCH_STEPFUNCTIONS_BATCH: "batch-job-api",
+}
+
+
 def function_role(name: str) -> str:
+    """The identity of a function of a synthetic stack (named after it)."""
     match = _FUNCTION_NAME.fullmatch(name)
     if match is None:
         raise ValueError(f"{name} is not an emulated function name")
     return match["role"]
+
+
+def merged(documents: Mapping[str, Policy]) -> Policy:
+    """A role's inline policies as one document (IAM evaluates their union)."""
+    statements = [st for name in sorted(documents) for st in _statements(documents[name])]
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def _log_group(name: str) -> str:
@@ -193,6 +216,12 @@ class Stack:
     outputs: Mapping[str, str]
     ecs: Mapping[str, str]
     model_uris: Mapping[str, str]  # function name -> its MODEL_URI
+    # a deployed stack (recorded by the emulator): function name -> handler and ARCHITECTURE,
+    # identity -> the role it assumes, role -> its inline policies as deployed (GetRolePolicy)
+    handlers: Mapping[str, str] = field(default_factory=dict)
+    function_architectures: Mapping[str, str] = field(default_factory=dict)
+    assumes: Mapping[str, str] = field(default_factory=dict)
+    role_policies: Mapping[str, Mapping[str, Policy]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, line: Mapping[str, Any]) -> Stack:
@@ -208,7 +237,35 @@ class Stack:
             outputs=dict(line["outputs"]),
             ecs=dict(line["ecs"]),
             model_uris=dict(line["model_uris"]),
+            handlers=dict(line["handlers"]),
+            function_architectures=dict(line["function_architectures"]),
+            assumes=dict(line["assumes"]),
+            role_policies=dict(line["role_policies"]),
         )
+
+    def function_identity(self, name: str) -> str:
+        """The identity (predictor, job-api, ...) of a function of this stack."""
+        if not self.handlers:
+            return function_role(name)
+        handler = self.handlers[name]
+        if handler == contract.HANDLER_JOBS:
+            return JOB_API_ROLES[self.function_architectures[name]]
+        return HANDLER_ROLES[handler]
+
+    def deployed_policies(self) -> dict[str, Policy]:
+        """identity -> the policies of the role it assumes, as the program deployed them."""
+        found: dict[str, Policy] = {}
+        for who, role in self.assumes.items():
+            kind, _, name = who.partition(":")
+            if kind == "function":
+                identity = self.function_identity(name)
+            elif kind == "state-machine":
+                machine = name == self.ecs_state_machine
+                identity = "state-machine" if machine else "batch-state-machine"
+            else:
+                identity = kind  # ecs-task, ecs-execution, batch-job, batch-execution
+            found[identity] = merged(self.role_policies[role])
+        return found
 
     @property
     def ecs_state_machine(self) -> str | None:
@@ -221,7 +278,7 @@ class Stack:
         return self.outputs.get("batchStateMachineArn")
 
     def function(self, role: str) -> str:
-        names = [name for name in self.functions if function_role(name) == role]
+        names = [name for name in self.functions if self.function_identity(name) == role]
         if len(names) != 1:
             raise LookupError(f"stack {self.id} has {len(names)} {role} functions")
         return names[0]
@@ -234,7 +291,10 @@ class Stack:
         return next(a for a in self.architectures if a in ECS_ARCHITECTURES)
 
     def policies(self) -> dict[str, Policy]:
-        """role -> the policy components/policies.py generates for it in this stack."""
+        """role -> its policy: as deployed (a recorded stack), else (a synthetic stack) the one
+        components/policies.py generates for it."""
+        if self.role_policies:
+            return self.deployed_policies()
         table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{self.table}"
         bucket = f"arn:aws:s3:::{self.bucket}"
         model = f"{bucket}/{self.model_key}"
@@ -483,7 +543,7 @@ class Recording:
             raise LookupError(f"no recorded stack has the state machine {identity['arn']}")
         stack = self.stacks[identity["stack"]]
         if kind == "function":
-            return stack, function_role(identity["name"])
+            return stack, stack.function_identity(identity["name"])
         return stack, kind  # ecs-task, batch-job
 
 

@@ -8,26 +8,30 @@ from typing import Any
 from mlserve.local.deploy.mapping import Context, Create, Invoke, compact, physical
 
 
-def _key_schema(spec: dict[str, Any]) -> list[dict[str, str]]:
-    keys = [{"AttributeName": spec["hashKey"], "KeyType": "HASH"}]
-    if spec.get("rangeKey"):
-        keys.append({"AttributeName": spec["rangeKey"], "KeyType": "RANGE"})
+def _key_schema(hash_key: str, range_key: str | None) -> list[dict[str, str]]:
+    keys = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+    if range_key:
+        keys.append({"AttributeName": range_key, "KeyType": "RANGE"})
     return keys
 
 
-def _global_secondary_index(spec: dict[str, Any]) -> dict[str, Any]:
+def _global_secondary_index(index: dict[str, Any]) -> dict[str, Any]:
     projection = compact(
         {
-            "ProjectionType": spec.get("projectionType") or "ALL",
-            "NonKeyAttributes": spec.get("nonKeyAttributes") or None,
+            "ProjectionType": index.get("projectionType") or "ALL",
+            "NonKeyAttributes": index.get("nonKeyAttributes") or None,
         }
     )
-    return {"IndexName": spec["name"], "KeySchema": _key_schema(spec), "Projection": projection}
+    return {
+        "IndexName": index["name"],
+        "KeySchema": _key_schema(index["hashKey"], index.get("rangeKey")),
+        "Projection": projection,
+    }
 
 
 def table(ctx: Context, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     table_name = physical(inputs, "name", name, max_length=255)
-    keys = _key_schema(inputs)
+    keys = _key_schema(inputs["hashKey"], inputs.get("rangeKey"))
     indexes = [_global_secondary_index(i) for i in inputs.get("globalSecondaryIndexes") or []]
     sse = inputs.get("serverSideEncryption") or {}
     billing = inputs.get("billingMode") or "PROVISIONED"

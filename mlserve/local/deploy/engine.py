@@ -141,7 +141,8 @@ def deploy(
 
     ``endpoint_url`` is this process's embedded moto (:class:`mlserve.local.aws.MotoServer`):
     the workarounds of :mod:`.moto_fixes` patch the moto running in this process. Raises the
-    program's own errors (``SettingsError`` for bad configuration) and :class:`DeploymentError`
+    program's own errors (``SettingsError`` for bad configuration, ``ModelRefused`` and
+    ``EngineConversionError`` for a model it cannot serve) and :class:`DeploymentError`
     when a resource cannot be created.
     """
     started = time.perf_counter()
@@ -162,6 +163,10 @@ def deploy(
     except Exception as exc:
         if provider.failures:  # the SDK's own error hides which resource failed
             raise provider.failures[0] from exc
+        if isinstance(exc, pulumi.RunError) and isinstance(exc.__cause__, ValueError):
+            # the program's refusal (ModelRefused, EngineConversionError), reported by
+            # pulumi.RunError for the CLI: raised as itself, as the docstring promises
+            raise exc.__cause__ from None
         raise
     finally:
         environment.restore()

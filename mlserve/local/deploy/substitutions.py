@@ -6,6 +6,8 @@ and what moto accepts but does not act on is listed here, so nothing is silently
 
 * :data:`IMAGE` - the scoring image: no Docker engine, so no build and no push;
 * :data:`LAYER` - the Lambda layer: its contents are this venv, so nothing is downloaded;
+* :data:`FUNCTION_BYTECODE` - the function archive holds no byte code, so no Python of the
+  Lambda runtime's version is needed;
 * :data:`PROVISIONED_CONCURRENCY` - moto has no PutProvisionedConcurrencyConfig;
 * :data:`NOT_EMULATED` - what moto stores but does not do.
 
@@ -19,9 +21,13 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
 
-from components.packaging import ENV_LAYER_SOURCE, LAYER_SOURCE_VENV
+from components.packaging import (
+    ENV_FUNCTION_BYTECODE,
+    ENV_LAYER_SOURCE,
+    FUNCTION_BYTECODE_NONE,
+    LAYER_SOURCE_VENV,
+)
 from mlserve.local.deploy.mapping import Context, Create, Invoke, integer
-from mlserve.local.fargate import LOCAL_SCORING_IMAGE
 from runtime import contract
 
 
@@ -37,9 +43,10 @@ class Substitution:
 IMAGE: Final = Substitution(
     subject="docker-build:index:Image (images/scoring built and pushed to ECR)",
     local=(
-        f"image reference {LOCAL_SCORING_IMAGE!r}: the stand-ins run `python -m "
-        f"{contract.SCORING_MODULE}` as a local process with the deployed task/job definition's "
-        "command and environment; the ECR repository and its lifecycle policy are created"
+        "no build and no push: the image gets a digest, so the definitions name the program's "
+        "digest reference into the ECR repository (created with its lifecycle policy); the "
+        f"stand-ins run that image as `python -m {contract.SCORING_MODULE}`, a local process "
+        "with the deployed task/job definition's command and environment"
     ),
     reason="there is no Docker engine here: nothing can build, push or run an image",
 )
@@ -52,6 +59,17 @@ LAYER: Final = Substitution(
     reason=(
         "local functions run in this Python environment, which already has every dependency; "
         "the local target must not download wheels"
+    ),
+)
+FUNCTION_BYTECODE: Final = Substitution(
+    subject="the function archive's byte code (compiled by a Python of the Lambda runtime)",
+    local=(
+        f"${ENV_FUNCTION_BYTECODE}={FUNCTION_BYTECODE_NONE}: the archive holds runtime/'s sources "
+        "only"
+    ),
+    reason=(
+        "no function runs from the archive locally (the stand-ins import runtime/ in this "
+        "process), and a user with only this Python must be able to run the local target"
     ),
 )
 PROVISIONED_CONCURRENCY: Final = Substitution(
@@ -90,19 +108,23 @@ NOT_EMULATED: Final[tuple[Substitution, ...]] = (
 SUBSTITUTIONS: Final[tuple[Substitution, ...]] = (
     IMAGE,
     LAYER,
+    FUNCTION_BYTECODE,
     PROVISIONED_CONCURRENCY,
     *NOT_EMULATED,
 )
 
 # The process environment while the program runs locally.
-ENVIRONMENT: Final[dict[str, str]] = {ENV_LAYER_SOURCE: LAYER_SOURCE_VENV}
+ENVIRONMENT: Final[dict[str, str]] = {
+    ENV_LAYER_SOURCE: LAYER_SOURCE_VENV,
+    ENV_FUNCTION_BYTECODE: FUNCTION_BYTECODE_NONE,
+}
 
 
 def scoring_image(ctx: Context, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """:data:`IMAGE`: no build; the image reference is the local one."""
+    """:data:`IMAGE`: no build; a digest derived from the tag stands for the pushed one."""
     tag = str(inputs["tags"][0])
     digest = f"sha256:{hashlib.sha256(tag.encode()).hexdigest()}"
-    return digest, {"ref": LOCAL_SCORING_IMAGE, "digest": digest, "contextHash": ""}
+    return digest, {"ref": f"{tag}@{digest}", "digest": digest, "contextHash": ""}
 
 
 def provisioned_concurrency(
