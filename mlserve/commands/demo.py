@@ -99,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
     # CloudWatch; here they would drown the demo's output. Warnings and errors still show.
     logging.getLogger(contract.SERVICE_NAME).setLevel(logging.WARNING)
     try:
-        if contract.ARCH_STEPFUNCTIONS_BATCH in emulator.architectures:
+        model = call_api("GET", f"{emulator.url}/health", api_key=emulator.api_key).body["model"]
+        if list(model["feature_names"]) != data.feature_names:
+            _demo_other_model(console, emulator, model, rows=min(args.rows, USER_MODEL_ROWS))
+        elif contract.ARCH_STEPFUNCTIONS_BATCH in emulator.architectures:
             _demo_batch(console, emulator, data, test_idx, rows=args.batch_rows, shards=args.shards)
         else:
             _demo(console, emulator, data, shown, test_idx)
@@ -111,6 +114,67 @@ def run(args: argparse.Namespace) -> int:
         with console.status("stopping..."):
             emulator.stop()
     return 0
+
+
+USER_MODEL_ROWS = 10  # rows generated for a model not trained on the example data set
+
+
+def generated_rows(model: dict[str, Any], rows: int) -> list[dict[str, Any]]:
+    """``rows`` instances for a model of any features, keyed by its feature names: seeded
+    standard-normal numbers, and a categorical feature's categories in turn."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    categories: dict[str, list[Any]] = model.get("categories") or {}
+    return [
+        {
+            name: (
+                categories[name][i % len(categories[name])]
+                if categories.get(name)
+                else round(float(rng.standard_normal()), 4)
+            )
+            for name in model["feature_names"]
+        }
+        for i in range(rows)
+    ]
+
+
+def _demo_other_model(
+    console: Console, emulator: Emulator, model: dict[str, Any], rows: int
+) -> None:
+    """A model of other features (the user's own): POST generated rows to /predict, follow a
+    202 to its job, and print what the model answered (there are no labels to compare)."""
+    from rich.table import Table
+
+    from mlserve.client import Api, follow
+
+    console.print(
+        f"[bold]mlserve demo[/] · architecture [cyan]{','.join(emulator.architectures)}[/]"
+    )
+    console.print(f"API {emulator.url} · embedded AWS {emulator.endpoint_url}")
+    console.print(
+        f"GET /health → model [cyan]{model['name']}[/] version {model['version']} "
+        f"({model['num_features']} features, {model['objective']}): not trained on the example "
+        f"data set, so {rows} generated rows are scored (no labels to compare)"
+    )
+    api = Api(emulator.url, emulator.api_key)
+    instances = generated_rows(model, rows)
+    answer = api.call("POST", "/predict", body={"instances": instances})
+    body = answer.body if isinstance(answer.body, dict) else {}
+    if answer.status == 202:
+        console.print(f"POST /predict → 202, job {body.get('job_id')}: following it")
+        body = follow(api, str(body["job_id"]), timeout=600)
+        if body["status"] != contract.STATUS_SUCCEEDED or "predictions" not in body:
+            raise CliError(f"job {body.get('job_id')} ended {body['status']}: {body}"[:400])
+    predictions = list(body.get("predictions") or [])
+    if len(predictions) != rows:
+        raise CliError(f"unexpected answer from POST /predict ({answer.status}): {answer.text}")
+    table = Table(title=f"predictions of model {model['name']} ({body.get('model_version')})")
+    table.add_column("row", justify="right")
+    table.add_column("prediction")
+    for i, prediction in enumerate(predictions):
+        table.add_row(str(i), json.dumps(prediction))
+    console.print(table)
 
 
 def _demo(

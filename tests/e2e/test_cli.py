@@ -67,6 +67,31 @@ def test_demo_serves_a_users_model_json_without_metadata(
     assert "identical predictions" in result.stdout
 
 
+def test_demo_of_a_stack_scores_a_users_model_of_other_features(tmp_path: Path) -> None:
+    """--stack + --model model.json of a model not trained on the example data (issue 13): the
+    job API of the stack answers generated rows with what Booster.predict gives for them."""
+    from mlserve.commands.demo import generated_rows
+
+    rng = np.random.default_rng(7)
+    features = rng.normal(size=(300, 6))
+    labels = (features[:, 0] - features[:, 2] > 0).astype(int)
+    params = {"objective": "binary:logistic", "max_depth": 2}
+    own = xgb.train(params, xgb.DMatrix(features, label=labels), 8)
+    own.save_model(tmp_path / "model.json")
+
+    result = mlserve(
+        "demo", "--stack", "lambda-ecs", "--model", str(tmp_path / "model.json"), "--rows", "4",
+        cwd=tmp_path, timeout=180,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "not trained on the example data set" in result.stdout
+    served = [float(v) for v in re.findall(r"│\s+\d+ │ ([0-9.e-]+)\s+│", result.stdout)]
+    model = {"feature_names": [f"f{i}" for i in range(6)]}
+    rows = np.array([[row[n] for n in model["feature_names"]] for row in generated_rows(model, 4)])
+    np.testing.assert_allclose(served, own.predict(xgb.DMatrix(rows)), rtol=1e-5, atol=1e-6)
+
+
 def test_a_model_that_cannot_be_served_stops_the_start_with_the_reason(tmp_path: Path) -> None:
     (tmp_path / "model.json").write_text('{"learner": {}}')
 
