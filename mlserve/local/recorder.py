@@ -39,6 +39,7 @@ from typing import Any
 
 from mlserve.local import container
 from mlserve.local.aws import ACCOUNT_ID, REGION
+from runtime import contract
 
 RECORD_ENV = "MLSERVE_RECORD_CALLS"
 ENTRY_MODULE = "mlserve.local.recorded_entry"  # python -m it FILE IDENTITY MODULE ARGS...
@@ -507,53 +508,33 @@ def deployed(emulator: Any) -> None:
 
 
 def _describe(emulator: Any) -> dict[str, Any]:
-    stores = emulator.stores
-    deployment = emulator.require_deployment()
+    return describe(emulator.require_deployment())
+
+
+def describe(deployment: Any) -> dict[str, Any]:
+    """What the least-privilege check reads of a deployed stack: its functions (handler,
+    ARCHITECTURE), who assumes which role, and every role's inline policies as deployed
+    (GetRolePolicy): the calls are evaluated against those, never against policies of its own."""
     configurations = deployment.functions()
-    functions = {f.name: dict(f.env) for f in emulator.functions}
-    ecs: dict[str, str] = {}
-    for env in functions.values():
-        definition = env.get("ECS_TASK_DEFINITION")
-        if definition:
-            task_definition, task_role, execution_role = _ecs_task_definition(definition)
-            ecs = {
-                "cluster_arn": env["ECS_CLUSTER"],
-                "task_definition_arn": task_definition,
-                "task_role_arn": str(task_role),
-                "execution_role_arn": str(execution_role),
-            }
-            break
-    # Who assumes which deployed role, and the role's inline policies as deployed
-    # (GetRolePolicy): what the least-privilege check evaluates the calls against.
-    assumes: dict[str, str] = {
-        f"function:{name}": str(c["Role"]) for name, c in configurations.items()
-    }
-    for arn, machine in deployment.state_machines().items():
-        assumes[f"state-machine:{arn}"] = str(machine["roleArn"])
-    for definition in deployment.task_definitions().values():
-        assumes["ecs-task"] = str(definition["taskRoleArn"])
-        assumes["ecs-execution"] = str(definition["executionRoleArn"])
-    for definition in deployment.job_definitions().values():
-        properties = definition["containerProperties"]
-        assumes["batch-job"] = str(properties["jobRoleArn"])
-        assumes["batch-execution"] = str(properties["executionRoleArn"])
+    model_uri = str(deployment.outputs["modelUri"])
+    bucket, _, model_key = model_uri.removeprefix("s3://").partition("/")
+    _, name, version, _ = model_key.split("/", 3)
+    outputs = {k: v for k, v in deployment.outputs.items() if k not in deployment.secret_outputs}
     return {
-        "architectures": list(emulator.architectures),
-        "polling": emulator.polling,
-        "bucket": stores.bucket,
-        "table": stores.table,
-        "model_key": stores.model_key,
-        "metadata_key": stores.metadata_key,
-        "functions": sorted(functions),
+        "architectures": list(deployment.outputs["architecture"]),
+        "polling": deployment.config["mlserve:polling"],
+        "bucket": bucket,
+        "table": str(deployment.outputs["jobTable"]),
+        "model_key": model_key,
+        "metadata_key": contract.model_metadata_key(name, version),
+        "functions": sorted(configurations),
         "handlers": {name: str(c["Handler"]) for name, c in configurations.items()},
-        # each function's model object (engine onnx: the predictor's is model.onnx)
-        "model_uris": {name: env.get("MODEL_URI", "") for name, env in functions.items()},
         "function_architectures": {
-            name: env.get("ARCHITECTURE", "") for name, env in functions.items()
+            name: c.get("Environment", {}).get("Variables", {}).get(contract.ENV_ARCHITECTURE, "")
+            for name, c in configurations.items()
         },
-        "outputs": emulator.outputs,
-        "ecs": ecs,
-        "assumes": {who: arn.rsplit("/", 1)[-1] for who, arn in assumes.items()},
+        "outputs": outputs,
+        "assumes": deployment.assumed_roles(),
         "role_policies": deployment.role_policies(),
     }
 

@@ -4,15 +4,15 @@ While the e2e suite runs on the local emulator with ``MLSERVE_RECORD_CALLS`` set
 mlserve.local.recorder writes every AWS call each identity of the stack makes (each Lambda
 function, the ECS task role, the Batch job role, each state machine's own calls in moto's Step
 Functions engine) with the IAM action, resource ARN and condition keys AWS authorises it
-against. This module then builds each identity's policy with components/policies.py from the
-emulator's own ARNs, the way the components call those functions, and asserts:
+against, and the stack's deployed role policies as the emulator's IAM returns them
+(GetRolePolicy of every role the program created). This module asserts:
 
 (a) every recorded call is allowed by its identity's policy, evaluated with moto's IAM policy
     evaluator (``moto.iam.access_control.IAMPolicyStatement``: Action/Resource matching and
     Allow/Deny) plus :func:`conditions_hold` for the Condition block;
 (b) every (action, resource) a policy grants is used by some recorded call, except the grants
     :func:`not_exercised` names, each with the reason the emulator cannot exercise it;
-(c) parliament (with its community auditors) finds nothing in any generated policy, except the
+(c) parliament (with its community auditors) finds nothing in any deployed policy, except the
     findings :data:`ACCEPTED_FINDINGS` justifies;
 (d) every AWS call site of runtime/ (mlserve/callsites.py reads them from the code) is reached
     once per identity that makes it (tests/verify/call_sites.py), per architecture: a recorded
@@ -34,8 +34,8 @@ import subprocess
 import sys
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,11 @@ from components import policies
 from components.settings import ARCHITECTURES as KNOWN_ARCHITECTURES
 from mlserve import callsites
 from mlserve.local import Emulator, recorder
-from mlserve.local.aws import ACCOUNT_ID, REGION
+from mlserve.local.aws import ACCOUNT_ID, REGION, MotoServer
+from mlserve.local.deploy import deploy
 from mlserve.local.recorder import RECORD_ENV
 from runtime import contract
+from tests.infra.conftest import train_tiny_model
 from tests.verify.call_sites import CALLERS, NOT_REACHED
 from tests.verify.report import record
 
@@ -160,13 +162,6 @@ FUNCTION_ROLES = frozenset(
         "job-trigger",
     }
 )
-# The execution roles (ECS agent: image pull, awslogs) make no call on the emulator: no
-# ECR there (the working tree's code is the image) and the emulator ships the logs itself. Their
-# policies are built (for the linter and the unused-grant accounting) with these ARNs.
-LOCAL_REPOSITORY_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT_ID}:repository/mlserve-scoring"
-_FUNCTION_NAME = re.compile(r"mlserve-local-(?P<role>.+)-[0-9a-f]{8}")
-
-
 # A deployed function's identity, by the handler it runs (the job API: by its ARCHITECTURE).
 HANDLER_ROLES = {
     contract.HANDLER_PREDICT: "predictor",
@@ -183,27 +178,15 @@ JOB_API_ROLES = {
 }
 
 
-def function_role(name: str) -> str:
-    """The identity of a function of a synthetic stack (named after it)."""
-    match = _FUNCTION_NAME.fullmatch(name)
-    if match is None:
-        raise ValueError(f"{name} is not an emulated function name")
-    return match["role"]
-
-
 def merged(documents: Mapping[str, Policy]) -> Policy:
     """A role's inline policies as one document (IAM evaluates their union)."""
     statements = [st for name in sorted(documents) for st in _statements(documents[name])]
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def _log_group(name: str) -> str:
-    return f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}"
-
-
 @dataclass(frozen=True)
 class Stack:
-    """One emulator deployment, as mlserve.local.recorder described it."""
+    """One deployed stack, as mlserve.local.recorder.describe read it from the emulator."""
 
     id: str
     architectures: tuple[str, ...]
@@ -213,15 +196,13 @@ class Stack:
     model_key: str
     metadata_key: str
     functions: tuple[str, ...]
-    outputs: Mapping[str, str]
-    ecs: Mapping[str, str]
-    model_uris: Mapping[str, str]  # function name -> its MODEL_URI
-    # a deployed stack (recorded by the emulator): function name -> handler and ARCHITECTURE,
-    # identity -> the role it assumes, role -> its inline policies as deployed (GetRolePolicy)
-    handlers: Mapping[str, str] = field(default_factory=dict)
-    function_architectures: Mapping[str, str] = field(default_factory=dict)
-    assumes: Mapping[str, str] = field(default_factory=dict)
-    role_policies: Mapping[str, Mapping[str, Policy]] = field(default_factory=dict)
+    outputs: Mapping[str, Any]
+    # function name -> handler and ARCHITECTURE, identity -> the role it assumes, role -> its
+    # inline policies as deployed (GetRolePolicy)
+    handlers: Mapping[str, str]
+    function_architectures: Mapping[str, str]
+    assumes: Mapping[str, str]
+    role_policies: Mapping[str, Mapping[str, Policy]]
 
     @classmethod
     def of(cls, line: Mapping[str, Any]) -> Stack:
@@ -235,8 +216,6 @@ class Stack:
             metadata_key=line["metadata_key"],
             functions=tuple(line["functions"]),
             outputs=dict(line["outputs"]),
-            ecs=dict(line["ecs"]),
-            model_uris=dict(line["model_uris"]),
             handlers=dict(line["handlers"]),
             function_architectures=dict(line["function_architectures"]),
             assumes=dict(line["assumes"]),
@@ -244,15 +223,14 @@ class Stack:
         )
 
     def function_identity(self, name: str) -> str:
-        """The identity (predictor, job-api, ...) of a function of this stack."""
-        if not self.handlers:
-            return function_role(name)
+        """The identity (predictor, job-api, ...) of a function of this stack: by the handler
+        it was deployed with (the job API: by its ARCHITECTURE)."""
         handler = self.handlers[name]
         if handler == contract.HANDLER_JOBS:
             return JOB_API_ROLES[self.function_architectures[name]]
         return HANDLER_ROLES[handler]
 
-    def deployed_policies(self) -> dict[str, Policy]:
+    def policies(self) -> dict[str, Policy]:
         """identity -> the policies of the role it assumes, as the program deployed them."""
         found: dict[str, Policy] = {}
         for who, role in self.assumes.items():
@@ -289,117 +267,6 @@ class Stack:
 
     def ecs_architecture(self) -> str:
         return next(a for a in self.architectures if a in ECS_ARCHITECTURES)
-
-    def policies(self) -> dict[str, Policy]:
-        """role -> its policy: as deployed (a recorded stack), else (a synthetic stack) the one
-        components/policies.py generates for it."""
-        if self.role_policies:
-            return self.deployed_policies()
-        table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{self.table}"
-        bucket = f"arn:aws:s3:::{self.bucket}"
-        model = f"{bucket}/{self.model_key}"
-        metadata = f"{bucket}/{self.metadata_key}"
-        native = self.polling == "native"
-
-        def logs(role: str) -> str:
-            return _log_group(f"/aws/lambda/{self.function(role)}")
-
-        found: dict[str, Policy] = {}
-        archs = self.architectures
-        if contract.ARCH_LAMBDA in archs:
-            # the object the predictor is deployed with (engine onnx: model.onnx)
-            uri = self.model_uris[self.function("predictor")]
-            served = "arn:aws:s3:::" + uri.removeprefix("s3://")
-            found["predictor"] = policies.realtime_predictor_policy(served, logs("predictor"))
-        if any(a in archs for a in ECS_ARCHITECTURES):
-            ecs = self.ecs
-            found["ecs-task"] = policies.scoring_task_policy(table, bucket, model)
-            found["ecs-execution"] = policies.task_execution_policy(
-                _log_group("/ecs/mlserve-scoring"), LOCAL_REPOSITORY_ARN
-            )
-            scoring = {
-                "task_definition_arn": ecs["task_definition_arn"],
-                "cluster_arn": ecs["cluster_arn"],
-                "task_role_arn": ecs["task_role_arn"],
-                "execution_role_arn": ecs["execution_role_arn"],
-            }
-        data = {"table_arn": table, "bucket_arn": bucket, "metadata_object_arn": metadata}
-        if contract.ARCH_LAMBDA_ECS in archs:
-            found["job-api"] = policies.job_api_ecs_policy(
-                **data, **scoring, log_group_arn=logs("job-api")
-            )
-        machine = self.ecs_state_machine
-        if machine is not None:
-            found["sfn-job-api"] = policies.job_api_sfn_policy(
-                **data,
-                state_machine_arn=machine,
-                cluster_arn=scoring["cluster_arn"],
-                log_group_arn=logs("sfn-job-api"),
-            )
-            step_arns = [
-                self.outputs[key]
-                for key in ("runEcsFunctionArn", "checkJobStatusFunctionArn")
-                if key in self.outputs
-            ]
-            if not native:
-                found["run-ecs"] = policies.run_ecs_policy(
-                    table_arn=table, **scoring, log_group_arn=logs("run-ecs")
-                )
-                found["check-job-status"] = policies.check_job_status_policy(
-                    table_arn=table,
-                    cluster_arn=scoring["cluster_arn"],
-                    log_group_arn=logs("check-job-status"),
-                )
-            found["state-machine"] = policies.state_machine_policy(
-                table_arn=table,
-                function_arns=step_arns,
-                native=native,
-                **(scoring if native else {}),
-            )
-        batch_machine = self.batch_state_machine
-        if batch_machine is not None:
-            queues = [self.outputs["batchJobQueueHigh"], self.outputs["batchJobQueueLow"]]
-            definition = self.outputs["batchJobDefinition"]
-            found["batch-job-api"] = policies.job_api_batch_policy(
-                **data,
-                state_machine_arn=batch_machine,
-                job_queue_arn=queues[0],
-                log_group_arn=logs("batch-job-api"),
-            )
-            found["job-trigger"] = policies.job_config_trigger_policy(
-                table_arn=table,
-                bucket_arn=bucket,
-                state_machine_arn=batch_machine,
-                log_group_arn=logs("job-trigger"),
-            )
-            if not native:
-                found["submit-batch-job"] = policies.submit_batch_job_policy(
-                    table_arn=table,
-                    job_queue_arns=queues,
-                    job_definition_arn=definition,
-                    log_group_arn=logs("submit-batch-job"),
-                )
-                found["check-batch-status"] = policies.check_batch_status_policy(
-                    table_arn=table, log_group_arn=logs("check-batch-status")
-                )
-            found["batch-state-machine"] = policies.batch_state_machine_policy(
-                table_arn=table,
-                function_arns=[
-                    self.outputs[key]
-                    for key in ("submitBatchJobFunctionArn", "checkBatchStatusFunctionArn")
-                    if key in self.outputs
-                ],
-                native=native,
-                job_queue_arns=queues if native else (),
-                job_definition_arn=definition if native else None,
-            )
-            found["batch-job"] = policies.batch_job_policy(
-                table_arn=table, bucket_arn=bucket, model_object_arn=model
-            )
-            found["batch-execution"] = policies.task_execution_policy(
-                _log_group("/aws/batch/job"), LOCAL_REPOSITORY_ARN
-            )
-        return found
 
 
 # --- grants the emulator cannot exercise, and accepted linter findings ---
@@ -692,108 +559,78 @@ def _site_coverage(
     return total, hit, dict(unreached)
 
 
-# --- a synthetic stack: every identity, both polling modes (fast tests) ---
+# --- the deployed stacks: every identity, both polling modes (fast tests) ---
+
+EVERY_ARCHITECTURE = ",".join(KNOWN_ARCHITECTURES)
 
 
-def synthetic_stack(polling: str) -> Stack:
-    prefix = f"arn:aws:{{}}:{REGION}:{ACCOUNT_ID}"
-    names = {
-        role: f"mlserve-local-{role}-0123abcd"
-        for role in (
-            "predictor",
-            "job-api",
-            "sfn-job-api",
-            "batch-job-api",
-            "job-trigger",
-            *(
-                ("run-ecs", "check-job-status", "submit-batch-job", "check-batch-status")
-                if polling == "lambda"
-                else ()
-            ),
-        )
-    }
+@dataclass(frozen=True)
+class Deployed:
+    """The program deployed locally with every architecture, read back from the embedded AWS."""
 
-    def function_arn(role: str) -> str:
-        return f"{prefix.format('lambda')}:function:{names[role]}"
-
-    outputs = {
-        "stateMachineArn": f"{prefix.format('states')}:stateMachine:jobs",
-        "batchStateMachineArn": f"{prefix.format('states')}:stateMachine:batch-jobs",
-        "batchJobQueueHigh": f"{prefix.format('batch')}:job-queue/high",
-        "batchJobQueueLow": f"{prefix.format('batch')}:job-queue/low",
-        "batchJobDefinition": f"{prefix.format('batch')}:job-definition/scoring:3",
-    }
-    if polling == "lambda":
-        outputs.update(
-            runEcsFunctionArn=function_arn("run-ecs"),
-            checkJobStatusFunctionArn=function_arn("check-job-status"),
-            submitBatchJobFunctionArn=function_arn("submit-batch-job"),
-            checkBatchStatusFunctionArn=function_arn("check-batch-status"),
-        )
-    return Stack(
-        id=f"synthetic-{polling}",
-        architectures=(
-            contract.ARCH_LAMBDA,
-            contract.ARCH_LAMBDA_ECS,
-            contract.ARCH_STEPFUNCTIONS_ECS,
-            contract.ARCH_STEPFUNCTIONS_BATCH,
-        ),
-        polling=polling,
-        bucket="models-bucket",
-        table="jobs-table",
-        model_key="models/example/v1/model.ubj",
-        metadata_key="models/example/v1/metadata.json",
-        functions=tuple(names.values()),
-        outputs=outputs,
-        ecs={
-            "cluster_arn": f"{prefix.format('ecs')}:cluster/scoring",
-            "task_definition_arn": f"{prefix.format('ecs')}:task-definition/scoring:7",
-            "task_role_arn": f"arn:aws:iam::{ACCOUNT_ID}:role/scoring-task",
-            "execution_role_arn": f"arn:aws:iam::{ACCOUNT_ID}:role/scoring-execution",
-        },
-        model_uris={
-            name: "s3://models-bucket/models/example/v1/model.ubj" for name in names.values()
-        },
-    )
+    stack: Stack
+    environments: Mapping[str, Mapping[str, str]]  # identity -> its function's environment
+    trust_policies: Mapping[str, Policy]  # role name -> AssumeRolePolicyDocument
+    bucket_policy: Policy
 
 
-def _all_policies() -> Iterable[tuple[str, str, Policy]]:
-    for polling in ("lambda", "native"):
-        stack = synthetic_stack(polling)
-        for role, policy in stack.policies().items():
-            yield polling, role, policy
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Deployed]:
+    """polling mode -> the program deployed with every architecture in that mode (so every
+    identity once); both into one embedded AWS, where their generated names do not collide."""
+    model = train_tiny_model(tmp_path_factory.mktemp("least-privilege-model"))
+    found: dict[str, Deployed] = {}
+    with MotoServer(set_environment=False) as server:
+        for polling in ("lambda", "native"):
+            overrides = {"modelPath": str(model), "architecture": EVERY_ARCHITECTURE}
+            deployment = deploy(None, {**overrides, "polling": polling}, server.endpoint_url)
+            stack = Stack.of({"id": f"deployed-{polling}", **recorder.describe(deployment)})
+            environments = {
+                stack.function_identity(name): dict(c["Environment"]["Variables"])
+                for name, c in deployment.functions().items()
+            }
+            policy = deployment.client("s3").get_bucket_policy(Bucket=stack.bucket)["Policy"]
+            found[polling] = Deployed(
+                stack, environments, deployment.trust_policies(), json.loads(policy)
+            )
+    return found
 
 
-def test_the_evaluator_denies_what_the_policies_do_not_grant() -> None:
+def test_the_evaluator_denies_what_the_policies_do_not_grant(
+    deployed: dict[str, Deployed],
+) -> None:
     """The evaluator is real: the resource, the action and every condition can deny."""
-    stack = synthetic_stack("lambda")
+    stack, environments = deployed["lambda"].stack, deployed["lambda"].environments
     found = stack.policies()
-    bucket, table = "arn:aws:s3:::models-bucket", f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}"
-    model = f"{bucket}/models/example/v1/model.ubj"
+    bucket = f"arn:aws:s3:::{stack.bucket}"
+    table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{stack.table}"
+    model = "arn:aws:s3:::" + environments["predictor"][contract.ENV_MODEL_URI][len("s3://") :]
+    _, name, version, _ = stack.model_key.split("/", 3)
     predictor = found["predictor"]
     assert is_allowed(predictor, "s3:GetObject", model)
-    assert not is_allowed(predictor, "s3:GetObject", f"{bucket}/models/example/v2/model.ubj")
+    assert not is_allowed(predictor, "s3:GetObject", model.replace(f"/{version}/", "/other/"))
     assert not is_allowed(predictor, "s3:PutObject", model)
-    assert not is_allowed(predictor, "s3:GetObject", "arn:aws:s3:::models-bucketX/" + "x")
+    assert not is_allowed(predictor, "s3:GetObject", f"{bucket}X/models/{name}/{version}/x")
 
     task = found["ecs-task"]
-    assert is_allowed(task, "dynamodb:UpdateItem", f"{table}:table/jobs-table")
-    assert not is_allowed(task, "dynamodb:PutItem", f"{table}:table/jobs-table")
-    assert not is_allowed(task, "dynamodb:UpdateItem", f"{table}:table/jobs-tableX")
+    assert is_allowed(task, "dynamodb:UpdateItem", table)
+    assert not is_allowed(task, "dynamodb:PutItem", table)
+    assert not is_allowed(task, "dynamodb:UpdateItem", table + "X")
     assert is_allowed(task, "s3:PutObject", f"{bucket}/results/job-1/predictions.json")
     assert not is_allowed(task, "s3:PutObject", f"{bucket}/inputs/job-1.json")
 
     # ecs:RunTask: the ecs:cluster condition (ArnEquals) decides, and must be present
     job_api = found["job-api"]
-    definition = stack.ecs["task_definition_arn"]
-    cluster = stack.ecs["cluster_arn"]
+    definition = environments["job-api"][contract.ENV_ECS_TASK_DEFINITION]
+    cluster = environments["job-api"][contract.ENV_ECS_CLUSTER]
     assert is_allowed(job_api, "ecs:RunTask", definition, {"ecs:cluster": cluster})
     assert not is_allowed(job_api, "ecs:RunTask", definition, {"ecs:cluster": cluster + "-other"})
     assert not is_allowed(job_api, "ecs:RunTask", definition, {})
-    other_family = definition.replace("scoring:7", "other:1")
+    family = definition.rsplit("/", 1)[-1].split(":")[0]
+    other_family = definition.replace(f"/{family}:", "/other:")
     assert not is_allowed(job_api, "ecs:RunTask", other_family, {"ecs:cluster": cluster})
     # iam:PassRole: only the two scoring roles, only to ECS tasks (StringEquals)
-    role = stack.ecs["task_role_arn"]
+    role = f"arn:aws:iam::{ACCOUNT_ID}:role/{stack.assumes['ecs-task']}"
     to_ecs = {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
     assert is_allowed(job_api, "iam:PassRole", role, to_ecs)
     assert not is_allowed(job_api, "iam:PassRole", role, {"iam:PassedToService": "ec2"})
@@ -820,25 +657,22 @@ def test_the_evaluator_denies_what_the_policies_do_not_grant() -> None:
         conditions_hold({"NumericLessThan": {"aws:x": "1"}}, {"aws:x": "0"})
 
 
-def test_every_generated_policy_passes_the_linter() -> None:
-    """parliament (community auditors included) finds nothing but the justified findings."""
+def test_every_deployed_policy_passes_the_linter(deployed: dict[str, Deployed]) -> None:
+    """parliament (community auditors included) finds nothing but the justified findings, in
+    every role policy, trust policy and the bucket policy the program deployed."""
     accepted_seen: set[str] = set()
-    for polling, role, policy in _all_policies():
-        rejected, accepted = lint(policy)
-        assert rejected == [], f"{role} (polling {polling}): {rejected}"
-        accepted_seen.update(text.split(" ", 1)[0] for text in accepted)
+    for polling, found in deployed.items():
+        for role, documents in found.stack.role_policies.items():
+            rejected, accepted = lint(merged(documents))
+            assert rejected == [], f"{role} (polling {polling}): {rejected}"
+            accepted_seen.update(text.split(" ", 1)[0] for text in accepted)
+        # a trust policy: only the missing Resource (see TRUST_POLICY_FINDING)
+        for role, trust in found.trust_policies.items():
+            rejected, accepted = lint(trust, trust=True)
+            assert (rejected, len(accepted)) == ([], 1), (role, trust)
+        assert lint(found.bucket_policy) == ([], [])
     # the accepted list names only findings that occur (no stale justification)
     assert accepted_seen == {issue for issue, _ in ACCEPTED_FINDINGS} | {"RESOURCE_MISMATCH"}
-    # the trust policies (only the missing Resource, see TRUST_POLICY_FINDING) and the bucket
-    # policy
-    for trust in (
-        policies.lambda_assume_role_policy(),
-        policies.ecs_tasks_assume_role_policy(),
-        policies.states_assume_role_policy(),
-    ):
-        rejected, accepted = lint(trust, trust=True)
-        assert (rejected, len(accepted)) == ([], 1), trust
-    assert lint(policies.tls_only_bucket_policy("arn:aws:s3:::models-bucket")) == ([], [])
 
 
 # --- paths the e2e suite does not take ---
@@ -893,6 +727,13 @@ def _big_prediction(emulator: Emulator, key: str) -> None:
     assert len(first.json()["predictions"]) == BIG_ROWS
 
 
+def _function(emulator: Emulator, identity: str) -> Any:
+    """The emulator's stand-in of the deployed function of ``identity`` (run-ecs, ...)."""
+    stack = Stack.of({"id": "emulator", **recorder.describe(emulator.require_deployment())})
+    (function,) = [f for f in emulator.functions if f.name == stack.function(identity)]
+    return function
+
+
 def _run_ecs_for_a_cancelled_job(emulator: Emulator) -> None:
     """RunECS started the task, then finds the job cancelled meanwhile: it stops the task."""
     from runtime.jobs import JobStore, new_job_id
@@ -907,8 +748,7 @@ def _run_ecs_for_a_cancelled_job(emulator: Emulator) -> None:
     )
     store.create(job)
     store.transition(job.job_id, contract.STATUS_CANCELLED, expected=[contract.STATUS_PENDING])
-    (run_ecs,) = [f for f in emulator.functions if function_role(f.name) == "run-ecs"]
-    assert "task_arn" in run_ecs.invoke({"job_id": job.job_id})
+    assert "task_arn" in _function(emulator, "run-ecs").invoke({"job_id": job.job_id})
 
 
 def _submit_batch_job_for_a_job_cancelled_meanwhile(emulator: Emulator) -> None:
@@ -941,7 +781,7 @@ def _submit_batch_job_for_a_job_cancelled_meanwhile(emulator: Emulator) -> None:
 
     backend.submit_job = cancel_then_submit
     try:
-        (function,) = [f for f in emulator.functions if function_role(f.name) == "submit-batch-job"]
+        function = _function(emulator, "submit-batch-job")
         assert "batch_job_id" in function.invoke({"job_id": job.job_id})
     finally:
         backend.submit_job = submit
@@ -1109,7 +949,9 @@ def test_a_call_is_recorded_as_what_iam_authorises() -> None:
         authorise("s3", "PutBucketPolicy", {"Bucket": "b", "Policy": "{}"})
 
 
-def test_the_batch_job_api_may_read_back_the_rows_it_spilled() -> None:
+def test_the_batch_job_api_may_read_back_the_rows_it_spilled(
+    deployed: dict[str, Deployed],
+) -> None:
     """stepfunctions-batch: rows too big for the job item are spilled by the job API to
     ``inputs/{id}.json`` and read back by StepFunctionsBatchLauncher.start (GetObject) to stage
     them as JSON lines; without the grant every such request failed "input was not staged".
@@ -1117,16 +959,18 @@ def test_the_batch_job_api_may_read_back_the_rows_it_spilled() -> None:
     from runtime.jobs import input_uri_for
     from runtime.launchers import staged_input_key
 
-    api = synthetic_stack("lambda").policies()["batch-job-api"]
-    spilled = input_uri_for("models-bucket", "job-1").removeprefix("s3://")
+    stack = deployed["lambda"].stack
+    api = stack.policies()["batch-job-api"]
+    spilled = input_uri_for(stack.bucket, "job-1").removeprefix("s3://")
     ((action, resource, _),) = recorder.authorisations(
-        "s3", "GetObject", {"Bucket": "models-bucket", "Key": spilled.split("/", 1)[1]}
+        "s3", "GetObject", {"Bucket": stack.bucket, "Key": spilled.split("/", 1)[1]}
     )
     assert is_allowed(api, action, resource)
-    assert is_allowed(api, "s3:GetObject", f"arn:aws:s3:::models-bucket/{staged_input_key('j')}")
+    bucket = f"arn:aws:s3:::{stack.bucket}"
+    assert is_allowed(api, "s3:GetObject", f"{bucket}/{staged_input_key('j')}")
     # nothing more: not the job configs, not the models, not another prefix
-    for key in ("jobs/x.json", "models/example/v1/model.ubj", "capture/x.json"):
-        assert not is_allowed(api, "s3:GetObject", f"arn:aws:s3:::models-bucket/{key}"), key
+    for key in ("jobs/x.json", stack.model_key, "capture/x.json"):
+        assert not is_allowed(api, "s3:GetObject", f"{bucket}/{key}"), key
 
 
 # --- the call-site inventory (fast: make test) ---
@@ -1149,13 +993,14 @@ def test_every_call_site_of_runtime_is_listed_with_its_callers() -> None:
     assert all(NOT_REACHED.values())  # every excused pair says why
 
 
-def test_every_caller_is_granted_the_actions_of_its_call_sites() -> None:
-    """The policy components/policies.py builds for each identity allows the IAM actions of the
-    call sites it makes, on some resource: a caller added to call_sites.py without its grant
-    fails here already (the recorded suites of `make verify` check the exact resources)."""
+def test_every_caller_is_granted_the_actions_of_its_call_sites(
+    deployed: dict[str, Deployed],
+) -> None:
+    """The policy deployed for each identity allows the IAM actions of the call sites it makes,
+    on some resource: a caller added to call_sites.py without its grant fails here already (the
+    recorded suites of `make verify` check the exact resources)."""
     sites = {site.name: site for site in callsites.inventory()}
-    stack = synthetic_stack("lambda")
-    found = stack.policies()
+    found = deployed["lambda"].stack.policies()
     missing = []
     for name, roles in CALLERS.items():
         site = sites[name]

@@ -90,6 +90,30 @@ class Deployment:
             }
         return result
 
+    def trust_policies(self) -> dict[str, dict[str, Any]]:
+        """Role name -> its trust policy (AssumeRolePolicyDocument), as moto stores it."""
+        iam = self.client("iam")
+        return {
+            role.id: _document(iam.get_role(RoleName=role.id)["Role"]["AssumeRolePolicyDocument"])
+            for role in self.of_type(ROLE)
+        }
+
+    def assumed_roles(self) -> dict[str, str]:
+        """Who assumes which deployed role (role name): ``function:NAME`` and
+        ``state-machine:ARN`` per resource; ``ecs-task``/``ecs-execution`` and
+        ``batch-job``/``batch-execution`` from the task and job definitions."""
+        assumes = {f"function:{name}": str(c["Role"]) for name, c in self.functions().items()}
+        for arn, machine in self.state_machines().items():
+            assumes[f"state-machine:{arn}"] = str(machine["roleArn"])
+        for definition in self.task_definitions().values():
+            assumes["ecs-task"] = str(definition["taskRoleArn"])
+            assumes["ecs-execution"] = str(definition["executionRoleArn"])
+        for definition in self.job_definitions().values():
+            properties = definition["containerProperties"]
+            assumes["batch-job"] = str(properties["jobRoleArn"])
+            assumes["batch-execution"] = str(properties["executionRoleArn"])
+        return {who: arn.rsplit("/", 1)[-1] for who, arn in assumes.items()}
+
     @property
     def rest_api_id(self) -> str:
         return self.one(REST_API).id
