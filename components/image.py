@@ -5,7 +5,7 @@ Two modes:
 * ``mlserve:image`` set: that URI is used as is. No repository, no build. When it is an ECR
   URI, :func:`ecr_repository_arn` names its repository so the task execution role may pull
   from exactly that repository; any other registry gets no ECR grant.
-* unset (the default): an ECR repository (immutable tags, scan on push, AES256, lifecycle
+* unset (the default): an ECR repository (mutable tags, see below; scan on push, AES256, lifecycle
   policy keeping the last :data:`KEEP_IMAGES` images) and ``images/scoring/Dockerfile`` built and
   pushed with pulumi-docker-build for the CPU architecture of the task
   (``mlserve:lambdaArchitecture``).
@@ -116,6 +116,10 @@ HOST_PLATFORMS: Final = {
     "arm64": "linux/arm64",
 }
 # Docker platform -> the binfmt_misc handler QEMU registers for it.
+# Set by a target that does not build the image on this host (the local target runs the image
+# as a local process, mlserve/local/deploy/substitutions.py): the build host is not checked.
+ENV_IMAGE_BUILD: Final = "MLSERVE_IMAGE_BUILD"
+IMAGE_BUILD_NONE: Final = "none"
 QEMU_HANDLERS: Final = {"linux/arm64": "qemu-aarch64", "linux/amd64": "qemu-x86_64"}
 BINFMT_DIR: Final = Path("/proc/sys/fs/binfmt_misc")
 Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
@@ -323,8 +327,9 @@ class ScoringImage(pulumi.ComponentResource):
     def _build(self, name: str, args: ScoringImageArgs) -> None:
         child = pulumi.ResourceOptions(parent=self)
         # Say before the build what would make it fail (`python -m mlserve preflight` too).
-        for problem in build_host_problems(args.platform.value):
-            pulumi.log.warn(f"scoring image: {problem}", resource=self)
+        if os.environ.get(ENV_IMAGE_BUILD) != IMAGE_BUILD_NONE:
+            for problem in build_host_problems(args.platform.value):
+                pulumi.log.warn(f"scoring image: {problem}", resource=self)
         repository = aws.ecr.Repository(
             f"{name}-repository",
             # The content-hash tag names the inputs, the digest pins what runs: a provider

@@ -12,8 +12,9 @@ import math
 import os
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from runtime import contract
 from runtime.categories import UNKNOWN_CATEGORY_MODES, UNKNOWN_ERROR, UNKNOWN_MISSING
@@ -43,10 +44,35 @@ class ConfigurationError(Exception):
     """The function was deployed with a missing or invalid environment variable."""
 
 
+@dataclass(frozen=True)
+class ClientBudget:
+    """How long one AWS call of a function may take, retries included (botocore's standard
+    mode: attempt n waits up to 2**(n-1) s after a throttle or a 5xx). ``total_attempts``
+    counts the first one (botocore's ``max_attempts`` would count only the retries)."""
+
+    total_attempts: int
+    connect_timeout: int
+    read_timeout: int
+
+
+# A function that answers API Gateway (the job API: 10 s timeout at least, components/ecs.
+# job_api_timeout) gives up on a failing call within a few seconds, so the caller gets its 503
+# with the reason, not API Gateway's 502 for a function that timed out: 3 attempts (at most
+# 1 + 2 s of backoff), 5 s per read.
+INTERACTIVE: Final = ClientBudget(total_attempts=3, connect_timeout=2, read_timeout=5)
+# Background functions and tasks (Step Functions steps, the S3 trigger, the scoring task) have
+# minutes: they retry longer before failing a job.
+BACKGROUND: Final = ClientBudget(total_attempts=5, connect_timeout=3, read_timeout=20)
+
+
 class RuntimeContext:
     def __init__(
-        self, env: Mapping[str, str] | None = None, clients: Mapping[str, Any] | None = None
+        self,
+        env: Mapping[str, str] | None = None,
+        clients: Mapping[str, Any] | None = None,
+        budget: ClientBudget = BACKGROUND,
     ) -> None:
+        self.budget = budget
         self.env: Mapping[str, str] = dict(os.environ if env is None else env)
         self._clients: dict[str, Any] = dict(clients or {})
         self._lock = threading.RLock()  # re-entered: a lazy property may create a client
@@ -157,7 +183,8 @@ class RuntimeContext:
 
     # --- clients ------------------------------------------------------------------------------
     def client(self, service: str) -> Any:
-        """A boto3 client (created once; standard retry mode honours throttling)."""
+        """A boto3 client (created once; standard retry mode honours throttling), within the
+        context's :class:`ClientBudget`."""
         existing = self._clients.get(service)
         if existing is not None:
             return existing
@@ -167,9 +194,9 @@ class RuntimeContext:
                 from botocore.config import Config
 
                 config = Config(
-                    retries={"mode": "standard", "max_attempts": 4},
-                    connect_timeout=3,
-                    read_timeout=20,
+                    retries={"mode": "standard", "total_max_attempts": self.budget.total_attempts},
+                    connect_timeout=self.budget.connect_timeout,
+                    read_timeout=self.budget.read_timeout,
                     # presigned links (result_url, upload URLs) need SigV4 in every region
                     signature_version="s3v4" if service == "s3" else None,
                 )

@@ -39,7 +39,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from runtime import contract
-from runtime.context import RuntimeContext
+from runtime.context import INTERACTIVE, RuntimeContext
 from runtime.handlers.common import (
     ApiError,
     install_error_handlers,
@@ -91,7 +91,7 @@ def configure(
 ) -> RuntimeContext:
     """Replace the runtime context (tests, the local emulator). Clients: dynamodb, s3, ecs."""
     global _context, _launcher  # noqa: PLW0603 - the one module-level context, by design
-    _context = RuntimeContext(env, clients)
+    _context = RuntimeContext(env, clients, INTERACTIVE)
     _launcher = None
     return _context
 

@@ -37,7 +37,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from runtime import contract
-from runtime.context import RuntimeContext, in_lambda
+from runtime.context import INTERACTIVE, RuntimeContext, in_lambda
 from runtime.handlers.common import (
     MetricRecord,
     header,
@@ -104,7 +104,7 @@ def configure(
 ) -> RuntimeContext:
     """Replace the runtime context (tests, the local emulator); drops the cached model."""
     global _context, _serving  # noqa: PLW0603 - the one module-level context, by design
-    _context = RuntimeContext(env, clients)
+    _context = RuntimeContext(env, clients, INTERACTIVE)
     _serving = None
     return _context
 

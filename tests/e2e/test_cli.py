@@ -23,7 +23,7 @@ from mlserve.train import TrainResult, sha256_file
 from .helpers import Example, reference
 
 
-def mlserve(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def mlserve(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     # The emulator fixture's AWS variables must not leak into a child that starts its own.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
     env["COLUMNS"] = "120"
@@ -265,7 +265,7 @@ def test_local_serves_until_ctrl_c(trained: TrainResult, tmp_path: Path) -> None
     try:
         banner = ""
         while "Ctrl-C to stop." not in banner:
-            banner += lines.get(timeout=30)
+            banner += lines.get(timeout=180)  # deploying the program: slower under load
         url = re.search(r"API URL\s+(\S+)", banner)
         key = re.search(r"API key\s+(\S+)", banner)
         assert url is not None and key is not None, banner

@@ -21,6 +21,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
 
+from components.image import ENV_IMAGE_BUILD, IMAGE_BUILD_NONE
 from components.packaging import (
     ENV_FUNCTION_BYTECODE,
     ENV_LAYER_SOURCE,
@@ -43,7 +44,8 @@ class Substitution:
 IMAGE: Final = Substitution(
     subject="docker-build:index:Image (images/scoring built and pushed to ECR)",
     local=(
-        "no build and no push: the image gets a digest, so the definitions name the program's "
+        f"${ENV_IMAGE_BUILD}={IMAGE_BUILD_NONE}: no build, no push and no check of this host's "
+        "Docker, Buildx or QEMU; the image gets a digest, so the definitions name the program's "
         "digest reference into the ECR repository (created with its lifecycle policy); the "
         f"stand-ins run that image as `python -m {contract.SCORING_MODULE}`, a local process "
         "with the deployed task/job definition's command and environment"
@@ -115,6 +117,7 @@ SUBSTITUTIONS: Final[tuple[Substitution, ...]] = (
 
 # The process environment while the program runs locally.
 ENVIRONMENT: Final[dict[str, str]] = {
+    ENV_IMAGE_BUILD: IMAGE_BUILD_NONE,
     ENV_LAYER_SOURCE: LAYER_SOURCE_VENV,
     ENV_FUNCTION_BYTECODE: FUNCTION_BYTECODE_NONE,
 }
