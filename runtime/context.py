@@ -57,8 +57,8 @@ class ClientBudget:
 
 # A function that answers API Gateway (the job API: 10 s timeout at least, components/ecs.
 # job_api_timeout) gives up on a failing call within a few seconds, so the caller gets its 503
-# with the reason, not API Gateway's 502 for a function that timed out: 3 attempts (at most
-# 1 + 2 s of backoff), 5 s per read.
+# with the reason, not API Gateway's 502 for a function that timed out: 3 attempts, the AWS
+# SDKs' default (at most 1 + 2 s of backoff), 5 s per read.
 INTERACTIVE: Final = ClientBudget(total_attempts=3, connect_timeout=2, read_timeout=5)
 # Background functions and tasks (Step Functions steps, the S3 trigger, the scoring task) have
 # minutes: they retry longer before failing a job.

@@ -243,11 +243,11 @@ class Emulator:
         )
         self._gateway.start()
 
-    def _deploy(self) -> None:
-        """Deploy (again, after a config change: every resource anew, the way ``pulumi up``
-        replaces them) and build the stand-ins from the deployment."""
+    def _deploy(self, previous: Deployment | None = None) -> None:
+        """Deploy (an update of ``previous`` after a config change, as ``pulumi up``: what did
+        not change is kept, the stores with their data) and build the stand-ins from it."""
         aws = self._require(self._aws)
-        deployment = deploy(self._stack, self._overrides, aws.endpoint_url)
+        deployment = deploy(self._stack, self._overrides, aws.endpoint_url, previous=previous)
         self.deployment = deployment
         config = deployment.config
         self.architectures = tuple(deployment.outputs["architecture"])
@@ -295,12 +295,13 @@ class Emulator:
         image: str | None = None,
         default_image: bool = False,
     ) -> None:
-        """Change stack settings, like ``pulumi config set`` + ``pulumi up``. Locally the stack
-        is deployed anew into a fresh embedded AWS (the API keeps its port and key): every
-        function starts cold, with the environment the program gives it for the new settings;
-        the stores start empty (the model uploaded again). Without a change, every function
-        only gets a new execution environment (a cold start). ``default_image=True`` goes back
-        to the scoring image of images/scoring."""
+        """Change stack settings, like ``pulumi config set`` + ``pulumi up``: the program is
+        deployed again as an update of the running deployment. Resources whose inputs did not
+        change are kept (the bucket and the table with their data, the API key); the changed
+        ones are created anew, and every function starts cold with the environment the program
+        gives it for the new settings. Without a change, every function only gets a new
+        execution environment (a cold start). ``default_image=True`` goes back to the scoring
+        image of images/scoring."""
         if self._scratch is None:
             raise RuntimeError("the emulator is not running")
         overrides = {
@@ -318,15 +319,14 @@ class Emulator:
             for function in self.functions:
                 function.cold_start(self._scratch)
             return
-        # pulumi up leaves the ApiKey resource (no changed input) and its value as they were
-        options = dict(self._options, port=self.port, api_key=self.api_key)
-        self._teardown()
+        previous, before = self.require_deployment(), self._overrides
+        self._overrides = overrides
         try:
-            self._start(self._stack, overrides, **options)
-            recorder.deployed(self)
+            self._deploy(previous)
         except BaseException:
-            self.stop()
+            self._overrides = before  # a refused change leaves the stack as it was
             raise
+        recorder.deployed(self)
 
     def _teardown(self) -> None:
         """Stop the API, stop and reap every task process, stop the embedded AWS, clean up."""

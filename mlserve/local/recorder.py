@@ -4,7 +4,8 @@ Off unless ``MLSERVE_RECORD_CALLS`` names a directory: then every boto3 call mad
 identity of the emulated stack is appended, as one JSON line, to ``calls-<pid>.jsonl`` there, with
 the IAM action and resource ARN(s) AWS would authorise it against, and the condition keys that
 request carries (``ecs:cluster``, ``s3:prefix``, ``iam:PassedToService``). tests/verify/
-test_least_privilege.py evaluates them against the policies of components/policies.py.
+test_least_privilege.py evaluates them against the role policies the program deployed
+(:func:`describe`: GetRolePolicy of every role, and who assumes which).
 
 The identities:
 

@@ -254,6 +254,36 @@ def test_predict_answers_synchronously_through_the_task(
     assert [event["message"] for event in events] == task.log_text().splitlines()
 
 
+def test_a_config_change_is_an_update_that_keeps_the_jobs(
+    api: Api, ecs: Emulator, example: Example
+) -> None:
+    """``pulumi config set`` + ``pulumi up`` replaces what changed and keeps the stores: a job
+    finished before the change is still there, with its result, in the same bucket and table,
+    and the API key still works."""
+    accepted = api.post("/jobs", json={"instances": example.rows(3).tolist()})
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    done = wait_for_job(api, job_id)
+    assert done["status"] == contract.STATUS_SUCCEEDED, done
+    bucket, table, key = ecs.bucket, ecs.table, ecs.api_key
+    job_api = ecs.require_deployment().function_by_handler(contract.HANDLER_JOBS)
+
+    ecs.reconfigure(max_rows=1_000)
+
+    assert (ecs.bucket, ecs.table, ecs.api_key) == (bucket, table, key)
+    updated = ecs.require_deployment()
+    for typ in ("aws:s3/bucket:Bucket", "aws:dynamodb/table:Table"):
+        assert updated.one(typ).name in updated.kept, typ
+    # the job API's environment changed (MAX_ROWS): a new function, serving the new limit
+    assert job_api["FunctionName"] not in updated.functions()
+    new_api = updated.function_by_handler(contract.HANDLER_JOBS)
+    assert new_api["Environment"]["Variables"][contract.ENV_MAX_ROWS] == "1000"
+    again = api.get(f"/jobs/{job_id}")
+    assert again.status_code == 200, again.text
+    kept_fields = ("status", "created_at", "updated_at", "rows", "predictions")
+    assert {k: again.json().get(k) for k in kept_fields} == {k: done.get(k) for k in kept_fields}
+
+
 def test_a_slow_task_answers_202_and_the_job_succeeds_later(
     api: Api, ecs: Emulator, booster: xgb.Booster, example: Example
 ) -> None:

@@ -33,13 +33,16 @@ from botocore.awsrequest import AWSResponse
 
 from mlserve.local import Emulator
 from runtime import contract
+from runtime.context import BACKGROUND, INTERACTIVE
 from runtime.jobs import Job, JobStore
 from tests.e2e.conftest import Emulators
 from tests.verify.report import record
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 JOB_TIMEOUT = 90.0
-CLIENT_ATTEMPTS = 5  # runtime/context.py: standard retry mode, 1 call + max_attempts 4 retries
+# runtime/context.py: attempts per AWS call, the first included (standard retry mode)
+API_ATTEMPTS = INTERACTIVE.total_attempts  # the predictor and the job API: within their timeout
+CLIENT_ATTEMPTS = BACKGROUND.total_attempts  # the S3 trigger, the step functions, the tasks
 
 
 # --- fault injection ----------------------------------------------------------------------------
@@ -247,7 +250,7 @@ def test_s3_failing_for_good_is_503_then_the_load_is_retried(
     fault = faults.inject(handler_client("predict", "s3"), "GetObject", S3_INTERNAL)
     response = realtime.post("/predict", {"instances": realtime.rows()})
     assert_503(response, "model_unavailable", "InternalError")
-    assert fault.seen == CLIENT_ATTEMPTS
+    assert fault.seen == API_ATTEMPTS
     faults.remove()  # S3 recovers: the next request loads the model
     response = realtime.post("/predict", {"instances": realtime.rows()})
     assert response.status_code == 200, response.text
@@ -298,12 +301,15 @@ def ecs(emulators: Emulators) -> Iterator[Client]:
 
 
 def test_dynamodb_throttling_on_submit_is_retried(ecs: Client, faults: Faults) -> None:
-    fault = faults.inject(handler_client("jobs", "dynamodb"), "PutItem", THROTTLED_DYNAMODB, 3)
+    throttled = API_ATTEMPTS - 1  # every retry the job API makes
+    fault = faults.inject(
+        handler_client("jobs", "dynamodb"), "PutItem", THROTTLED_DYNAMODB, throttled
+    )
     response = ecs.post("/jobs", {"instances": ecs.rows()})
     assert response.status_code == 202, response.text
     job = ecs.wait_terminal(response.json()["job_id"])
     assert job.status == contract.STATUS_SUCCEEDED, job
-    assert fault.seen == 3
+    assert fault.seen == throttled
     assert len(tasks_of(ecs.emulator, job.job_id)) == 1
     passed(contract.ARCH_LAMBDA_ECS)
 
@@ -358,7 +364,7 @@ def test_s3_failing_for_good_on_start_is_503_and_a_later_start_works(
     assert job.awaiting_upload, job  # nothing changed: still waiting to be started
     assert tasks_of(ecs.emulator, job_id) == []
     faults.remove()
-    assert fault.seen == CLIENT_ATTEMPTS
+    assert fault.seen == API_ATTEMPTS
     assert ecs.post(f"/jobs/{job_id}/start", None).status_code == 202
     assert ecs.wait_terminal(job_id).status == contract.STATUS_SUCCEEDED
     assert len(tasks_of(ecs.emulator, job_id)) == 1

@@ -6,7 +6,15 @@ import json
 from typing import Any
 
 from mlserve.local.deploy import moto_fixes
-from mlserve.local.deploy.mapping import Context, Create, Invoke, compact, integer, physical
+from mlserve.local.deploy.mapping import (
+    Context,
+    Create,
+    Invoke,
+    compact,
+    integer,
+    physical,
+    revisioned,
+)
 
 # Provider input -> Batch API field of an evaluateOnExit rule.
 EVALUATE_ON_EXIT_FIELDS = {
@@ -114,12 +122,7 @@ def job_definition(ctx: Context, name: str, inputs: dict[str, Any]) -> tuple[str
         )
     )
     arn = registered["jobDefinitionArn"]
-    return arn, {
-        "name": definition_name,
-        "arn": arn,
-        "arnPrefix": arn.rsplit(":", 1)[0],
-        "revision": registered["revision"],
-    }
+    return arn, {"name": definition_name, **revisioned(arn, registered["revision"], "arnPrefix")}
 
 
 RESOURCES: dict[str, Create] = {

@@ -41,6 +41,8 @@ class Deployment:
     substitutions: tuple[Substitution, ...]
     seconds: float
     _ctx: Context = field(repr=False)
+    # an update (deploy(previous=...)): the resources kept as they were, by name
+    kept: tuple[str, ...] = ()
 
     # --- the records ---------------------------------------------------------------------------
     def of_type(self, typ: str) -> list[Registered]:

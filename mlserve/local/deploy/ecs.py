@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mlserve.local.deploy.mapping import Context, Create, Invoke, compact, physical
+from mlserve.local.deploy.mapping import Context, Create, Invoke, compact, physical, revisioned
 
 
 def cluster(ctx: Context, name: str, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -52,11 +52,7 @@ def task_definition(ctx: Context, name: str, inputs: dict[str, Any]) -> tuple[st
         )
     )["taskDefinition"]
     arn = registered["taskDefinitionArn"]
-    return str(inputs["family"]), {
-        "arn": arn,
-        "arnWithoutRevision": arn.rsplit(":", 1)[0],
-        "revision": registered["revision"],
-    }
+    return str(inputs["family"]), revisioned(arn, registered["revision"], "arnWithoutRevision")
 
 
 RESOURCES: dict[str, Create] = {

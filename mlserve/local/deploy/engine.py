@@ -45,7 +45,7 @@ from mlserve.local.deploy import (
 from mlserve.local.deploy.config import DEFAULT_REGION, REGION_KEY, stack_config
 from mlserve.local.deploy.deployment import Deployment
 from mlserve.local.deploy.mapping import Context, Create, Invoke
-from mlserve.local.deploy.runner import PROJECT, REPO, run_main
+from mlserve.local.deploy.runner import PROJECT, REPO, Registered, run_main
 
 # One mapper module per AWS service, plus the substitutions.
 MAPPERS: Final[tuple[ModuleType, ...]] = (
@@ -85,11 +85,30 @@ RESOURCES: Final[dict[str, Create]] = _merge([(m.__name__, m.RESOURCES) for m in
 INVOKES: Final[dict[str, Invoke]] = _merge([(m.__name__, m.INVOKES) for m in MAPPERS])
 
 
-class LocalProvider(pulumi.runtime.Mocks):
-    """The provider of the local target: each registration becomes moto API calls."""
+def _comparable(value: Any) -> Any:
+    """An input value in a form ``==`` compares by content (assets and archives by what they
+    hold, which their classes do not compare)."""
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_comparable(v) for v in value]
+    if isinstance(value, pulumi.Asset | pulumi.Archive):
+        return (type(value).__name__, _comparable(dict(vars(value))))
+    return value
 
-    def __init__(self, ctx: Context) -> None:
+
+class LocalProvider(pulumi.runtime.Mocks):
+    """The provider of the local target: each registration becomes moto API calls.
+
+    With the resources of a ``previous`` deployment into the same moto (an update, as after
+    ``pulumi config set``), a resource whose inputs did not change is kept as it is (its id and
+    outputs, no AWS call), so the bucket and the table keep their data; a changed one is
+    created anew (the old one is left, unused: nothing local reads it again)."""
+
+    def __init__(self, ctx: Context, previous: tuple[Registered, ...] = ()) -> None:
         self.ctx = ctx
+        self._previous = {(r.type, r.name): r for r in previous if r.custom}
+        self.kept: list[str] = []
         # The SDK registers resources from a thread pool; moto calls are made one at a time.
         self._lock = threading.Lock()
         self.failures: list[DeploymentError] = []
@@ -111,6 +130,10 @@ class LocalProvider(pulumi.runtime.Mocks):
                 "mlserve/local/deploy/"
             )
         inputs = dict(args.inputs)
+        before = self._previous.get((args.typ, args.name))
+        if before is not None and _comparable(before.inputs) == _comparable(inputs):
+            self.kept.append(args.name)
+            return before.id, dict(before.outputs)
         with self._lock:
             try:
                 resource_id, outputs = create(self.ctx, args.name, inputs)
@@ -136,6 +159,7 @@ def deploy(
     endpoint_url: str,
     *,
     project_dir: Path = REPO,
+    previous: Deployment | None = None,
 ) -> Deployment:
     """Deploy the program with ``stack``'s configuration into the moto at ``endpoint_url``.
 
@@ -143,7 +167,8 @@ def deploy(
     the workarounds of :mod:`.moto_fixes` patch the moto running in this process. Raises the
     program's own errors (``SettingsError`` for bad configuration, ``ModelRefused`` and
     ``EngineConversionError`` for a model it cannot serve) and :class:`DeploymentError`
-    when a resource cannot be created.
+    when a resource cannot be created. ``previous``: the deployment this one updates (same
+    moto): its unchanged resources are kept (:class:`LocalProvider`).
     """
     started = time.perf_counter()
     moto_fixes.apply()
@@ -155,7 +180,9 @@ def deploy(
         stack=stack_name,
         project=PROJECT,
     )
-    provider = LocalProvider(ctx)
+    if previous is not None and previous.endpoint_url != endpoint_url:
+        raise ValueError("an update deploys into the moto of the deployment it updates")
+    provider = LocalProvider(ctx, tuple(previous.resources) if previous is not None else ())
     environment = EnvironmentPatch()
     environment.apply(substitutions.ENVIRONMENT)
     try:
@@ -183,4 +210,5 @@ def deploy(
         substitutions=substitutions.SUBSTITUTIONS,
         seconds=time.perf_counter() - started,
         _ctx=ctx,
+        kept=tuple(provider.kept),
     )

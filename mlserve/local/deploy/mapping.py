@@ -85,3 +85,9 @@ def integer(value: Any) -> int:
 def compact(values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` without the None entries (boto3 refuses None parameters)."""
     return {k: v for k, v in values.items() if v is not None}
+
+
+def revisioned(arn: str, revision: int, prefix_key: str) -> dict[str, Any]:
+    """The provider's outputs of a registered revision (an ECS task definition, a Batch job
+    definition): its ARN, the ARN without ``:REV`` under ``prefix_key``, and the revision."""
+    return {"arn": arn, prefix_key: arn.rsplit(":", 1)[0], "revision": revision}
