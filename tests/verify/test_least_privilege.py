@@ -728,9 +728,11 @@ def _big_prediction(emulator: Emulator, key: str) -> None:
 
 
 def _function(emulator: Emulator, identity: str) -> Any:
-    """The emulator's stand-in of the deployed function of ``identity`` (run-ecs, ...)."""
-    stack = Stack.of({"id": "emulator", **recorder.describe(emulator.require_deployment())})
-    (function,) = [f for f in emulator.functions if f.name == stack.function(identity)]
+    """The emulator's stand-in of the deployed step function of ``identity`` (run-ecs, ...),
+    found by its deployed handler."""
+    (handler,) = [h for h, role in HANDLER_ROLES.items() if role == identity]
+    name = emulator.require_deployment().function_by_handler(handler)["FunctionName"]
+    (function,) = [f for f in emulator.functions if f.name == name]
     return function
 
 
