@@ -12,12 +12,9 @@ import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runtime import contract
-
-if TYPE_CHECKING:
-    pass
 
 MODEL_VERSION_LENGTH = 12  # models/{name}/{sha256[:12]}/model.ubj, as the Pulumi program names it
 
@@ -75,13 +72,6 @@ class ModelArtifact:
         model_name = name or str(recorded_name or model_path.parent.resolve().name)
         metadata = model_metadata(model_path, model_name, version, digest)
         return cls(model_name, version, digest, model_path, metadata_path, metadata)
-
-    @property
-    def categories_env(self) -> str:
-        """MODEL_CATEGORIES, as the Pulumi program sets it."""
-        from components.compatibility import model_categories_env
-
-        return model_categories_env(self.metadata)
 
 
 @dataclass(frozen=True)
