@@ -478,6 +478,7 @@ def main() -> None:
                 realtime=contract.ARCH_LAMBDA in settings.architectures,
                 jobs=any(a != contract.ARCH_LAMBDA for a in settings.architectures),
                 batch=contract.ARCH_STEPFUNCTIONS_BATCH in settings.architectures,
+                # the model versions served, the stable one first (a canary second)
                 versions=(settings.model_version,),
             ),
             thresholds=Thresholds(

@@ -209,15 +209,19 @@ def alarm_specs(m: Monitored, t: Thresholds) -> list[AlarmSpec]:
             )
         )
     for label, arn in m.state_machines.items():
-        specs.append(
-            _count_alarm(
-                f"{label}-executions-failed",
-                f"A {label} Step Functions execution failed",
-                STATES_NAMESPACE,
-                "ExecutionsFailed",
-                {"StateMachineArn": arn},
+        for key, metric, what in (
+            ("failed", "ExecutionsFailed", "failed"),
+            ("timed-out", "ExecutionsTimedOut", "timed out"),
+        ):
+            specs.append(
+                _count_alarm(
+                    f"{label}-executions-{key}",
+                    f"A {label} Step Functions execution {what}",
+                    STATES_NAMESPACE,
+                    metric,
+                    {"StateMachineArn": arn},
+                )
             )
-        )
     if m.batch:
         specs.append(
             _count_alarm(

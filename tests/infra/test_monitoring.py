@@ -78,7 +78,7 @@ def expected_alarm_keys(arch: str) -> set[str]:
     if arch != "lambda":
         keys.add("jobs-failed")
     if arch in STATE_MACHINES:
-        keys.add(f"{arch}-executions-failed")
+        keys |= {f"{arch}-executions-failed", f"{arch}-executions-timed-out"}
     if arch == "stepfunctions-batch":
         keys.add("batch-jobs-failed")
     return keys
@@ -166,10 +166,11 @@ def test_alarm_dimensions_name_the_deployed_resources(runs: dict[str, StackRun],
             assert alarm["dimensions"] == {"FunctionName": function_name(run, prefix)}
             assert (alarm["statistic"], alarm["threshold"]) == ("Sum", 1)
     if arch in STATE_MACHINES:
-        alarm = found[f"{arch}-executions-failed"]
-        assert (alarm["namespace"], alarm["metricName"]) == ("AWS/States", "ExecutionsFailed")
         machine = run.named(f"{arch}-state-machine")
-        assert alarm["dimensions"] == {"StateMachineArn": machine.outputs["arn"]}
+        for key, metric in (("failed", "ExecutionsFailed"), ("timed-out", "ExecutionsTimedOut")):
+            alarm = found[f"{arch}-executions-{key}"]
+            assert (alarm["namespace"], alarm["metricName"]) == ("AWS/States", metric)
+            assert alarm["dimensions"] == {"StateMachineArn": machine.outputs["arn"]}
 
 
 @pytest.mark.parametrize("arch", list(FUNCTIONS))
