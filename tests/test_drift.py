@@ -376,3 +376,27 @@ def test_psi_of_equal_distributions_is_zero_and_grows_with_the_difference() -> N
     assert drift.psi([0.5, 0.5], [0.8, 0.2]) == pytest.approx(
         0.3 * np.log(0.8 / 0.5) + (-0.3) * np.log(0.2 / 0.5)
     )
+
+
+def test_profile_skips_categorical_features_and_drift_reads_the_numeric_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pyarrow.parquet as pq
+
+    from tests import model_zoo
+
+    model_zoo.save("categorical", tmp_path / "m")
+    table, _label = model_zoo.categorical_table()
+    pq.write_table(table, tmp_path / "train.parquet")
+    argv = ["profile", "--data", str(tmp_path / "train.parquet"), "--model-dir"]
+    capsys.readouterr()
+    assert main([*argv, str(tmp_path / "m")]) == 0
+    assert "not profiled (categorical): color" in capsys.readouterr().out
+    metadata = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert list(metadata["reference"]["features"]) == ["x"]
+    assert metadata["feature_names"] == ["x", "color"]
+    model = tmp_path / "m" / "model.json"
+    assert (
+        model_metadata(model, "cat", "v1", sha256_file(model))["reference"]
+        == (metadata["reference"])
+    )

@@ -1,9 +1,10 @@
 """``mlserve profile``: record a model's reference statistics (for ``mlserve drift``) from its
 training data, a CSV or Parquet file, in the metadata.json beside the model.
 
-The columns named like the model's features are profiled (mlserve/drift.py: quantile bin edges,
-the share of values per bin, the missing-value rate, the count); other columns (a label, an id)
-are ignored. metadata.json keeps every other field; a metadata.json recording another model's
+The columns named like the model's features (``f0``, ``f1``, ... for a model saved without
+feature names) are profiled (mlserve/drift.py: quantile bin edges, the share of values per bin,
+the missing-value rate, the count); categorical features and other columns (a label, an id) are
+not. metadata.json keeps every other field; a metadata.json recording another model's
 sha256 is refused, as `pulumi up` refuses it.
 """
 
@@ -76,9 +77,16 @@ def run(args: argparse.Namespace) -> int:
 
     model = model_file(args)
     try:
-        feature_names = list(inspect_model(model)["feature_names"])
+        described = inspect_model(model)
     except ModelRefused as exc:
         raise CliError(str(exc)) from None
+    names = list(described["feature_names"])
+    types = list(described.get("feature_types") or ["float"] * len(names))
+    # Categorical features (XGBoost type "c") have no quantiles: they are not profiled.
+    categorical = [n for n, t in zip(names, types, strict=True) if t == "c"]
+    feature_names = [n for n in names if n not in categorical]
+    if not feature_names:
+        raise CliError(f"{model} has no numeric feature to profile")
     sha256 = sha256_file(model)
     metadata_path = model.parent / contract.MODEL_METADATA_NAME
     metadata = read_metadata(metadata_path, sha256)
@@ -88,11 +96,13 @@ def run(args: argparse.Namespace) -> int:
     except drift.DriftError as exc:
         raise CliError(str(exc)) from None
     metadata.setdefault("sha256", sha256)
-    metadata.setdefault("feature_names", feature_names)
+    metadata.setdefault("feature_names", names)
     metadata[drift.REFERENCE_KEY] = reference
     metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")
     print(
         f"reference statistics of {len(feature_names)} features from {reference['rows']} rows "
         f"of {args.data} -> {metadata_path}"
     )
+    if categorical:
+        print(f"not profiled (categorical): {', '.join(categorical)}")
     return 0
