@@ -427,3 +427,31 @@ def test_latency_is_searched_per_version_whatever_the_dimensions() -> None:
         f"'{stat}', 300)"
         for stat in ("p50", "p99")
     ]
+
+
+def test_the_canary_alarm_is_declared_with_its_metric_queries() -> None:
+    """Two versions (a canary) through the component, as the provider receives it."""
+    from components.cloudwatch import Monitoring, MonitoringArgs
+    from tests.infra.conftest import run_program
+
+    monitored_two = Monitored(api_name="api-1", stage="v1", realtime=True, versions=("v1", "v2"))
+    run = run_program(
+        lambda: Monitoring("monitoring", MonitoringArgs(monitored=monitored_two, region=REGION))
+    )
+    alarm = run.named("monitoring-canary-error-rate").inputs
+    assert "metricName" not in alarm and alarm["threshold"] == monitoring.CANARY_ERROR_RATE_MARGIN
+    queries = {q["id"]: q for q in alarm["metricQueries"]}
+    assert queries["excess"] == {
+        "id": "excess",
+        "expression": "ratec-rates",
+        "label": "v2 error rate minus v1's",
+        "returnData": True,
+    }
+    assert queries["ec"]["metric"] == {
+        "namespace": contract.METRICS_NAMESPACE,
+        "metricName": contract.METRIC_SERVER_ERRORS,
+        "dimensions": {"service": contract.SERVICE_NAME, "model_version": "v2"},
+        "stat": "Sum",
+        "period": monitoring.PERIOD_SECONDS,
+    }
+    assert queries["rs"]["metric"]["dimensions"]["model_version"] == "v1"
