@@ -30,14 +30,13 @@ STATES_NAMESPACE: Final = "AWS/States"
 VERSION_DIMENSION: Final = "model_version"
 
 PERIOD_SECONDS: Final = 300
-# The stable version's error rate plus this is where the canary's alarms (a fraction).
+# The canary's alarm fires when its error rate exceeds the stable version's by this (a fraction).
 CANARY_ERROR_RATE_MARGIN: Final = 0.01
 # Default p99 latency thresholds (latencyP99ThresholdMs 0): a synchronous prediction, or, when
 # lambda-ecs serves POST /predict, its wait for the task (syncWaitSeconds) plus this much.
 DEFAULT_LATENCY_P99_MS: Final = 2000
 SYNC_WAIT_LATENCY_ALLOWANCE_MS: Final = 2000
 
-LESS: Final = "LessThanThreshold"
 GREATER: Final = "GreaterThanThreshold"
 AT_LEAST: Final = "GreaterThanOrEqualToThreshold"
 
