@@ -134,14 +134,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"{args.capture}: {exc}") from None
 
     table = Table(title=f"Drift of {capture.records} captured requests ({len(capture.rows)} rows)")
-    for column, justify in (
-        ("feature", "left"),
-        ("PSI", "right"),
-        ("missing (reference)", "right"),
-        ("missing (captured)", "right"),
-        ("drift", "left"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table.add_column("feature", overflow="fold")  # a long name wraps, never cut
+    for column in ("PSI", "missing (training)", "missing (captured)"):
+        table.add_column(column, justify="right")
+    table.add_column("drift")
     for r in results:
         table.add_row(
             r.name,
