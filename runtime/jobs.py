@@ -319,13 +319,13 @@ def fits_inline(job: Job, **attributes: Any) -> bool:
 # --- the store ----------------------------------------------------------------------------------
 
 
-def _count_status(status: str) -> None:
+def _count_status(status: str, job_id: str) -> None:
     """Count a job that reached SUCCEEDED or FAILED where that is written (the dashboard's jobs
     by status, the jobs-FAILED alarm). CANCELLED is counted by the job API that cancels."""
     if status == contract.STATUS_FAILED:
-        metrics.count(contract.METRIC_JOBS_FAILED)
+        metrics.count(contract.METRIC_JOBS_FAILED, job_id)
     elif status == contract.STATUS_SUCCEEDED:
-        metrics.count(contract.METRIC_JOBS_SUCCEEDED)
+        metrics.count(contract.METRIC_JOBS_SUCCEEDED, job_id)
 
 
 class JobStore:
@@ -379,7 +379,7 @@ class JobStore:
             )
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             raise JobExists(job.job_id) from None
-        _count_status(job.status)  # a job may be created FAILED (an invalid job config)
+        _count_status(job.status, job.job_id)  # created FAILED: an invalid job config
         return job
 
     def get(self, job_id: str, *, consistent: bool = True) -> Job | None:
@@ -419,7 +419,7 @@ class JobStore:
         if error is not None:
             assignments["error"] = error.as_dict()
         job = self._update(job_id, target, assignments, statuses=sorted(sources), remove=remove)
-        _count_status(target)
+        _count_status(target, job_id)
         return job
 
     def update(

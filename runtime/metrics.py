@@ -10,14 +10,20 @@ no IAM grant beyond writing logs. Nothing is printed while metrics are disabled
 
 from __future__ import annotations
 
+from typing import Final
+
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from runtime import contract
 
+JOB_ID_PROPERTY: Final = "job_id"  # the key every log line of a job carries (append_keys)
 
-def count(name: str) -> None:
-    """One record of ``name`` = 1 (Count), printed now."""
+
+def count(name: str, job_id: str) -> None:
+    """One record of ``name`` = 1 (Count) about the job ``job_id``, printed now. The job id is
+    a property of the record, not a dimension: like every log line of a job, the record can be
+    found by it (Logs Insights), and it adds no metric series per job."""
     if is_metrics_disabled():
         return
     with single_metric(
@@ -26,5 +32,5 @@ def count(name: str) -> None:
         value=1,
         namespace=contract.METRICS_NAMESPACE,
         default_dimensions={contract.METRIC_DIMENSION_SERVICE: contract.SERVICE_NAME},
-    ):
-        pass
+    ) as metric:
+        metric.add_metadata(key=JOB_ID_PROPERTY, value=job_id)

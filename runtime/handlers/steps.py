@@ -259,7 +259,7 @@ def batch_state(ctx: RuntimeContext, job_id: str, batch_job_id: str) -> dict[str
         return {"state": STATE_SUCCEEDED, "error": None, "progress": progress}
     error = outcome.error or JobError("batch_job_failed", "the batch job failed")
     logger.warning("batch job failed", extra={"reason": error.message})
-    metrics.count(contract.METRIC_BATCH_JOBS_FAILED)
+    metrics.count(contract.METRIC_BATCH_JOBS_FAILED, job_id)
     return {"state": STATE_FAILED, "error": error.as_dict(), "progress": progress}
 
 

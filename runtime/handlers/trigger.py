@@ -139,7 +139,7 @@ def handle_object(  # noqa: PLR0911 - one return per outcome
     except JobExists:
         logger.info("duplicate event: the job exists already")
         return {"key": key, "job_id": job_id, "outcome": DUPLICATE}
-    metrics.count(contract.METRIC_JOBS_SUBMITTED)  # as the job API counts POST /jobs
+    metrics.count(contract.METRIC_JOBS_SUBMITTED, job_id)  # as the job API counts POST /jobs
     not_started = _start(ctx, job, key)
     if not_started is not None:
         return not_started

@@ -300,14 +300,19 @@ def test_inline_job_requests_are_validated_like_predict() -> None:
 # --- metrics: terminal statuses counted where they are written ------------------------------------
 
 
-def emf_counts(out: str) -> list[tuple[str, str, list[list[str]], dict[str, str]]]:
-    """(namespace, metric, dimension sets, dimension values) of each EMF record printed."""
+def emf_counts(
+    out: str, job_id: str | None = None
+) -> list[tuple[str, str, list[list[str]], dict[str, str]]]:
+    """(namespace, metric, dimension sets, dimension values) of each EMF record printed; each
+    names its job (``job_id``, a property like every log line of a job has)."""
     found = []
     for line in out.splitlines():
         if not line.startswith("{"):
             continue
         record = json.loads(line)
         for directive in record.get("_aws", {}).get("CloudWatchMetrics", []):
+            if job_id is not None:
+                assert record["job_id"] == job_id
             for metric in directive["Metrics"]:
                 assert record[metric["Name"]] == [1.0]
                 values = {d: record[d] for dims in directive["Dimensions"] for d in dims}
@@ -325,7 +330,7 @@ def test_a_job_recorded_failed_or_succeeded_is_counted_once(
     store.transition("f" * 32, contract.STATUS_RUNNING)
     assert emf_counts(capsys.readouterr().out) == []  # PENDING, RUNNING: not counted
     store.transition("f" * 32, contract.STATUS_FAILED, error=JobError("boom", "it broke"))
-    ((namespace, name, dims, values),) = emf_counts(capsys.readouterr().out)
+    ((namespace, name, dims, values),) = emf_counts(capsys.readouterr().out, "f" * 32)
     assert (namespace, dims, values) == service and name == "JobsFailed"
     with pytest.raises(TransitionRejected):  # already FAILED: nothing written, nothing counted
         store.transition("f" * 32, contract.STATUS_FAILED, expected=[contract.STATUS_RUNNING])
@@ -333,7 +338,7 @@ def test_a_job_recorded_failed_or_succeeded_is_counted_once(
 
     pending(store, "s" * 32)
     store.transition("s" * 32, contract.STATUS_SUCCEEDED)
-    ((namespace, name, dims, values),) = emf_counts(capsys.readouterr().out)
+    ((namespace, name, dims, values),) = emf_counts(capsys.readouterr().out, "s" * 32)
     assert (namespace, dims, values) == service and name == "JobsSucceeded"
 
     # a job created FAILED (an invalid job config) is counted too
