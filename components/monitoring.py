@@ -300,11 +300,19 @@ WIDGET_WIDTH: Final = 12
 WIDGET_HEIGHT: Final = 6
 
 
-def _search(metric_name: str, stat: str) -> str:
-    """Every series of a runtime metric for this service, whatever its other dimensions (one
-    series per model_version once versions are dimensioned)."""
+# The dimension sets of the predictor's metrics a SEARCH covers (a metric schema matches one
+# set): the service alone, and the service with the model version (a series per version).
+SEARCH_SCHEMAS: Final = (
+    (contract.METRIC_DIMENSION_SERVICE,),
+    (contract.METRIC_DIMENSION_SERVICE, VERSION_DIMENSION),
+)
+
+
+def _search(metric_name: str, stat: str, dimensions: Sequence[str]) -> str:
+    """Every series of a runtime metric of this service with exactly ``dimensions``."""
+    schema = ",".join([contract.METRICS_NAMESPACE, *dimensions])
     return (
-        f'SEARCH(\'Namespace="{contract.METRICS_NAMESPACE}" MetricName="{metric_name}" '
+        f'SEARCH(\'{{{schema}}} MetricName="{metric_name}" '
         f'{contract.METRIC_DIMENSION_SERVICE}="{contract.SERVICE_NAME}"\', '
         f"'{stat}', {PERIOD_SECONDS})"
     )
@@ -347,12 +355,13 @@ def dashboard_body(m: Monitored, region: str) -> dict[str, Any]:
                 [
                     [
                         {
-                            "expression": _search(contract.METRIC_PREDICT_LATENCY, stat),
-                            "id": f"latency_{stat}",
+                            "expression": _search(contract.METRIC_PREDICT_LATENCY, stat, dims),
+                            "id": f"latency_{stat}_{n}",
                             "label": stat,
                         }
                     ]
                     for stat in ("p50", "p99")
+                    for n, dims in enumerate(SEARCH_SCHEMAS)
                 ],
                 region,
             )
@@ -500,7 +509,7 @@ def referenced_metrics(body: Mapping[str, Any]) -> set[tuple[str, str]]:
     """Every (namespace, metric name) a dashboard document reads: its metric rows and the
     metric names of its SEARCH expressions (for checks that each one exists)."""
     found: set[tuple[str, str]] = set()
-    search = re.compile(r'Namespace="([^"]+)" MetricName="([^"]+)"')
+    search = re.compile(r'\{([^,}]+)[^}]*\} MetricName="([^"]+)"')
     for widget in body.get("widgets", []):
         for row in widget.get("properties", {}).get("metrics", []):
             if row and isinstance(row[0], str):

@@ -422,10 +422,13 @@ def test_latency_is_searched_per_version_whatever_the_dimensions() -> None:
     document = monitoring.dashboard_body(monitored(("v1",)), REGION)
     (widget,) = [w for w in document["widgets"] if "latency" in w["properties"]["title"].lower()]
     expressions = [row[0]["expression"] for row in widget["properties"]["metrics"]]
+    # a metric schema matches one dimension set: the service alone (one version, today) and the
+    # service with model_version (a line per version)
     assert expressions == [
-        'SEARCH(\'Namespace="mlserve" MetricName="PredictLatency" service="mlserve"\', '
+        f'SEARCH(\'{{mlserve,{schema}}} MetricName="PredictLatency" service="mlserve"\', '
         f"'{stat}', 300)"
         for stat in ("p50", "p99")
+        for schema in ("service", "service,model_version")
     ]
 
 
