@@ -17,10 +17,13 @@ import pulumi
 
 from components.api import LambdaTarget, RestApi, RestApiArgs
 from components.batch import BatchScoring, BatchScoringArgs
+from components.cloudwatch import Monitoring, MonitoringArgs
 from components.compatibility import ModelRefused, model_categories_env, model_metadata
 from components.ecs import EcsScoring, EcsScoringArgs, LambdaEcsPredictor, LambdaEcsPredictorArgs
 from components.engine import Conversion, EngineConversionError, convert_to_onnx
+from components.functions import FunctionParts
 from components.image import ScoringImage, ScoringImageArgs
+from components.monitoring import Monitored, Thresholds
 from components.network import Network, NetworkArgs
 from components.packaging import LAYER_REQUIREMENTS, LambdaPackage, LambdaPackageArgs
 from components.realtime import RealtimePredictor, RealtimePredictorArgs
@@ -145,11 +148,26 @@ class Shared:
 
 
 @dataclass(frozen=True)
+class Watched:
+    """A function as monitoring sees it: its name and its log group's name."""
+
+    function_name: pulumi.Output[str]
+    log_group_name: pulumi.Output[str]
+
+    @classmethod
+    def of(cls, parts: FunctionParts) -> Watched:
+        return cls(parts.function.name, parts.log_group.name)
+
+
+@dataclass(frozen=True)
 class Built:
-    """What an architecture contributes: the API operations it serves and extra stack outputs."""
+    """What an architecture contributes: the API operations it serves, extra stack outputs, and
+    what the alarms and the dashboard watch (its functions, its state machine)."""
 
     routes: Mapping[str, LambdaTarget]
     outputs: Mapping[str, Any] = field(default_factory=dict)
+    functions: Mapping[str, Watched] = field(default_factory=dict)
+    state_machines: Mapping[str, pulumi.Output[str]] = field(default_factory=dict)
 
 
 def build_lambda(shared: Shared) -> Built:
@@ -191,7 +209,11 @@ def build_lambda(shared: Shared) -> Built:
             log_retention_days=s.log_retention_days,
         ),
     )
-    return Built(routes=predictor.routes, outputs={"predictorLogGroup": predictor.log_group_name})
+    return Built(
+        routes=predictor.routes,
+        outputs={"predictorLogGroup": predictor.log_group_name},
+        functions={"predictor": Watched(predictor.function_name, predictor.log_group_name)},
+    )
 
 
 def job_api_args(shared: Shared) -> dict[str, Any]:
@@ -245,6 +267,7 @@ def build_lambda_ecs(shared: Shared) -> Built:
     return Built(
         routes=job_api.routes,
         outputs={**container_outputs(shared), "jobApiLogGroup": job_api.log_group_name},
+        functions={"lambda-ecs": Watched(job_api.function_name, job_api.log_group_name)},
     )
 
 
@@ -265,6 +288,8 @@ def build_stepfunctions_ecs(shared: Shared) -> Built:
             "stepFunctionsLogGroup": workflow.state_machine_log_group_name,
             "sfnJobApiLogGroup": workflow.log_group_name,
         },
+        functions={label: Watched.of(parts) for label, parts in workflow.functions.items()},
+        state_machines={"stepfunctions-ecs": workflow.state_machine_arn},
     )
 
 
@@ -310,6 +335,13 @@ def build_stepfunctions_batch(shared: Shared) -> Built:
             "batchJobApiLogGroup": workflow.log_group_name,
             "triggerLogGroup": workflow.trigger.log_group_name,
         },
+        functions={
+            **{label: Watched.of(parts) for label, parts in workflow.functions.items()},
+            "stepfunctions-batch-trigger": Watched(
+                workflow.trigger.function_name, workflow.trigger.log_group_name
+            ),
+        },
+        state_machines={"stepfunctions-batch": workflow.state_machine_arn},
     )
 
 
@@ -413,11 +445,15 @@ def main() -> None:
     # Architectures in the configured order; the first one serving an operation gets it.
     routes: dict[str, LambdaTarget] = {}
     outputs: dict[str, Any] = {}
+    functions: dict[str, Watched] = {}
+    state_machines: dict[str, pulumi.Output[str]] = {}
     for name in settings.architectures:
         built = BUILDERS[name](shared)
         for operation, target in built.routes.items():
             routes.setdefault(operation, target)
         outputs.update(built.outputs)
+        functions.update(built.functions)
+        state_machines.update(built.state_machines)
 
     api = RestApi(
         "api",
@@ -427,6 +463,30 @@ def main() -> None:
             throttle_rate=settings.throttle_rate,
             throttle_burst=settings.throttle_burst,
             log_retention_days=settings.log_retention_days,
+        ),
+    )
+
+    monitoring = Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            monitored=Monitored(
+                api_name=api.api_name,
+                stage=contract.STAGE_NAME,
+                functions={label: f.function_name for label, f in functions.items()},
+                state_machines=state_machines,
+                log_groups=[f.log_group_name for f in functions.values()],
+                realtime=contract.ARCH_LAMBDA in settings.architectures,
+                jobs=any(a != contract.ARCH_LAMBDA for a in settings.architectures),
+                batch=contract.ARCH_STEPFUNCTIONS_BATCH in settings.architectures,
+                # the model versions served, the stable one first (a canary second)
+                versions=(settings.model_version,),
+            ),
+            thresholds=Thresholds(
+                latency_p99_ms=settings.latency_p99_threshold_ms,
+                api_5xx_percent=settings.api5xx_rate_percent,
+            ),
+            alarms=settings.alarms,
+            alarm_email=settings.alarm_email,
         ),
     )
 
@@ -441,6 +501,9 @@ def main() -> None:
         pulumi.export("onnxModelUri", store.onnx_uri)
     pulumi.export("jobTable", table.name)
     pulumi.export("architecture", list(settings.architectures))
+    pulumi.export("dashboardUrl", monitoring.dashboard_url)
+    if monitoring.topic_arn is not None:
+        pulumi.export("alarmTopicArn", monitoring.topic_arn)
     for key, value in outputs.items():
         pulumi.export(key, value)
 

@@ -302,6 +302,8 @@ class RestApi(pulumi.ComponentResource):
     url: pulumi.Output[str]
     api_key_value: pulumi.Output[str] | None
     rest_api_id: pulumi.Output[str]
+    api_name: pulumi.Output[str]
+    stage_name: pulumi.Output[str]
     execution_arn: pulumi.Output[str]
     body: pulumi.Output[str]
 
@@ -424,12 +426,15 @@ class RestApi(pulumi.ComponentResource):
 
         self.url = stage.invoke_url
         self.rest_api_id = api.id
+        self.api_name = api.name  # CloudWatch's ApiName dimension
+        self.stage_name = stage.stage_name
         self.execution_arn = api.execution_arn
         self.register_outputs(
             {
                 "url": self.url,
                 "api_key_value": self.api_key_value,
                 "rest_api_id": self.rest_api_id,
+                "api_name": self.api_name,
                 "execution_arn": self.execution_arn,
             }
         )

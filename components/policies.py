@@ -946,3 +946,36 @@ def batch_sync_rule_arn(job_queue_arn: str) -> str:
     """The EventBridge rule of ``batch:submitJob.sync`` in the queue's region and account."""
     partition, region, account, _ = _batch_arn_parts(job_queue_arn, "job-queue")
     return f"arn:{partition}:events:{region}:{account}:rule/{BATCH_SYNC_RULE_NAME}"
+
+
+# --- alarms (CloudWatch -> SNS) -------------------------------------------------------------------
+CLOUDWATCH_SERVICE: Final = "cloudwatch.amazonaws.com"
+
+
+def alarm_topic_policy(topic_arn: str) -> PolicyDocument:
+    """The alarm topic's resource policy: CloudWatch alarms of the topic's own account may
+    publish to it (``aws:SourceAccount``, read from the topic's ARN), nothing else is granted
+    (principals of the account keep what their IAM policies give them), and publishing without
+    TLS is denied."""
+    _require_arn(topic_arn, "topic_arn")
+    parts = topic_arn.split(":")
+    if len(parts) != 6 or parts[2] != "sns" or not parts[4]:
+        raise ValueError(f"topic_arn must be an SNS topic ARN, got {topic_arn!r}")
+    return _document(
+        {
+            "Sid": "AlarmsOfThisAccountPublish",
+            "Effect": "Allow",
+            "Principal": {"Service": CLOUDWATCH_SERVICE},
+            "Action": "sns:Publish",
+            "Resource": topic_arn,
+            "Condition": {"StringEquals": {"aws:SourceAccount": parts[4]}},
+        },
+        {
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "sns:Publish",
+            "Resource": topic_arn,
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        },
+    )

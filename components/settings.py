@@ -23,6 +23,7 @@ from typing import Any, Final, Literal
 
 import yaml
 
+from components.monitoring import default_latency_p99_ms
 from runtime import contract
 from runtime.categories import UNKNOWN_CATEGORY_MODES
 from runtime.model import sha256_file
@@ -72,6 +73,7 @@ IMAGE_URI_PATTERN: Final = re.compile(
 SUBNET_ID_PATTERN: Final = re.compile(r"subnet-[0-9a-f]{8,17}")
 SECURITY_GROUP_ID_PATTERN: Final = re.compile(r"sg-[0-9a-f]{8,17}")
 MODEL_VERSION_HASH_CHARS: Final = 12
+EMAIL_PATTERN: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 _MISSING_MODEL_HINT: Final = (
     "create the example model with `make model` (python -m mlserve train-example), "
@@ -233,6 +235,10 @@ class Settings:
     security_group_ids: tuple[str, ...]
     log_retention_days: int
     protect_data: bool
+    alarms: bool
+    alarm_email: str | None
+    latency_p99_threshold_ms: int
+    api5xx_rate_percent: int
 
     @classmethod
     def from_lookup(
@@ -264,10 +270,13 @@ class Settings:
             "log_retention_days": _log_retention(r),
             "protect_data": r.boolean("protectData"),
         }
+        values.update(_monitoring_values(r, values))
         if r.problems:
             raise SettingsError(r.problems)
         # Every reader returned a value or recorded a problem: no None is left here.
-        missing = sorted(k for k, v in values.items() if v is None and k != "image")
+        missing = sorted(
+            k for k, v in values.items() if v is None and k not in ("image", "alarm_email")
+        )
         if missing:  # pragma: no cover - a reader that neither returned nor complained
             raise AssertionError(f"settings without a value: {missing}")
         return cls(**values)
@@ -419,6 +428,37 @@ def _api_values(r: _Reader) -> dict[str, Any]:
         "api_auth": r.choice("apiAuth", API_AUTH, "API auth"),
         "throttle_rate": r.integer("throttleRate", 1, None, "an integer > 0 (requests per second)"),
         "throttle_burst": r.integer("throttleBurst", 1, None, "an integer >= 1 (requests)"),
+    }
+
+
+def _monitoring_values(r: _Reader, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Alarms and their thresholds (components/monitoring.py). latencyP99ThresholdMs 0 means
+    computed from the architecture serving POST /predict (the first listed)."""
+    alarms = r.boolean("alarms")
+    alarm_email = r.string("alarmEmail") or None
+    if alarm_email is not None and not EMAIL_PATTERN.fullmatch(alarm_email):
+        r.problem("alarmEmail", f"{alarm_email!r} is not an email address; allowed: name@domain")
+    elif alarm_email is not None and alarms is False:
+        r.problem(
+            "alarmEmail",
+            "is set but mlserve:alarms is false (nothing would ever be sent); allowed: "
+            "alarms true, or alarmEmail empty",
+        )
+    latency = r.integer(
+        "latencyP99ThresholdMs",
+        0,
+        API_GATEWAY_TIMEOUT_SECONDS * 1000,
+        f"0-{API_GATEWAY_TIMEOUT_SECONDS * 1000} (ms; 0: computed)",
+    )
+    architectures = values.get("architectures") or ()
+    sync_wait = values.get("sync_wait_seconds")
+    if latency == 0 and architectures and sync_wait is not None:
+        latency = default_latency_p99_ms(architectures[0], sync_wait)
+    return {
+        "alarms": alarms,
+        "alarm_email": alarm_email,
+        "latency_p99_threshold_ms": latency,
+        "api5xx_rate_percent": r.integer("api5xxRatePercent", 1, 100, "1-100 (percent)"),
     }
 
 

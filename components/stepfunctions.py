@@ -241,6 +241,8 @@ class StepFunctionsEcsPredictor(pulumi.ComponentResource):
     function_name: pulumi.Output[str]
     function_arn: pulumi.Output[str]
     log_group_name: pulumi.Output[str]
+    # every function of the workflow by its name prefix: the job API and the step functions
+    functions: Mapping[str, FunctionParts]
     routes: Mapping[str, LambdaTarget]
 
     def __init__(
@@ -578,6 +580,8 @@ class StepFunctionsBatchPredictor(pulumi.ComponentResource):
     function_arn: pulumi.Output[str]
     log_group_name: pulumi.Output[str]
     trigger: JobConfigTrigger
+    # every function of the workflow by its name prefix: the job API and the step functions
+    functions: Mapping[str, FunctionParts]
     routes: Mapping[str, LambdaTarget]
 
     def __init__(
@@ -781,6 +785,10 @@ def _publish(
 ) -> None:
     """What both Step Functions predictors expose: routes to the job API, the state machine's
     and functions' names and ARNs as attributes, and the same as component outputs."""
+    component.functions = {
+        f"{name}-api": job_api,
+        **{f"{name}-{step}": parts for step, parts in steps.items()},
+    }
     component.routes = dict.fromkeys(
         JOB_API_OPERATIONS,
         LambdaTarget(

@@ -10,6 +10,8 @@ mlserve/commands/ (its options and its ``run``):
 - ``bench``: the benchmarks behind ``make bench`` (benchmarks/run.py).
 - ``verify``: the reliability and security checks behind ``make verify`` (mlserve/verify.py).
 - ``cost``: monthly cost per architecture (docs/cost.md).
+- ``profile``: record a model's reference statistics from its training data (metadata.json).
+- ``drift``: per-feature drift of captured requests against those statistics.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 The data set ships inside scikit-learn, so training needs no network. The model is written in
 XGBoost's own UBJSON format (never pickle) with the feature names embedded, next to a
-``metadata.json`` that records the feature names, objective, sha256 and hold-out metrics.
+``metadata.json`` that records the feature names, objective, sha256, hold-out metrics and the
+training data's reference statistics (mlserve/drift.py, for ``mlserve drift``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlserve import drift
 from runtime.contract import MODEL_METADATA_NAME, MODEL_OBJECT_NAME
 from runtime.model import sha256_file
 
@@ -107,6 +109,7 @@ def train_example(out_dir: Path = DEFAULT_OUT_DIR, n_estimators: int = 100) -> T
         "train_rows": len(train_idx),
         "test_rows": len(test_idx),
         "metrics": metrics,
+        drift.REFERENCE_KEY: drift.profile(data.x[train_idx], data.feature_names),
     }
     metadata_path = out_dir / MODEL_METADATA_NAME
     metadata_path.write_text(json.dumps(metadata, indent=2) + "\n")

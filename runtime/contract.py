@@ -52,6 +52,20 @@ ENV_POWERTOOLS_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
 SERVICE_NAME: Final = "mlserve"
 METRICS_NAMESPACE: Final = "mlserve"
 
+# --- metrics the runtime emits (CloudWatch EMF, namespace METRICS_NAMESPACE) ----------------------
+# Every record carries Powertools' ``service`` dimension (SERVICE_NAME). The dashboard and the
+# alarms (components/monitoring.py) read these names from here, never from a copy.
+METRIC_DIMENSION_SERVICE: Final = "service"
+METRIC_PREDICT_LATENCY: Final = "PredictLatency"  # ms, one per successful POST /predict (lambda)
+METRIC_PREDICT_ROWS: Final = "PredictRows"  # rows of that prediction
+METRIC_REJECTED_REQUESTS: Final = "RejectedRequests"  # a 4xx for a malformed request body
+METRIC_SERVER_ERRORS: Final = "ServerErrors"  # a 5xx answered by a handler (ours, not the caller's)
+METRIC_JOBS_SUBMITTED: Final = "JobsSubmitted"  # a job accepted (job API, S3 trigger)
+METRIC_JOBS_SUCCEEDED: Final = "JobsSucceeded"  # a job recorded SUCCEEDED (runtime/jobs.py)
+METRIC_JOBS_FAILED: Final = "JobsFailed"  # a job recorded FAILED by runtime code (runtime/jobs.py)
+METRIC_JOBS_CANCELLED: Final = "JobsCancelled"  # a job cancelled through DELETE /jobs/{id}
+METRIC_BATCH_JOBS_FAILED: Final = "BatchJobsFailed"  # CheckBatchStatus found the Batch job FAILED
+
 # --- Lambda handlers (module:function as Lambda's "handler" setting) --------------------------
 HANDLER_PREDICT: Final = "runtime.handlers.predict.handler"
 HANDLER_JOBS: Final = "runtime.handlers.jobs.handler"  # the job API of the async architectures

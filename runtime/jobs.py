@@ -29,7 +29,7 @@ from typing import Any, Final
 import numpy as np
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from runtime import contract
+from runtime import contract, metrics
 from runtime.model import parse_s3_uri
 from runtime.payload import FeatureSchema, Limits, PayloadError, media_type, parse_body
 
@@ -319,6 +319,15 @@ def fits_inline(job: Job, **attributes: Any) -> bool:
 # --- the store ----------------------------------------------------------------------------------
 
 
+def _count_status(status: str, job_id: str) -> None:
+    """Count a job that reached SUCCEEDED or FAILED where that is written (the dashboard's jobs
+    by status, the jobs-FAILED alarm). CANCELLED is counted by the job API that cancels."""
+    if status == contract.STATUS_FAILED:
+        metrics.count(contract.METRIC_JOBS_FAILED, job_id)
+    elif status == contract.STATUS_SUCCEEDED:
+        metrics.count(contract.METRIC_JOBS_SUCCEEDED, job_id)
+
+
 class JobStore:
     """Reads and conditionally writes job items. Every write sets ``updated_at``."""
 
@@ -370,6 +379,7 @@ class JobStore:
             )
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             raise JobExists(job.job_id) from None
+        _count_status(job.status, job.job_id)  # created FAILED: an invalid job config
         return job
 
     def get(self, job_id: str, *, consistent: bool = True) -> Job | None:
@@ -408,7 +418,9 @@ class JobStore:
         assignments: dict[str, Any] = {**(values or {}), "status": target}
         if error is not None:
             assignments["error"] = error.as_dict()
-        return self._update(job_id, target, assignments, statuses=sorted(sources), remove=remove)
+        job = self._update(job_id, target, assignments, statuses=sorted(sources), remove=remove)
+        _count_status(target, job_id)
+        return job
 
     def update(
         self,

@@ -11,10 +11,12 @@ from mlserve.commands import (
     bench,
     cost,
     demo,
+    drift,
     jobs,
     local,
     predict,
     preflight,
+    profile,
     train_example,
     verify,
 )
@@ -29,6 +31,8 @@ COMMANDS: tuple[ModuleType, ...] = (
     verify,
     preflight,
     cost,
+    profile,
+    drift,
 )
 
 

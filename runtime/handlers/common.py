@@ -22,6 +22,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+from runtime import contract
 from runtime.context import ConfigurationError
 from runtime.model import ModelUnavailable
 from runtime.payload import PayloadError
@@ -191,12 +192,16 @@ def install_error_handlers(app: APIGatewayRestResolver, logger: Logger, metrics:
     @app.exception_handler(PayloadError)
     def _bad_request(exc: PayloadError) -> Response[str]:
         logger.info("rejected request", extra={"code": exc.code, "reason": exc.message})
-        metric(metrics, "RejectedRequests", MetricUnit.Count, 1)
+        metric(metrics, contract.METRIC_REJECTED_REQUESTS, MetricUnit.Count, 1)
         return error_response(exc.status, exc.code, exc.message)
+
+    def _server_error() -> None:  # every 5xx a handler answers: ours, not the caller's
+        metric(metrics, contract.METRIC_SERVER_ERRORS, MetricUnit.Count, 1)
 
     @app.exception_handler(ApiError)
     def _api_error(exc: ApiError) -> Response[str]:
         if exc.status >= 500:
+            _server_error()
             logger.error("request failed", extra={"code": exc.code, "reason": exc.message})
         else:
             logger.info("request refused", extra={"code": exc.code, "reason": exc.message})
@@ -204,16 +209,19 @@ def install_error_handlers(app: APIGatewayRestResolver, logger: Logger, metrics:
 
     @app.exception_handler(ModelUnavailable)
     def _model_unavailable(exc: ModelUnavailable) -> Response[str]:
+        _server_error()
         logger.error("model unavailable", extra={"reason": str(exc)})
         return error_response(503, exc.code, f"the model is unavailable: {exc}")
 
     @app.exception_handler(ConfigurationError)
     def _misconfigured(exc: ConfigurationError) -> Response[str]:
+        _server_error()
         logger.error("function misconfigured", extra={"reason": str(exc)})
         return error_response(503, "misconfigured", f"the function is misconfigured: {exc}")
 
     @app.exception_handler(Exception)
     def _internal(exc: Exception) -> Response[str]:
+        _server_error()
         if aws_unavailable(exc):
             logger.error("AWS call failed after retries", extra={"reason": str(exc)})
             metric(metrics, "AwsUnavailable", MetricUnit.Count, 1)

@@ -217,7 +217,7 @@ def cancel_job(job_id: str) -> Response[str]:
             409, "job_finished", f"job {job_id} already finished ({exc.current}); nothing to cancel"
         ) from None
     logger.info("job cancelled")
-    metric(metrics, "JobsCancelled", MetricUnit.Count, 1)
+    metric(metrics, contract.METRIC_JOBS_CANCELLED, MetricUnit.Count, 1)
     return json_response(to_api(job))
 
 
@@ -297,7 +297,7 @@ def _submit(ctx: RuntimeContext, request: JobRequest) -> Job:
     except JobExists:  # a concurrent retry with the same key created it first
         return _replay(store.require(job_id), request, key or "")
     logger.info("job created", extra={"rows": job.rows, "input_uri": job.input_uri})
-    metric(metrics, "JobsSubmitted", MetricUnit.Count, 1)
+    metric(metrics, contract.METRIC_JOBS_SUBMITTED, MetricUnit.Count, 1)
     if job.awaiting_upload:
         return job  # started by POST /jobs/{id}/start once the input is there
     return _launch(job)

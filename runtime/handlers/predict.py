@@ -62,7 +62,9 @@ logger = Logger(service=contract.SERVICE_NAME)
 metrics = Metrics(namespace=contract.METRICS_NAMESPACE, service=contract.SERVICE_NAME)
 # PredictRows and PredictLatency of one prediction, as one EMF record (common.MetricRecord).
 prediction_metrics = MetricRecord(
-    metrics, ("PredictRows", MetricUnit.Count), ("PredictLatency", MetricUnit.Milliseconds)
+    metrics,
+    (contract.METRIC_PREDICT_ROWS, MetricUnit.Count),
+    (contract.METRIC_PREDICT_LATENCY, MetricUnit.Milliseconds),
 )
 
 _context: RuntimeContext | None = None
@@ -236,9 +238,9 @@ def predict() -> Response[str]:
         request_body(event), event.headers.get("content-type"), current.schema, current.limits
     )
     body = current.body(current.model.predict(rows))
-    metric(metrics, "PredictRows", MetricUnit.Count, len(rows))
+    metric(metrics, contract.METRIC_PREDICT_ROWS, MetricUnit.Count, len(rows))
     elapsed_ms = (time.perf_counter() - started) * 1000
-    metric(metrics, "PredictLatency", MetricUnit.Milliseconds, elapsed_ms)
+    metric(metrics, contract.METRIC_PREDICT_LATENCY, MetricUnit.Milliseconds, elapsed_ms)
     return Response(status_code=200, content_type="application/json", body=body)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from runtime import contract
+from runtime import contract, metrics
 from runtime.compute import (
     BatchTarget,
     ComputeError,
@@ -259,6 +259,7 @@ def batch_state(ctx: RuntimeContext, job_id: str, batch_job_id: str) -> dict[str
         return {"state": STATE_SUCCEEDED, "error": None, "progress": progress}
     error = outcome.error or JobError("batch_job_failed", "the batch job failed")
     logger.warning("batch job failed", extra={"reason": error.message})
+    metrics.count(contract.METRIC_BATCH_JOBS_FAILED, job_id)
     return {"state": STATE_FAILED, "error": error.as_dict(), "progress": progress}
 
 

@@ -33,7 +33,7 @@ from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
 
-from runtime import contract
+from runtime import contract, metrics
 from runtime.context import RuntimeContext
 from runtime.jobs import (
     INVALID_JOB_CONFIG,
@@ -139,6 +139,7 @@ def handle_object(  # noqa: PLR0911 - one return per outcome
     except JobExists:
         logger.info("duplicate event: the job exists already")
         return {"key": key, "job_id": job_id, "outcome": DUPLICATE}
+    metrics.count(contract.METRIC_JOBS_SUBMITTED, job_id)  # as the job API counts POST /jobs
     not_started = _start(ctx, job, key)
     if not_started is not None:
         return not_started

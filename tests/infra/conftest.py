@@ -94,6 +94,7 @@ def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, d
     elif typ == "aws:apigateway/restApi:RestApi":
         rid = hashlib.sha256(name.encode()).hexdigest()[:10]
         out |= {
+            "name": phys,
             "arn": f"arn:aws:apigateway:{REGION}::/restapis/{rid}",
             "executionArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{rid}",
             "rootResourceId": "root0",
@@ -149,6 +150,17 @@ def mock_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> tuple[str, d
     elif typ == "aws:ec2/securityGroup:SecurityGroup":
         rid = f"sg-{hashlib.sha256(name.encode()).hexdigest()[:17]}"
         out |= {"arn": f"arn:aws:ec2:{REGION}:{ACCOUNT}:security-group/{rid}", "name": phys}
+    elif typ == "aws:sns/topic:Topic":
+        out |= {"name": phys, "arn": f"arn:aws:sns:{REGION}:{ACCOUNT}:{phys}"}
+        rid = out["arn"]
+    elif typ == "aws:sns/topicSubscription:TopicSubscription":
+        rid = f"{inputs['topic']}:{hashlib.sha256(name.encode()).hexdigest()[:36]}"
+        out |= {"arn": rid}
+    elif typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
+        out |= {"name": phys, "arn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{phys}"}
+    elif typ == "aws:cloudwatch/dashboard:Dashboard":
+        rid = str(inputs["dashboardName"])
+        out |= {"dashboardArn": f"arn:aws:cloudwatch::{ACCOUNT}:dashboard/{rid}"}
     else:
         out.setdefault("arn", f"arn:aws:mock:{REGION}:{ACCOUNT}:{typ.rsplit(':', 1)[-1]}/{phys}")
     return f"{rid}", out

@@ -176,6 +176,7 @@ def test_stack_outputs(ecs_run: StackRun) -> None:
     exports = ecs_run.exports
     assert set(exports) == {
         "apiUrl", "apiKey", "modelBucket", "modelUri", "jobTable", "architecture",
+        "dashboardUrl", "alarmTopicArn",
         "imageUri", "ecsCluster", "jobApiLogGroup", "scoringLogGroup",
     }  # fmt: skip
     assert exports["architecture"] == ["lambda-ecs"]

@@ -685,3 +685,15 @@ def test_ecs_sync_rule_arn_keeps_partition_region_and_account() -> None:
 def test_step_functions_arn_helpers_reject(function: Any, value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         function(value)
+
+
+def test_the_alarm_topic_policy_needs_an_sns_topic_arn() -> None:
+    from components.policies import alarm_topic_policy
+
+    document = alarm_topic_policy("arn:aws:sns:eu-west-1:210987654321:alarms-1")
+    (allow,) = [s for s in document["Statement"] if s["Effect"] == "Allow"]
+    assert allow["Condition"] == {"StringEquals": {"aws:SourceAccount": "210987654321"}}
+    assert allow["Action"] == "sns:Publish"  # publishing only: no subscribe, no topic changes
+    for bad in ("arn:aws:sqs:eu-west-1:210987654321:q", "arn:aws:sns:eu-west-1::t", "topic"):
+        with pytest.raises(ValueError):
+            alarm_topic_policy(bad)

@@ -41,6 +41,10 @@ METHOD_SETTINGS = "aws:apigateway/methodSettings:MethodSettings"
 API_KEY = "aws:apigateway/apiKey:ApiKey"
 USAGE_PLAN = "aws:apigateway/usagePlan:UsagePlan"
 USAGE_PLAN_KEY = "aws:apigateway/usagePlanKey:UsagePlanKey"
+TOPIC = "aws:sns/topic:Topic"
+TOPIC_POLICY = "aws:sns/topicPolicy:TopicPolicy"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+DASHBOARD = "aws:cloudwatch/dashboard:Dashboard"
 
 # component -> the (type, logical name) of every child it owns with the default config.
 EXPECTED = {
@@ -74,6 +78,15 @@ EXPECTED = {
         (USAGE_PLAN, "api-usage-plan"),
         (USAGE_PLAN_KEY, "api-usage-plan-key"),
         (PERMISSION, "api-invoke-predictor"),
+    },
+    ("mlserve:index:Monitoring", "monitoring"): {
+        (TOPIC, "monitoring-alarms"),
+        (TOPIC_POLICY, "monitoring-alarms-policy"),
+        (ALARM, "monitoring-api-5xx-rate"),
+        (ALARM, "monitoring-api-latency-p99"),
+        (ALARM, "monitoring-predictor-errors"),
+        (ALARM, "monitoring-predictor-throttles"),
+        (DASHBOARD, "monitoring-dashboard"),
     },
 }
 
@@ -151,6 +164,8 @@ def test_stack_outputs(default_run: StackRun) -> None:
         "architecture",
         "engine",
         "predictorLogGroup",
+        "dashboardUrl",
+        "alarmTopicArn",
     }
     bucket = default_run.one(BUCKET).outputs["bucket"]
     assert exports["modelBucket"] == bucket
@@ -567,6 +582,8 @@ def test_no_auth(base_config: dict[str, str]) -> None:
         "architecture",
         "engine",
         "predictorLogGroup",
+        "dashboardUrl",
+        "alarmTopicArn",
     }
 
 

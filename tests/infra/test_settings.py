@@ -32,6 +32,8 @@ DESIGN_KEYS = {
     "throttleBurst", "subnetIds", "securityGroupIds", "logRetentionDays", "protectData",
     "maxRows", "allowMissing", "engine", "presignedUrlSeconds",
     "unknownCategory",
+    # issue 17: alarms and the dashboard
+    "alarms", "alarmEmail", "latencyP99ThresholdMs", "api5xxRatePercent",
 }  # fmt: skip
 
 

@@ -181,7 +181,7 @@ def test_stack_outputs(sfn_run: StackRun) -> None:
     exports = sfn_run.exports
     assert set(exports) == {
         "apiUrl", "apiKey", "modelBucket", "modelUri", "jobTable", "architecture",
-        "imageUri", "ecsCluster", "scoringLogGroup",
+        "dashboardUrl", "alarmTopicArn", "imageUri", "ecsCluster", "scoringLogGroup",
         "stateMachineArn", "stepFunctionsLogGroup", "sfnJobApiLogGroup",
     }  # fmt: skip
     assert exports["architecture"] == [NAME]

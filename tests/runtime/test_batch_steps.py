@@ -5,6 +5,7 @@ failed children and retried attempts come from DescribeJobs payloads (jobenv.bat
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,7 +236,7 @@ def test_check_reports_success_and_progress_from_moto(env: Env) -> None:
     }
 
 
-def test_check_with_a_failed_child(env: Env) -> None:
+def test_check_with_a_failed_child(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     job_id = env.job(shards=4)
     env.store.update(job_id, {"batch_job_id": "p"})
     env.use(
@@ -252,8 +253,10 @@ def test_check_with_a_failed_child(env: Env) -> None:
             ),
         )
     )
+    capsys.readouterr()
     first = env.check(job_id, "p")
     assert first["state"] == "RUNNING"
+    assert "BatchJobsFailed" not in capsys.readouterr().out
     assert env.store.require(job_id).progress == {
         "succeeded": 2,
         "failed": 1,
@@ -264,6 +267,11 @@ def test_check_with_a_failed_child(env: Env) -> None:
     assert second["state"] == "FAILED"
     assert second["error"]["code"] == "batch_job_failed"
     assert "1 of 4 shards failed" in second["error"]["message"]
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    (record,) = [r for r in records if "BatchJobsFailed" in r]
+    (directive,) = record["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == contract.METRICS_NAMESPACE
+    assert (directive["Dimensions"], record["service"]) == ([["service"]], contract.SERVICE_NAME)
 
 
 def test_check_with_a_retried_attempt(env: Env) -> None:

@@ -295,3 +295,63 @@ def test_inline_job_requests_are_validated_like_predict() -> None:
     with pytest.raises(PayloadError) as broken:
         jobs.parse_job_request('{"input_uri": ', "application/json", SCHEMA, LIMITS, BUCKET)
     assert broken.value.code == "malformed_json"
+
+
+# --- metrics: terminal statuses counted where they are written ------------------------------------
+
+
+def emf_counts(
+    out: str, job_id: str | None = None
+) -> list[tuple[str, str, list[list[str]], dict[str, str]]]:
+    """(namespace, metric, dimension sets, dimension values) of each EMF record printed; each
+    names its job (``job_id``, a property like every log line of a job has)."""
+    found = []
+    for line in out.splitlines():
+        if not line.startswith("{"):
+            continue
+        record = json.loads(line)
+        for directive in record.get("_aws", {}).get("CloudWatchMetrics", []):
+            if job_id is not None:
+                assert record["job_id"] == job_id
+            for metric in directive["Metrics"]:
+                assert record[metric["Name"]] == [1.0]
+                values = {d: record[d] for dims in directive["Dimensions"] for d in dims}
+                found.append(
+                    (directive["Namespace"], metric["Name"], directive["Dimensions"], values)
+                )
+    return found
+
+
+def test_a_job_recorded_failed_or_succeeded_is_counted_once(
+    store: JobStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = (contract.METRICS_NAMESPACE, [["service"]], {"service": contract.SERVICE_NAME})
+    pending(store, "f" * 32)
+    store.transition("f" * 32, contract.STATUS_RUNNING)
+    assert emf_counts(capsys.readouterr().out) == []  # PENDING, RUNNING: not counted
+    store.transition("f" * 32, contract.STATUS_FAILED, error=JobError("boom", "it broke"))
+    ((namespace, name, dims, values),) = emf_counts(capsys.readouterr().out, "f" * 32)
+    assert (namespace, dims, values) == service and name == "JobsFailed"
+    with pytest.raises(TransitionRejected):  # already FAILED: nothing written, nothing counted
+        store.transition("f" * 32, contract.STATUS_FAILED, expected=[contract.STATUS_RUNNING])
+    assert emf_counts(capsys.readouterr().out) == []
+
+    pending(store, "s" * 32)
+    store.transition("s" * 32, contract.STATUS_SUCCEEDED)
+    ((namespace, name, dims, values),) = emf_counts(capsys.readouterr().out, "s" * 32)
+    assert (namespace, dims, values) == service and name == "JobsSucceeded"
+
+    # a job created FAILED (an invalid job config) is counted too
+    store.create(
+        replace(store.new_job("x" * 32, architecture="a", model_version="v"), status="FAILED")
+    )
+    assert [c[1] for c in emf_counts(capsys.readouterr().out)] == ["JobsFailed"]
+
+
+def test_disabled_metrics_count_nothing(
+    store: JobStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    pending(store)
+    store.transition("a" * 32, contract.STATUS_FAILED)
+    assert emf_counts(capsys.readouterr().out) == []

@@ -112,11 +112,17 @@ def test_corrupt_model_is_503_then_recovers(
     assert status == 200, body
 
 
-def test_missing_configuration_is_503_not_a_crash(aws: None) -> None:
+def test_missing_configuration_is_503_not_a_crash(
+    aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     predict.configure(env={})
+    capsys.readouterr()
     status, body = call("GET", "/health")
     assert status == 503
     assert "MODEL_URI" in body["error"]["message"]
+    (record,) = emf_records(capsys.readouterr().out)  # a 5xx of ours is counted
+    assert record[contract.METRIC_SERVER_ERRORS] == [1.0]
+    assert record["_aws"]["CloudWatchMetrics"][0]["Namespace"] == contract.METRICS_NAMESPACE
 
 
 def test_our_own_fault_is_500_without_a_stack_trace(

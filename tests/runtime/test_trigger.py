@@ -219,10 +219,20 @@ def test_a_config_that_is_not_json_is_rejected(env: Trigger) -> None:
     assert env.store.require(result["job_id"]).status == contract.STATUS_FAILED
 
 
-def test_a_duplicate_event_starts_nothing(env: Trigger) -> None:
+def emf_metric_names(out: str) -> list[str]:
+    records = [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+    return [
+        m["Name"] for r in records for d in r["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]
+    ]
+
+
+def test_a_duplicate_event_starts_nothing(env: Trigger, capsys: pytest.CaptureFixture[str]) -> None:
     evt = env.upload("big.json", VALID)
+    capsys.readouterr()
     (first,) = env.fire(evt)
+    assert emf_metric_names(capsys.readouterr().out) == ["JobsSubmitted"]  # counted once
     (second,) = env.fire(evt)
+    assert emf_metric_names(capsys.readouterr().out) == []
     assert first["outcome"] == trigger.STARTED
     assert second == {"key": "jobs/big.json", "job_id": first["job_id"], "outcome": "duplicate"}
     assert len(env.executions()) == 1

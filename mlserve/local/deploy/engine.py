@@ -29,6 +29,7 @@ from mlserve.local.aws import EnvironmentPatch
 from mlserve.local.deploy import (
     apigateway,
     batch,
+    cloudwatch,
     dynamodb,
     ec2,
     ecr,
@@ -39,6 +40,7 @@ from mlserve.local.deploy import (
     moto_fixes,
     s3,
     sfn,
+    sns,
     sts,
     substitutions,
 )
@@ -60,6 +62,8 @@ MAPPERS: Final[tuple[ModuleType, ...]] = (
     batch,
     ecr,
     ec2,
+    cloudwatch,
+    sns,
     sts,
     substitutions,
 )

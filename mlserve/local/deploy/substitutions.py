@@ -96,6 +96,12 @@ NOT_EMULATED: Final[tuple[Substitution, ...]] = (
         "nothing in moto writes to CloudWatch Logs on a service's behalf",
     ),
     Substitution(
+        "CloudWatch alarms and SNS delivery",
+        "the alarms, the dashboard, the alarm topic, its policy and subscription are created as "
+        "declared",
+        "moto evaluates no alarm (no metrics arrive: EMF needs log delivery) and sends no email",
+    ),
+    Substitution(
         "X-Ray tracing",
         "the tracing settings are deployed as declared",
         "moto has no trace delivery",
