@@ -178,9 +178,11 @@ def test_every_prediction_answers_alike_and_publishes_its_metrics(
     for record in records:
         (directive,) = record["_aws"]["CloudWatchMetrics"]
         assert directive["Namespace"] == contract.METRICS_NAMESPACE
-        assert directive["Dimensions"] == [["service"]]
+        # per model version (issue 17), and service-wide as before
+        assert directive["Dimensions"] == [["service", "model_version"], ["service"]]
         assert [m["Name"] for m in directive["Metrics"]] == ["PredictRows", "PredictLatency"]
         assert record["service"] == contract.SERVICE_NAME
+        assert record["model_version"] == json.loads(first["body"])["model_version"]
         assert record["PredictRows"] == [3.0]
         assert record["PredictLatency"][0] > 0
         assert abs(record["_aws"]["Timestamp"] / 1000 - time.time()) < 60
