@@ -132,6 +132,7 @@ ECS_ARCHITECTURES = (contract.ARCH_LAMBDA_ECS, contract.ARCH_STEPFUNCTIONS_ECS)
 # identity role -> the architecture it belongs to ("ecs" roles: both ECS architectures)
 ROLE_ARCHITECTURES: dict[str, tuple[str, ...]] = {
     "predictor": (contract.ARCH_LAMBDA,),
+    "capture": (contract.ARCH_LAMBDA,),
     "job-api": (contract.ARCH_LAMBDA_ECS,),
     "ecs-task": ECS_ARCHITECTURES,
     "ecs-execution": ECS_ARCHITECTURES,
@@ -150,6 +151,7 @@ ROLE_ARCHITECTURES: dict[str, tuple[str, ...]] = {
 FUNCTION_ROLES = frozenset(
     {
         "predictor",
+        "capture",
         "job-api",
         "sfn-job-api",
         "run-ecs",
@@ -170,6 +172,7 @@ _FUNCTION_NAME = re.compile(r"mlserve-local-(?P<role>.+)-[0-9a-f]{8}")
 # A deployed function's identity, by the handler it runs (the job API: by its ARCHITECTURE).
 HANDLER_ROLES = {
     contract.HANDLER_PREDICT: "predictor",
+    contract.HANDLER_CAPTURE: "capture",
     contract.HANDLER_RUN_ECS: "run-ecs",
     contract.HANDLER_CHECK_JOB_STATUS: "check-job-status",
     contract.HANDLER_SUBMIT_BATCH_JOB: "submit-batch-job",
@@ -311,6 +314,8 @@ class Stack:
             uri = self.model_uris[self.function("predictor")]
             served = "arn:aws:s3:::" + uri.removeprefix("s3://")
             found["predictor"] = policies.realtime_predictor_policy(served, logs("predictor"))
+            if any(self.function_identity(name) == "capture" for name in self.functions):
+                found["capture"] = policies.capture_writer_policy(bucket, logs("capture"))
         if any(a in archs for a in ECS_ARCHITECTURES):
             ecs = self.ecs
             found["ecs-task"] = policies.scoring_task_policy(table, bucket, model)
@@ -701,6 +706,7 @@ def synthetic_stack(polling: str) -> Stack:
         role: f"mlserve-local-{role}-0123abcd"
         for role in (
             "predictor",
+            "capture",
             "job-api",
             "sfn-job-api",
             "batch-job-api",
