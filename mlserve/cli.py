@@ -10,6 +10,7 @@ mlserve/commands/ (its options and its ``run``):
 - ``bench``: the benchmarks behind ``make bench`` (benchmarks/run.py).
 - ``verify``: the reliability and security checks behind ``make verify`` (mlserve/verify.py).
 - ``cost``: monthly cost per architecture (docs/cost.md).
+- ``rollout status``: a canary/shadow rollout's versions side by side, from the captured data.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from mlserve.commands import (
     local,
     predict,
     preflight,
+    rollout,
     train_example,
     verify,
 )
@@ -29,6 +30,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     verify,
     preflight,
     cost,
+    rollout,
 )
 
 

@@ -152,6 +152,10 @@ class Serving:
         except Exception as exc:
             if count_errors and not isinstance(exc, PayloadError):
                 served.errors.emit(1)
+                if plan.capture:  # the failure is part of the version's record too
+                    elapsed_ms = (time.perf_counter() - started) * 1000
+                    failed = {served.version: _code(exc)}
+                    self._emit(rows, request_id, served, {}, failed, elapsed_ms=elapsed_ms)
             raise
         elapsed_ms = (time.perf_counter() - started) * 1000
         served.metrics.emit(len(rows), elapsed_ms)
@@ -187,8 +191,20 @@ class Serving:
                 other.body(shadowed)  # the check a served answer gets (finite predictions)
                 versions[other.version] = shadowed
             except Exception as exc:
-                errors[other.version] = str(getattr(exc, "code", None) or type(exc).__name__)
+                errors[other.version] = _code(exc)
                 other.errors.emit(1)
+        self._emit(rows, request_id, served, versions, errors, elapsed_ms=elapsed_ms)
+
+    def _emit(
+        self,
+        rows: np.ndarray,
+        request_id: str,
+        served: ServedVersion,
+        versions: Mapping[str, Any],
+        errors: Mapping[str, str],
+        *,
+        elapsed_ms: float,
+    ) -> None:
         capture.emit(
             capture.record(
                 request_id=request_id,
@@ -201,6 +217,11 @@ class Serving:
                 errors=errors,
             )
         )
+
+
+def _code(exc: BaseException) -> str:
+    """A failed scoring's code in a capture record: the API error code, else the type's name."""
+    return str(getattr(exc, "code", None) or type(exc).__name__)
 
 
 def configure(

@@ -8,6 +8,7 @@ version the answer names, and the capture records against what the client sent a
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
+from mlserve.cli import main
 from mlserve.local import Emulator
 from mlserve.train import TrainResult, train_example
 from runtime import capture, contract
@@ -177,6 +179,43 @@ def test_sampled_requests_are_captured_per_served_version(
     assert {r["served_version"] for r in records} == set(boosters)
 
 
+def test_rollout_status_shows_the_captured_versions_side_by_side(
+    split: tuple[Emulator, dict[str, xgb.Booster]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    emu, boosters = split
+    records = _captured(emu)
+    args = ["rollout", "status", "--bucket", emu.bucket, "--endpoint-url", emu.endpoint_url]
+    args += ["--url", emu.url, "--api-key", str(emu.api_key), "--json"]
+    capsys.readouterr()
+    assert main(args) == 0
+    figures = json.loads(capsys.readouterr().out)
+    stable, canary = boosters
+    assert figures["model"] == emu.model.name
+    assert figures["records"] == len(records)
+    shown = {v["version"]: v for v in figures["versions"]}
+    assert [v["version"] for v in figures["versions"]] == [stable, canary]
+    assert (shown[stable]["role"], shown[canary]["role"]) == ("stable", "canary")
+    for version in (stable, canary):
+        answered = [r for r in records if r["served_version"] == version]
+        assert shown[version]["answered"] == len(answered)
+        assert shown[version]["errors"] == 0 and shown[version]["shadowed"] == 0
+        latencies = sorted(r["latency_ms"] for r in answered)
+        assert latencies[0] <= shown[version]["latency_p50_ms"] <= latencies[-1]
+    assert figures["agreement"]["rows"] == 0  # split mode: no row scored by both
+    assert main([*args[:-1]]) == 0  # the table
+    table = capsys.readouterr().out
+    assert "requests answered" in table and stable in table and canary in table
+
+
+def test_rollout_status_without_a_bucket_says_what_to_pass(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLSERVE_BUCKET", raising=False)
+    assert main(["rollout", "status"]) == 1
+    assert "no bucket: pass --bucket" in capsys.readouterr().err
+
+
 @pytest.fixture
 def shadow(
     emulators: Emulators, trained: TrainResult, canary_model: TrainResult
@@ -267,3 +306,31 @@ def test_a_canary_with_other_features_is_refused(
             model=trained.model_path,
             config={"canaryModelPath": str(path), "canaryPercent": "10"},
         )
+
+
+def test_the_demo_shows_a_canary_rollout(
+    emulators: Emulators, trained: TrainResult, canary_model: TrainResult, tmp_path: Path
+) -> None:
+    from .test_cli import mlserve
+
+    emulators.stop()
+    result = mlserve(
+        "demo",
+        "--model-dir",
+        str(trained.model_path.parent),
+        "--canary",
+        "30",
+        "--canary-mode",
+        "shadow",
+        "--canary-model",
+        str(canary_model.model_path),
+        cwd=tmp_path,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = result.stdout
+    assert "mode shadow, canary 30 %" in out
+    assert "requests answered" in out and "scored in shadow" in out
+    agreement = re.search(r"prediction agreement: ([0-9.]+) % of (\d+) rows", out)
+    assert agreement is not None, out
+    assert int(agreement.group(2)) > 0
