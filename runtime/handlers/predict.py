@@ -116,13 +116,14 @@ class Serving:
     """What every prediction needs, resolved once per deployment: the stable model version and
     the canary's (runtime/rollout.py decides who answers), the feature schema and limits."""
 
-    __slots__ = ("limits", "model", "rollout", "schema", "versions")
+    __slots__ = ("limits", "model", "recorder", "rollout", "schema", "versions")
 
     def __init__(self, ctx: RuntimeContext, model: LoadedModel, canary: LoadedModel | None = None):
         self.versions = (ServedVersion(model),) + ((ServedVersion(canary),) if canary else ())
         self.model = model  # the stable model
         self.schema = FeatureSchema.of_model(model.info)
         self.limits = ctx.limits
+        self.recorder = capture.Recorder(model.info.name, self.schema.names)
         self.rollout = Rollout(
             tuple(v.version for v in self.versions),
             canary_percent=ctx.percent(contract.ENV_CANARY_PERCENT) if canary else 0,
@@ -154,8 +155,14 @@ class Serving:
                 served.errors.emit(1)
                 if plan.capture:  # the failure is part of the version's record too
                     elapsed_ms = (time.perf_counter() - started) * 1000
-                    failed = {served.version: _code(exc)}
-                    self._emit(rows, request_id, served, {}, failed, elapsed_ms=elapsed_ms)
+                    self.recorder.emit(
+                        request_id=request_id,
+                        versions={},
+                        served_version=served.version,
+                        features=rows,
+                        latency_ms=elapsed_ms,
+                        errors={served.version: _code(exc)},
+                    )
             raise
         elapsed_ms = (time.perf_counter() - started) * 1000
         served.metrics.emit(len(rows), elapsed_ms)
@@ -193,29 +200,13 @@ class Serving:
             except Exception as exc:
                 errors[other.version] = _code(exc)
                 other.errors.emit(1)
-        self._emit(rows, request_id, served, versions, errors, elapsed_ms=elapsed_ms)
-
-    def _emit(
-        self,
-        rows: np.ndarray,
-        request_id: str,
-        served: ServedVersion,
-        versions: Mapping[str, Any],
-        errors: Mapping[str, str],
-        *,
-        elapsed_ms: float,
-    ) -> None:
-        capture.emit(
-            capture.record(
-                request_id=request_id,
-                model=self.model.info.name,
-                versions=versions,
-                served_version=served.version,
-                features=rows,
-                feature_names=self.schema.names,
-                latency_ms=elapsed_ms,
-                errors=errors,
-            )
+        self.recorder.emit(
+            request_id=request_id,
+            versions=versions,
+            served_version=served.version,
+            features=rows,
+            latency_ms=elapsed_ms,
+            errors=errors,
         )
 
 
