@@ -15,7 +15,7 @@ assignment. Nothing here imports Pulumi or touches AWS.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -48,6 +48,15 @@ class Plan:
     capture: bool
 
 
+# Every plan there is, built once: a plan per request would cost a frozen dataclass's __init__.
+_PLANS: Final = {
+    (answer, shadow, captured): Plan(answer, shadow, captured)
+    for answer in (0, 1)
+    for shadow in (None, 1)
+    for captured in (False, True)
+}
+
+
 @dataclass(frozen=True)
 class Rollout:
     versions: tuple[str, ...]  # (stable,) or (stable, canary)
@@ -59,11 +68,24 @@ class Rollout:
         if pinned is not None:
             if pinned not in self.versions:
                 raise UnknownVersion(pinned, self.versions)
-            return Plan(self.versions.index(pinned), None, self._captured(key, False))
+            return _PLANS[self.versions.index(pinned), None, self._captured(key)]
         in_canary = len(self.versions) > 1 and sampled(key, self.canary_percent, CANARY_SALT)
         if in_canary and self.mode == contract.CANARY_SHADOW:
-            return Plan(0, 1, True)  # a shadow score is recorded: always captured
-        return Plan(1 if in_canary else 0, None, self._captured(key, False))
+            return _PLANS[0, 1, True]  # a shadow score is recorded: always captured
+        return _PLANS[1 if in_canary else 0, None, self._captured(key)]
 
-    def _captured(self, key: str, forced: bool) -> bool:
-        return forced or sampled(key, self.capture_percent, CAPTURE_SALT)
+    def _captured(self, key: str) -> bool:
+        return sampled(key, self.capture_percent, CAPTURE_SALT)
+
+
+def rollout_headers(headers: Mapping[str, str] | None) -> tuple[str | None, str | None]:
+    """(``x-request-id``, ``x-model-version``) of a request's headers (any case), in one pass."""
+    key = pinned = None
+    if headers:
+        for name, value in headers.items():
+            lower = name.lower()
+            if lower == contract.REQUEST_ID_HEADER:
+                key = value
+            elif lower == contract.MODEL_VERSION_HEADER:
+                pinned = value
+    return key, pinned

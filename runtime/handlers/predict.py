@@ -48,7 +48,7 @@ from runtime.handlers.common import (
 )
 from runtime.model import LoadedModel, XGBoostModel
 from runtime.payload import FeatureSchema, PayloadError, non_finite_prediction, parse_body
-from runtime.rollout import Rollout
+from runtime.rollout import Rollout, rollout_headers
 
 if TYPE_CHECKING:
     import numpy as np
@@ -144,8 +144,8 @@ class Serving:
         ``x-model-version`` header pins one), its metrics and, when sampled, the capture line
         with every version that scored the request (a shadow canary too). Raises before any
         side effect when the answering version fails (then counted when ``count_errors``)."""
-        key = header(headers, contract.REQUEST_ID_HEADER) or request_id
-        plan = self.rollout.plan(key, header(headers, contract.MODEL_VERSION_HEADER))
+        key, pinned = rollout_headers(headers)
+        plan = self.rollout.plan(key or request_id, pinned)
         served = self.versions[plan.answer]
         try:
             predictions = served.model.predict(rows)

@@ -174,8 +174,9 @@ def test_sampled_requests_are_captured_per_served_version(
             record["versions"][version], reference(boosters[version], features), rtol=1e-6
         )
         assert record["latency_ms"] > 0
-    sent = {tuple(r) for r in rows.astype(np.float32).tolist()}
-    assert any({tuple(f) for f in record["features"]} <= sent for record in records)
+    # the features as the client sent them (float32 written in its shortest form)
+    sent = {tuple(r) for r in rows.tolist()}
+    assert any({tuple(f) for f in record["features"]} == sent for record in records)
     assert {r["served_version"] for r in records} == set(boosters)
 
 
