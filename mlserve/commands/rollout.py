@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how many UTC days of records, today included (default: %(default)s)",
     )
     status.add_argument(
-        "--endpoint-url", help="an S3 endpoint other than AWS's (the local emulator's)"
+        "--endpoint-url",
+        help="an S3 endpoint other than AWS's: the local emulator's (mlserve local prints it; "
+        "its credentials are used when no AWS credentials are configured)",
     )
     status.add_argument("--json", action="store_true", help="print the figures as JSON")
 
@@ -80,7 +82,16 @@ def run(args: argparse.Namespace) -> int:
             f"no bucket: pass --bucket or set {ENV_BUCKET} (pulumi stack output modelBucket)"
         )
     labels, model = _labels(args)
-    s3 = boto3.client("s3", endpoint_url=args.endpoint_url)
+    credentials: dict[str, str] = {}
+    if args.endpoint_url and boto3.Session().get_credentials() is None:
+        # the local emulator's embedded AWS takes any credentials: its own, without AWS's
+        from mlserve.local.aws import FAKE_CREDENTIALS
+
+        credentials = {
+            name.lower(): FAKE_CREDENTIALS[name]
+            for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+        }
+    s3 = boto3.client("s3", endpoint_url=args.endpoint_url, **credentials)
     try:
         status = status_of(s3, args.bucket, args.model or model, args.days, labels)
     except (BotoCoreError, ClientError) as exc:
