@@ -66,7 +66,10 @@ def function_log(group: str | None) -> Iterator[None]:
         yield
     finally:
         _current.group = previous
-        _current.pending = ""
+        pending, _current.pending = getattr(_current, "pending", ""), ""
+        if pending:  # a last line without its newline: printed, as Lambda logs it
+            out = sys.stdout
+            (out.wrapped if isinstance(out, _Stdout) else out).write(pending + "\n")
 
 
 @dataclass(frozen=True)
