@@ -4,7 +4,11 @@ One function serves both operations of the API (``health`` and ``predict``). The
 from S3 at init (``MODEL_URI``, checked against ``MODEL_SHA256``) by the engine ``MODEL_ENGINE``
 names (xgboost, or onnx: then MODEL_URI is the converted model.onnx); the dependencies come from
 the layer LambdaPackage built for that engine. The execution role may do exactly two things: read
-the model object and write to the function's own log group.
+the model object (and the canary's, issue 17) and write to the function's own log group.
+
+With a canary (``CANARY_MODEL_URI``/``CANARY_MODEL_SHA256``, ``CANARY_PERCENT``, ``CANARY_MODE``)
+the function serves both versions (runtime/rollout.py); with ``CAPTURE_SAMPLE_PERCENT`` it prints a
+capture line per sampled request, which components/capture.py delivers to S3.
 """
 
 from __future__ import annotations
