@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARCH   ?= lambda
+# make demo CANARY=25 [CANARY_MODE=shadow]: a canary rollout, ending with the rollout status table
+CANARY ?=
+CANARY_MODE ?= split
 
 .PHONY: demo test lint bench verify venv model clean
 
@@ -20,7 +23,7 @@ model: $(STAMP)
 	$(BIN)/python -m mlserve train-example --if-missing
 
 demo: $(STAMP)
-	$(BIN)/python -m mlserve demo --architecture $(ARCH)
+	$(BIN)/python -m mlserve demo --architecture $(ARCH) $(if $(CANARY),--canary $(CANARY) --canary-mode $(CANARY_MODE))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -17,8 +17,14 @@ import pulumi
 
 from components.api import LambdaTarget, RestApi, RestApiArgs
 from components.batch import BatchScoring, BatchScoringArgs
+from components.capture import DataCapture, DataCaptureArgs
 from components.cloudwatch import Monitoring, MonitoringArgs
-from components.compatibility import ModelRefused, model_categories_env, model_metadata
+from components.compatibility import (
+    ModelRefused,
+    check_canary,
+    model_categories_env,
+    model_metadata,
+)
 from components.ecs import EcsScoring, EcsScoringArgs, LambdaEcsPredictor, LambdaEcsPredictorArgs
 from components.engine import Conversion, EngineConversionError, convert_to_onnx
 from components.functions import FunctionParts
@@ -34,7 +40,7 @@ from components.stepfunctions import (
     StepFunctionsEcsPredictor,
     StepFunctionsEcsPredictorArgs,
 )
-from components.storage import JobTable, JobTableArgs, ModelStore, ModelStoreArgs
+from components.storage import CanaryModel, JobTable, JobTableArgs, ModelStore, ModelStoreArgs
 from runtime import contract
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -145,6 +151,7 @@ class Shared:
     package: LambdaPackage
     containers: Containers
     model_categories: str = ""  # MODEL_CATEGORIES (components/compatibility.py)
+    canary_categories: str = ""  # CANARY_MODEL_CATEGORIES, the canary's
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,7 @@ class Built:
 def build_lambda(shared: Shared) -> Built:
     s = shared.settings
     store = shared.store
+    canary: tuple[Any, Any, Any] = (None, None, None)
     if s.engine == contract.ENGINE_ONNX:
         # The onnx engine serves the converted, verified model.onnx and may read only that.
         if store.onnx_uri is None or store.onnx_sha256 is None or store.onnx_object_arn is None:
@@ -182,12 +190,16 @@ def build_lambda(shared: Shared) -> Built:
             store.onnx_sha256,
             store.onnx_object_arn,
         )
+        if s.has_canary:
+            canary = (store.canary_onnx_uri, store.canary_onnx_sha256, store.canary_onnx_object_arn)
     else:
         model_uri, model_sha256, model_object_arn = (
             store.model_uri,
             store.model_sha256,
             store.model_object_arn,
         )
+        if s.has_canary:
+            canary = (store.canary_uri, store.canary_sha256, store.canary_object_arn)
     predictor = RealtimePredictor(
         "predictor",
         RealtimePredictorArgs(
@@ -207,13 +219,47 @@ def build_lambda(shared: Shared) -> Built:
             snap_start=s.snap_start,
             provisioned_concurrency=s.provisioned_concurrency,
             log_retention_days=s.log_retention_days,
+            canary_uri=canary[0],
+            canary_sha256=canary[1],
+            canary_object_arn=canary[2],
+            canary_categories=shared.canary_categories,
+            canary_percent=s.canary_percent,
+            canary_mode=s.canary_mode,
+            capture_sample_percent=s.capture_sample_percent,
         ),
     )
+    outputs: dict[str, Any] = {"predictorLogGroup": predictor.log_group_name}
+    if predictor_captures(s):
+        capture = DataCapture(
+            "capture",
+            DataCaptureArgs(
+                code=shared.package.code,
+                layer_arn=shared.package.layer_arn,
+                source_log_group_name=predictor.log_group_name,
+                source_log_group_arn=predictor.log_group_arn,
+                bucket_name=store.bucket_name,
+                bucket_arn=store.bucket_arn,
+                lambda_architecture=s.lambda_architecture,
+                log_retention_days=s.log_retention_days,
+            ),
+        )
+        outputs["captureLogGroup"] = capture.log_group_name
+        outputs["captureUri"] = pulumi.Output.concat(
+            "s3://", store.bucket_name, "/", contract.CAPTURE_PREFIX
+        )
+    if s.has_canary:
+        outputs["canaryModelUri"] = store.canary_uri
     return Built(
         routes=predictor.routes,
-        outputs={"predictorLogGroup": predictor.log_group_name},
+        outputs=outputs,
         functions={"predictor": Watched(predictor.function_name, predictor.log_group_name)},
     )
+
+
+def predictor_captures(s: Settings) -> bool:
+    """Capture lines are written: sampled requests, or a shadow canary's scores."""
+    shadow = s.has_canary and s.canary_mode == contract.CANARY_SHADOW and s.canary_percent > 0
+    return s.capture_sample_percent > 0 or shadow
 
 
 def job_api_args(shared: Shared) -> dict[str, Any]:
@@ -359,7 +405,13 @@ if set(BUILDERS) != set(ARCHITECTURES):
     )
 
 
-def convert_model(settings: Settings) -> Conversion | None:
+def convert_model(
+    settings: Settings,
+    model_path: Path | None = None,
+    name: str | None = None,
+    version: str | None = None,
+    sha256: str | None = None,
+) -> Conversion | None:
     """With mlserve:engine onnx: convert and verify the model before any resource exists.
 
     A model the onnx engine cannot serve (or a conversion that disagrees with XGBoost) stops the
@@ -370,20 +422,21 @@ def convert_model(settings: Settings) -> Conversion | None:
         or contract.ARCH_LAMBDA not in settings.architectures
     ):
         return None  # the engine is the lambda predictor's; the containers score with XGBoost
-    out = PROJECT_DIR / "build" / "onnx" / f"{settings.model_sha256}.onnx"
+    model_path = model_path or settings.model_path
+    out = PROJECT_DIR / "build" / "onnx" / f"{sha256 or settings.model_sha256}.onnx"
     try:
         conversion = convert_to_onnx(
-            settings.model_path,
+            model_path,
             out,
-            name=settings.model_name,
-            version=settings.model_version,
+            name=name or settings.model_name,
+            version=version or settings.model_version,
         )
     except EngineConversionError as exc:
         message = f"mlserve:engine onnx: cannot serve this model with onnxruntime: {exc}"
         pulumi.log.error(message)
         raise pulumi.RunError(message) from exc
     pulumi.log.info(
-        f"mlserve:engine onnx: {settings.model_path.name} converted to ONNX and verified on "
+        f"mlserve:engine onnx: {model_path.name} converted to ONNX and verified on "
         f"{conversion.rows_checked} rows: max |onnx - xgboost| = {conversion.max_abs_diff:.3g} "
         f"(tolerance {conversion.tolerance:g} x max(1, |xgboost|))"
     )
@@ -403,10 +456,40 @@ def describe_model(settings: Settings) -> dict[str, Any]:
         raise pulumi.RunError(message) from exc
 
 
+def describe_canary(settings: Settings, stable: dict[str, Any]) -> CanaryModel | None:
+    """The canary (mlserve:canaryModelPath) with its metadata.json and, for the onnx engine, its
+    converted model; refused with the reason when it cannot stand beside the stable model."""
+    if settings.canary_model_path is None or settings.canary_model_sha256 is None:
+        return None
+    path, name, version = (
+        settings.canary_model_path,
+        settings.canary_model_name,
+        settings.canary_model_version,
+    )
+    try:
+        metadata = model_metadata(path, name, version, settings.canary_model_sha256)
+        check_canary(stable, metadata)
+    except ModelRefused as exc:
+        message = f"mlserve:canaryModelPath: cannot serve this canary: {exc}"
+        pulumi.log.error(message)
+        raise pulumi.RunError(message) from exc
+    onnx = convert_model(settings, path, name, version, settings.canary_model_sha256)
+    return CanaryModel(
+        model_path=path,
+        model_name=name,
+        model_version=version,
+        model_sha256=settings.canary_model_sha256,
+        metadata=metadata,
+        onnx_path=onnx.out_path if onnx else None,
+        onnx_sha256=onnx.sha256 if onnx else None,
+    )
+
+
 def main() -> None:
     settings = load_settings()
     metadata = describe_model(settings)
     conversion = convert_model(settings)
+    canary = describe_canary(settings, metadata)
 
     store = ModelStore(
         "model-store",
@@ -419,6 +502,7 @@ def main() -> None:
             onnx_path=conversion.out_path if conversion else None,
             onnx_sha256=conversion.sha256 if conversion else None,
             metadata=metadata,
+            canary=canary,
         ),
     )
     table = JobTable("job-table", JobTableArgs(protect_data=settings.protect_data))
@@ -440,6 +524,7 @@ def main() -> None:
         package=package,
         containers=Containers(settings, store, table, model_categories_env(metadata)),
         model_categories=model_categories_env(metadata),
+        canary_categories=model_categories_env(dict(canary.metadata)) if canary else "",
     )
 
     # Architectures in the configured order; the first one serving an operation gets it.
@@ -479,7 +564,11 @@ def main() -> None:
                 jobs=any(a != contract.ARCH_LAMBDA for a in settings.architectures),
                 batch=contract.ARCH_STEPFUNCTIONS_BATCH in settings.architectures,
                 # the model versions served, the stable one first (a canary second)
-                versions=(settings.model_version,),
+                versions=(
+                    (settings.model_version, settings.canary_model_version)
+                    if settings.has_canary
+                    else (settings.model_version,)
+                ),
             ),
             thresholds=Thresholds(
                 latency_p99_ms=settings.latency_p99_threshold_ms,

@@ -22,6 +22,7 @@ RESULTS = ROOT / "benchmarks" / "results.md"
 # (title, module): run in this order; each module defines rows(console, quick).
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("warm real-time latency", "benchmarks.realtime"),
+    ("data capture and canary on the warm handler", "benchmarks.capture"),
     ("cold start", "benchmarks.coldstart"),
     ("batch throughput, memory and scale-out", "benchmarks.batch"),
     ("package size", "benchmarks.package"),

@@ -164,3 +164,33 @@ def model_categories_env(metadata: dict[str, Any]) -> str:
     if metadata.get("categories_source") != "metadata":
         return ""
     return categories_environment(metadata["categories"])
+
+
+def _outputs(metadata: dict[str, Any]) -> int:
+    objective = str(metadata.get("objective"))
+    if objective == "multi:softprob":
+        return int(metadata.get("num_class") or 0)
+    return 1 if objective == "multi:softmax" else int(metadata.get("num_target") or 1)
+
+
+def check_canary(stable: dict[str, Any], canary: dict[str, Any]) -> None:
+    """A canary (issue 17) answers the same requests as the stable model: the same features
+    (names, order, types, categories) and as many predictions per row. Raises
+    :class:`ModelRefused` naming the first difference."""
+    for key, what in (
+        ("feature_names", "feature names (in order)"),
+        ("feature_types", "feature types"),
+        ("categories", "categories"),
+    ):
+        if (stable.get(key) or None) != (canary.get(key) or None):
+            raise ModelRefused(
+                f"the canary's {what} differ from the stable model's: {canary.get(key)} vs "
+                f"{stable.get(key)}; a canary must take the same requests (retrain it on the same "
+                "features)"
+            )
+    if _outputs(stable) != _outputs(canary):
+        raise ModelRefused(
+            f"the canary gives {_outputs(canary)} prediction(s) per row, the stable model "
+            f"{_outputs(stable)} ({canary.get('objective')} vs {stable.get('objective')}); a "
+            "canary must answer in the same shape"
+        )

@@ -26,8 +26,8 @@ from runtime import contract
 API_NAMESPACE: Final = "AWS/ApiGateway"
 LAMBDA_NAMESPACE: Final = "AWS/Lambda"
 STATES_NAMESPACE: Final = "AWS/States"
-# The dimension issue 17's canary/shadow versions add to the predictor's metrics.
-VERSION_DIMENSION: Final = "model_version"
+# The dimension the predictor's metrics carry per model version (a canary's beside the stable).
+VERSION_DIMENSION: Final = contract.METRIC_DIMENSION_MODEL_VERSION
 
 PERIOD_SECONDS: Final = 300
 # The canary's alarm fires when its error rate exceeds the stable version's by this (a fraction).
@@ -255,14 +255,14 @@ def _metric_query(query_id: str, name: str, stat: str, version: str) -> dict[str
 
 
 def _canary_alarm(stable: str, canary: str) -> AlarmSpec:
-    """The canary's server error rate above the stable version's by CANARY_ERROR_RATE_MARGIN.
+    """The canary's error rate above the stable version's by CANARY_ERROR_RATE_MARGIN.
 
-    A version's rate is ServerErrors / (ServerErrors + successful predictions), the latter the
+    A version's rate is PredictErrors / (PredictErrors + successful predictions), the latter the
     sample count of PredictLatency (one per successful prediction), both per model_version.
     """
     queries = []
     for tag, version in (("s", stable), ("c", canary)):
-        queries.append(_metric_query(f"e{tag}", contract.METRIC_SERVER_ERRORS, "Sum", version))
+        queries.append(_metric_query(f"e{tag}", contract.METRIC_PREDICT_ERRORS, "Sum", version))
         queries.append(
             _metric_query(f"r{tag}", contract.METRIC_PREDICT_LATENCY, "SampleCount", version)
         )
@@ -449,7 +449,7 @@ def _version_error_widget(versions: Sequence[str], region: str) -> dict[str, Any
     for i, version in enumerate(versions):
         dims = [*_service_pair(), VERSION_DIMENSION, version]
         metrics.append(
-            [contract.METRICS_NAMESPACE, contract.METRIC_SERVER_ERRORS, *dims,
+            [contract.METRICS_NAMESPACE, contract.METRIC_PREDICT_ERRORS, *dims,
              {"id": f"e{i}", "visible": False}]
         )  # fmt: skip
         metrics.append(

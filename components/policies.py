@@ -15,6 +15,7 @@ VERSION: Final = "2012-10-17"
 # module stays import-free, tests/infra/test_policies.py checks they are equal).
 INPUTS_PREFIX: Final = "inputs/"
 RESULTS_PREFIX: Final = "results/"
+CAPTURE_PREFIX: Final = "capture/"  # runtime/contract.py's CAPTURE_PREFIX (checked equal too)
 # The job table's caller index (runtime/contract.py's JOB_TABLE_CALLER_INDEX; checked equal too).
 JOB_TABLE_CALLER_INDEX: Final = "by-caller"
 
@@ -34,21 +35,29 @@ def lambda_assume_role_policy() -> PolicyDocument:
     )
 
 
-def realtime_predictor_policy(model_object_arn: str, log_group_arn: str) -> PolicyDocument:
-    """The predictor's only grants: read its model object, write to its own log group.
+def realtime_predictor_policy(
+    model_object_arn: str, log_group_arn: str, canary_object_arn: str | None = None
+) -> PolicyDocument:
+    """The predictor's only grants: read its model object (and the canary's, when one is
+    deployed), write to its own log group.
 
     No ``logs:CreateLogGroup``: the log group is created by the stack, not by the function.
     ``log_group_arn`` is the group's ARN without the trailing ``:*`` (as CloudWatch reports it);
-    log streams live under ``{log_group_arn}:*``.
+    log streams live under ``{log_group_arn}:*``. Data capture adds nothing here: the
+    predictor only writes capture lines to its own log.
     """
     _require_arn(model_object_arn, "model_object_arn")
     _require_arn(log_group_arn, "log_group_arn")
+    models = [model_object_arn]
+    if canary_object_arn is not None:
+        _require_arn(canary_object_arn, "canary_object_arn")
+        models.append(canary_object_arn)
     return _document(
         {
             "Sid": "ReadModel",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [model_object_arn],
+            "Resource": models,
         },
         {
             "Sid": "WriteOwnLogs",
@@ -56,6 +65,22 @@ def realtime_predictor_policy(model_object_arn: str, log_group_arn: str) -> Poli
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": [f"{log_group_arn.removesuffix(':*')}:*"],
         },
+    )
+
+
+def capture_writer_policy(bucket_arn: str, log_group_arn: str) -> PolicyDocument:
+    """The capture function's grants: write objects under ``capture/`` of the model bucket,
+    write to its own log group. Nothing to read: CloudWatch Logs invokes it with the records."""
+    _require_arn(bucket_arn, "bucket_arn")
+    _require_arn(log_group_arn, "log_group_arn")
+    return _document(
+        {
+            "Sid": "WriteCapture",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject"],
+            "Resource": [_prefix_arn(bucket_arn, CAPTURE_PREFIX)],
+        },
+        _own_logs_statement(log_group_arn),
     )
 
 

@@ -4,7 +4,11 @@ One function serves both operations of the API (``health`` and ``predict``). The
 from S3 at init (``MODEL_URI``, checked against ``MODEL_SHA256``) by the engine ``MODEL_ENGINE``
 names (xgboost, or onnx: then MODEL_URI is the converted model.onnx); the dependencies come from
 the layer LambdaPackage built for that engine. The execution role may do exactly two things: read
-the model object and write to the function's own log group.
+the model object (and the canary's, issue 17) and write to the function's own log group.
+
+With a canary (``CANARY_MODEL_URI``/``CANARY_MODEL_SHA256``, ``CANARY_PERCENT``, ``CANARY_MODE``)
+the function serves both versions (runtime/rollout.py); with ``CAPTURE_SAMPLE_PERCENT`` it prints a
+capture line per sampled request, which components/capture.py delivers to S3.
 """
 
 from __future__ import annotations
@@ -51,9 +55,32 @@ class RealtimePredictorArgs:
     log_retention_days: int = 14
     # MODEL_ENGINE: with onnx, model_uri/model_sha256/model_object_arn are the model.onnx ones.
     engine: str = contract.ENGINE_XGBOOST
+    # The canary (issue 17): its object for the engine (model.ubj or model.onnx), digest, ARN
+    canary_uri: pulumi.Input[str] | None = field(default=None, compare=False)
+    canary_sha256: pulumi.Input[str] | None = field(default=None, compare=False)
+    canary_object_arn: pulumi.Input[str] | None = field(default=None, compare=False)
+    canary_categories: str = ""  # CANARY_MODEL_CATEGORIES, as model_categories
+    canary_percent: int = 0
+    canary_mode: str = contract.CANARY_SPLIT
+    capture_sample_percent: int = 0
+
+    def _rollout_problems(self) -> list[str]:
+        problems: list[str] = []
+        canary = (self.canary_uri, self.canary_sha256, self.canary_object_arn)
+        if any(v is None for v in canary) and any(v is not None for v in canary):
+            problems.append("canary_uri, canary_sha256 and canary_object_arn go together")
+        if not 0 <= self.canary_percent <= 100:
+            problems.append(f"canary_percent {self.canary_percent} not in 0-100")
+        if self.canary_percent and self.canary_uri is None:
+            problems.append("canary_percent without a canary model")
+        if self.canary_mode not in contract.CANARY_MODES:
+            problems.append(f"canary_mode {self.canary_mode!r} not in {contract.CANARY_MODES}")
+        if not 0 <= self.capture_sample_percent <= 100:
+            problems.append(f"capture_sample_percent {self.capture_sample_percent} not in 0-100")
+        return problems
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
+        problems = self._rollout_problems()
         if self.engine not in contract.ENGINES:
             problems.append(f"engine {self.engine!r} not in {contract.ENGINES}")
         if not isinstance(self.code, pulumi.Archive):
@@ -87,8 +114,24 @@ class RealtimePredictorArgs:
         """SnapStart and provisioned concurrency apply to published versions, via the alias."""
         return self.snap_start or self.provisioned_concurrency > 0
 
+    def rollout_environment(self) -> dict[str, pulumi.Input[str]]:
+        env: dict[str, pulumi.Input[str]] = {}
+        if self.capture_sample_percent:
+            env[contract.ENV_CAPTURE_SAMPLE_PERCENT] = str(self.capture_sample_percent)
+        if self.canary_uri is not None and self.canary_sha256 is not None:
+            env |= {
+                contract.ENV_CANARY_MODEL_URI: self.canary_uri,
+                contract.ENV_CANARY_MODEL_SHA256: self.canary_sha256,
+                contract.ENV_CANARY_PERCENT: str(self.canary_percent),
+                contract.ENV_CANARY_MODE: self.canary_mode,
+            }
+            if self.canary_categories:
+                env[contract.ENV_CANARY_MODEL_CATEGORIES] = self.canary_categories
+        return env
+
     def environment(self) -> dict[str, pulumi.Input[str]]:
         return {
+            **self.rollout_environment(),
             contract.ENV_MODEL_URI: self.model_uri,
             contract.ENV_MODEL_SHA256: self.model_sha256,
             contract.ENV_MODEL_ENGINE: self.engine,
@@ -108,6 +151,7 @@ class RealtimePredictor(pulumi.ComponentResource):
     function_arn: pulumi.Output[str]
     invoke_target_arn: pulumi.Output[str]
     log_group_name: pulumi.Output[str]
+    log_group_arn: pulumi.Output[str]
     role_arn: pulumi.Output[str]
     routes: Mapping[str, LambdaTarget]
 
@@ -127,8 +171,12 @@ class RealtimePredictor(pulumi.ComponentResource):
             role_description="mlserve predictor: read the model object, write its own logs",
             handler=contract.HANDLER_PREDICT,
             policy=lambda log_group_arn: pulumi.Output.all(
-                args.model_object_arn, log_group_arn
-            ).apply(lambda arns: json.dumps(policies.realtime_predictor_policy(arns[0], arns[1]))),
+                args.model_object_arn, log_group_arn, args.canary_object_arn
+            ).apply(
+                lambda arns: json.dumps(
+                    policies.realtime_predictor_policy(arns[0], arns[1], arns[2])
+                )
+            ),
             code=args.code,
             layer_arn=args.layer_arn,
             architecture=args.lambda_architecture,
@@ -171,6 +219,7 @@ class RealtimePredictor(pulumi.ComponentResource):
         self.function_arn = function.arn
         self.invoke_target_arn = target_arn
         self.log_group_name = log_group.name
+        self.log_group_arn = log_group.arn
         self.role_arn = role.arn
         self.register_outputs(
             {

@@ -208,6 +208,13 @@ class Settings:
     model_sha256: str
     model_name: str
     model_version: str
+    canary_model_path: Path | None
+    canary_model_sha256: str | None
+    canary_model_name: str
+    canary_model_version: str
+    canary_percent: int
+    canary_mode: str
+    capture_sample_percent: int
     lambda_architecture: LambdaArchitecture
     lambda_memory: int
     lambda_timeout: int
@@ -271,12 +278,11 @@ class Settings:
             "protect_data": r.boolean("protectData"),
         }
         values.update(_monitoring_values(r, values))
+        values |= _rollout_values(r, project_file.parent, values)
         if r.problems:
             raise SettingsError(r.problems)
         # Every reader returned a value or recorded a problem: no None is left here.
-        missing = sorted(
-            k for k, v in values.items() if v is None and k not in ("image", "alarm_email")
-        )
+        missing = sorted(k for k, v in values.items() if v is None and k not in _OPTIONAL)
         if missing:  # pragma: no cover - a reader that neither returned nor complained
             raise AssertionError(f"settings without a value: {missing}")
         return cls(**values)
@@ -286,6 +292,11 @@ class Settings:
         return contract.model_key(self.model_name, self.model_version)
 
     @property
+    def has_canary(self) -> bool:
+        """A canary model is deployed beside the stable one (mlserve:canaryModelPath)."""
+        return self.canary_model_path is not None
+
+    @property
     def model_metadata_key(self) -> str:
         return contract.model_metadata_key(self.model_name, self.model_version)
 
@@ -293,6 +304,68 @@ class Settings:
     def onnx_key(self) -> str:
         """Where the onnx engine's converted model goes: next to the XGBoost model."""
         return contract.onnx_model_key(self.model_name, self.model_version)
+
+
+# Settings that may be None: "not configured".
+_OPTIONAL: Final = frozenset({"image", "alarm_email", "canary_model_path", "canary_model_sha256"})
+
+
+def _rollout_values(r: _Reader, project_dir: Path, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The canary (a second model version, issue 17) and data capture keys."""
+    percent = r.integer("canaryPercent", 0, 100, "0-100 (percent of requests)")
+    mode = r.choice("canaryMode", contract.CANARY_MODES, "canary mode")
+    capture = r.integer("captureSamplePercent", 0, 100, "0-100 (percent of requests)")
+    name = r.string("canaryModelName") or str(values.get("model_name") or "")
+    version = r.string("canaryModelVersion")
+    path: Path | None = None
+    sha256: str | None = None
+    if r.string("canaryModelPath"):
+        path, sha256 = _model_file(r, project_dir, "canaryModelPath")
+        if name and not MODEL_NAME_PATTERN.fullmatch(name):
+            r.problem(
+                "canaryModelName", f"invalid model name {name!r}; allowed: [a-z0-9][a-z0-9-_.]*"
+            )
+        if not version and sha256:
+            version = sha256[:MODEL_VERSION_HASH_CHARS]
+        elif version and not MODEL_VERSION_PATTERN.fullmatch(version):
+            r.problem(
+                "canaryModelVersion",
+                f"invalid model version {version!r}; allowed: [A-Za-z0-9][A-Za-z0-9-_.]* or "
+                "empty (the first 12 hex digits of the canary's sha256)",
+            )
+        if version and version == values.get("model_version"):
+            r.problem(
+                "canaryModelVersion",
+                f"{version!r} is also the stable model's version (mlserve:modelVersion); "
+                "allowed: another version (a canary is a second model version)",
+            )
+        architectures = values.get("architectures") or ()
+        if contract.ARCH_LAMBDA not in architectures:
+            r.problem(
+                "canaryModelPath",
+                "a canary is served by the lambda architecture's POST /predict; allowed: "
+                f"mlserve:architecture including lambda (now {', '.join(architectures)}), or "
+                "an empty canaryModelPath",
+            )
+    else:
+        if percent:
+            r.problem(
+                "canaryPercent",
+                f"{percent} without mlserve:canaryModelPath; allowed: 0, or set "
+                "canaryModelPath to the canary model",
+            )
+        for key in ("canaryModelName", "canaryModelVersion"):
+            if r.string(key):
+                r.problem(key, "is set without mlserve:canaryModelPath; allowed: empty")
+    return {
+        "canary_model_path": path,
+        "canary_model_sha256": sha256,
+        "canary_model_name": name if path else "",
+        "canary_model_version": version if path else "",
+        "canary_percent": percent,
+        "canary_mode": mode,
+        "capture_sample_percent": capture,
+    }
 
 
 def _architectures(r: _Reader, implemented: tuple[str, ...]) -> tuple[str, ...]:
@@ -474,24 +547,24 @@ def _log_retention(r: _Reader) -> int | None:
     return retention
 
 
-def _model_file(r: _Reader, project_dir: Path) -> tuple[Path | None, str | None]:
-    raw = r.string("modelPath")
+def _model_file(
+    r: _Reader, project_dir: Path, key: str = "modelPath"
+) -> tuple[Path | None, str | None]:
+    raw = r.string(key)
     if not raw:
-        r.problem("modelPath", f"is empty; {_MISSING_MODEL_HINT}")
+        r.problem(key, f"is empty; {_MISSING_MODEL_HINT}")
         return None, None
     path = Path(raw).expanduser()
     if not path.is_absolute():
         path = project_dir / path
     if not path.is_file():
-        r.problem(
-            "modelPath", f"model file {raw!r} not found (looked at {path}); {_MISSING_MODEL_HINT}"
-        )
+        r.problem(key, f"model file {raw!r} not found (looked at {path}); {_MISSING_MODEL_HINT}")
         return None, None
     with path.open("rb") as fh:
         head = fh.read(1)
     if head != b"{":
         r.problem(
-            "modelPath",
+            key,
             f"{raw!r} is not an XGBoost JSON/UBJSON model (pickle and the legacy binary format "
             "are refused); allowed: a model saved with Booster.save_model('model.ubj' or '.json')",
         )

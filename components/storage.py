@@ -29,6 +29,29 @@ _SseDefault = (
 
 
 @dataclass(frozen=True)
+class CanaryModel:
+    """The canary's files and names (mlserve:canaryModelPath, canaryModelName/Version)."""
+
+    model_path: Path
+    model_name: str
+    model_version: str
+    model_sha256: str
+    metadata: Mapping[str, Any] = field(compare=False)
+    onnx_path: Path | None = None
+    onnx_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.model_path.is_file():
+            raise ValueError(f"CanaryModel.model_path: no model file at {self.model_path}")
+        if not self.model_name or "/" in self.model_name:
+            raise ValueError(f"CanaryModel.model_name: invalid name {self.model_name!r}")
+        if not self.model_version or "/" in self.model_version:
+            raise ValueError(f"CanaryModel.model_version: invalid version {self.model_version!r}")
+        if (self.onnx_path is None) != (self.onnx_sha256 is None):
+            raise ValueError("CanaryModel: onnx_path and onnx_sha256 go together")
+
+
+@dataclass(frozen=True)
 class ModelStoreArgs:
     model_path: Path
     model_name: str
@@ -41,6 +64,9 @@ class ModelStoreArgs:
     onnx_sha256: str | None = None  # computed from onnx_path when None
     # metadata.json (components/compatibility.model_metadata); computed from model_path when None
     metadata: Mapping[str, Any] | None = field(default=None, compare=False)
+    # The canary (issue 17): a second model version beside the stable one, with its own
+    # name/version, sha256, metadata.json and (onnx engine) model.onnx.
+    canary: CanaryModel | None = None
 
     def __post_init__(self) -> None:
         if not self.model_path.is_file():
@@ -90,6 +116,14 @@ class ModelStore(pulumi.ComponentResource):
     onnx_uri: pulumi.Output[str] | None
     onnx_object_arn: pulumi.Output[str] | None
     onnx_sha256: str | None
+    # Set when the store holds a canary (ModelStoreArgs.canary), else None: the object the
+    # predictor loads for it (model.onnx with the onnx engine), its sha256 and ARN.
+    canary_uri: pulumi.Output[str] | None
+    canary_sha256: str | None
+    canary_object_arn: pulumi.Output[str] | None
+    canary_onnx_uri: pulumi.Output[str] | None
+    canary_onnx_sha256: str | None
+    canary_onnx_object_arn: pulumi.Output[str] | None
 
     def __init__(
         self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None
@@ -199,6 +233,11 @@ class ModelStore(pulumi.ComponentResource):
             self.onnx_uri = pulumi.Output.concat("s3://", onnx_object.bucket, "/", onnx_key)
             self.onnx_object_arn = pulumi.Output.concat(bucket.arn, "/", onnx_key)
 
+        self.canary_uri = self.canary_sha256 = self.canary_object_arn = None
+        self.canary_onnx_uri = self.canary_onnx_sha256 = self.canary_onnx_object_arn = None
+        if args.canary is not None:
+            self._canary_objects(name, bucket, args.canary, after_bucket_setup)
+
         # Whatever else writes to the bucket (the Lambda package objects, the job-config
         # notification of stepfunctions-batch) gets its name once the configuration is done.
         self.bucket_name = pulumi.Output.all(bucket.bucket, bucket_policy.id).apply(
@@ -221,8 +260,62 @@ class ModelStore(pulumi.ComponentResource):
                 "model_version": self.model_version,
                 "onnx_uri": self.onnx_uri,
                 "onnx_sha256": self.onnx_sha256,
+                "canary_uri": self.canary_uri,
+                "canary_sha256": self.canary_sha256,
             }
         )
+
+    def _canary_objects(
+        self,
+        name: str,
+        bucket: aws.s3.Bucket,
+        canary: CanaryModel,
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        """The canary's model.ubj, metadata.json and (onnx engine) model.onnx, beside the stable
+        model's under its own name/version."""
+        after_bucket_setup = opts
+        canary_key = contract.model_key(canary.model_name, canary.model_version)
+        canary_object = aws.s3.BucketObjectv2(
+            f"{name}-canary-model",
+            bucket=bucket.id,
+            key=canary_key,
+            source=pulumi.FileAsset(str(canary.model_path)),
+            content_type="application/octet-stream",
+            metadata={"sha256": canary.model_sha256},
+            opts=after_bucket_setup,
+        )
+        aws.s3.BucketObjectv2(
+            f"{name}-canary-metadata",
+            bucket=bucket.id,
+            key=contract.model_metadata_key(canary.model_name, canary.model_version),
+            content=json.dumps(dict(canary.metadata), indent=2, sort_keys=True) + "\n",
+            content_type="application/json",
+            metadata={"sha256": canary.model_sha256},
+            opts=after_bucket_setup,
+        )
+        self.canary_sha256 = canary.model_sha256
+        self.canary_uri = pulumi.Output.concat("s3://", canary_object.bucket, "/", canary_key)
+        self.canary_object_arn = pulumi.Output.concat(bucket.arn, "/", canary_key)
+        if canary.onnx_path is not None:
+            canary_onnx_key = contract.onnx_model_key(canary.model_name, canary.model_version)
+            canary_onnx = aws.s3.BucketObjectv2(
+                f"{name}-canary-onnx-model",
+                bucket=bucket.id,
+                key=canary_onnx_key,
+                source=pulumi.FileAsset(str(canary.onnx_path)),
+                content_type="application/octet-stream",
+                metadata={
+                    "sha256": str(canary.onnx_sha256),
+                    "source-sha256": canary.model_sha256,
+                },
+                opts=after_bucket_setup,
+            )
+            self.canary_onnx_sha256 = canary.onnx_sha256
+            self.canary_onnx_uri = pulumi.Output.concat(
+                "s3://", canary_onnx.bucket, "/", canary_onnx_key
+            )
+            self.canary_onnx_object_arn = pulumi.Output.concat(bucket.arn, "/", canary_onnx_key)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ mlserve/commands/ (its options and its ``run``):
 - ``cost``: monthly cost per architecture (docs/cost.md).
 - ``profile``: record a model's reference statistics from its training data (metadata.json).
 - ``drift``: per-feature drift of captured requests against those statistics.
+- ``rollout status``: a canary/shadow rollout's versions side by side, from the captured data.
 """
 
 from __future__ import annotations

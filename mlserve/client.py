@@ -9,6 +9,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +40,13 @@ def call_api(
     content_type: str | None = None,
     api_key: str | None = None,
     timeout: float = 60.0,
+    headers: Mapping[str, str] | None = None,
 ) -> ApiResponse:
-    """One HTTP request; a non-2xx answer raises :class:`ApiError` with the API's error."""
+    """One HTTP request (with ``headers`` besides the API's own); a non-2xx answer raises
+    :class:`ApiError` with the API's error."""
     if not url.startswith(("http://", "https://")):
         raise CliError(f"not an http(s) URL: {url!r}")
-    headers = {"Accept": "application/json"}
+    headers = {**(headers or {}), "Accept": "application/json"}
     if content_type:
         headers["Content-Type"] = content_type
     if api_key:

@@ -77,6 +77,7 @@ class RuntimeContext:
         self._clients: dict[str, Any] = dict(clients or {})
         self._lock = threading.RLock()  # re-entered: a lazy property may create a client
         self._model_cache: ModelCache | None = None
+        self._canary_cache: ModelCache | None = None
         self._model_info: ModelInfo | None = None
         self._job_store: JobStore | None = None
 
@@ -219,6 +220,42 @@ class RuntimeContext:
                         categories=self.get(contract.ENV_MODEL_CATEGORIES),
                     )
         return self._model_cache
+
+    @property
+    def canary_models(self) -> ModelCache | None:
+        """The canary's model (CANARY_MODEL_URI), None when no canary is deployed."""
+        if not self.get(contract.ENV_CANARY_MODEL_URI):
+            return None
+        if self._canary_cache is None:
+            with self._lock:
+                if self._canary_cache is None:
+                    cache_dir = self.get(contract.ENV_MODEL_CACHE_DIR)
+                    self._canary_cache = ModelCache(
+                        self.get(contract.ENV_CANARY_MODEL_URI),
+                        self.get(contract.ENV_CANARY_MODEL_SHA256),
+                        lambda: self.client("s3"),
+                        Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR,
+                        engine=self.get(contract.ENV_MODEL_ENGINE),
+                        categories=self.get(contract.ENV_CANARY_MODEL_CATEGORIES),
+                    )
+        return self._canary_cache
+
+    def percent(self, name: str) -> int:
+        """A 0-100 share (CANARY_PERCENT, CAPTURE_SAMPLE_PERCENT); unset: 0."""
+        value = self.integer(name, 0)
+        if not 0 <= value <= 100:
+            raise ConfigurationError(f"environment variable {name}={value} is not 0-100")
+        return value
+
+    @property
+    def canary_mode(self) -> str:
+        value = (self.get(contract.ENV_CANARY_MODE) or contract.CANARY_SPLIT).strip().lower()
+        if value not in contract.CANARY_MODES:
+            raise ConfigurationError(
+                f"environment variable {contract.ENV_CANARY_MODE}={value!r} is not one of "
+                f"{', '.join(contract.CANARY_MODES)}"
+            )
+        return value
 
     # --- model metadata (the job API: feature schema without loading the model) ----------------
     @property

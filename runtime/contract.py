@@ -45,6 +45,14 @@ ENV_STATE_MACHINE_ARN: Final = "STATE_MACHINE_ARN"
 # The inference engine of the model at MODEL_URI (issue 8): xgboost (the model.ubj object) or
 # onnx (the model.onnx converted and verified at deploy time, next to it).
 ENV_MODEL_ENGINE: Final = "MODEL_ENGINE"
+# Canary and shadow rollouts (issue 17): a second model version behind the same endpoint.
+ENV_CANARY_MODEL_URI: Final = "CANARY_MODEL_URI"  # the canary's object, as MODEL_URI; unset: none
+ENV_CANARY_MODEL_SHA256: Final = "CANARY_MODEL_SHA256"
+ENV_CANARY_MODEL_CATEGORIES: Final = "CANARY_MODEL_CATEGORIES"  # as MODEL_CATEGORIES
+ENV_CANARY_PERCENT: Final = "CANARY_PERCENT"  # 0-100: requests answered (split) or shadowed
+ENV_CANARY_MODE: Final = "CANARY_MODE"  # split | shadow
+# Data capture (issue 17): the share of /predict requests whose record is captured.
+ENV_CAPTURE_SAMPLE_PERCENT: Final = "CAPTURE_SAMPLE_PERCENT"  # 0-100; 0: no capture
 
 # Powertools reads these itself; we set them on every function.
 ENV_POWERTOOLS_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
@@ -56,9 +64,12 @@ METRICS_NAMESPACE: Final = "mlserve"
 # Every record carries Powertools' ``service`` dimension (SERVICE_NAME). The dashboard and the
 # alarms (components/monitoring.py) read these names from here, never from a copy.
 METRIC_DIMENSION_SERVICE: Final = "service"
+# the predictor's metrics per model version (a canary's beside the stable one's)
+METRIC_DIMENSION_MODEL_VERSION: Final = "model_version"
 METRIC_PREDICT_LATENCY: Final = "PredictLatency"  # ms, one per successful POST /predict (lambda)
 METRIC_PREDICT_ROWS: Final = "PredictRows"  # rows of that prediction
 METRIC_REJECTED_REQUESTS: Final = "RejectedRequests"  # a 4xx for a malformed request body
+METRIC_PREDICT_ERRORS: Final = "PredictErrors"  # a model version failed to score (lambda)
 METRIC_SERVER_ERRORS: Final = "ServerErrors"  # a 5xx answered by a handler (ours, not the caller's)
 METRIC_JOBS_SUBMITTED: Final = "JobsSubmitted"  # a job accepted (job API, S3 trigger)
 METRIC_JOBS_SUCCEEDED: Final = "JobsSucceeded"  # a job recorded SUCCEEDED (runtime/jobs.py)
@@ -71,6 +82,8 @@ HANDLER_PREDICT: Final = "runtime.handlers.predict.handler"
 HANDLER_JOBS: Final = "runtime.handlers.jobs.handler"  # the job API of the async architectures
 HANDLER_RUN_ECS: Final = "runtime.handlers.steps.run_ecs"  # stepfunctions-ecs: RunECS state
 HANDLER_CHECK_JOB_STATUS: Final = "runtime.handlers.steps.check_job_status"  # CheckJobStatus state
+# Data capture: the predictor's capture log lines, delivered by a subscription filter.
+HANDLER_CAPTURE: Final = "runtime.handlers.capture.handler"
 
 # --- the scoring container ---------------------------------------------------------------------
 SCORING_CONTAINER_NAME: Final = "scoring"  # container name in the task definition (overrides)
@@ -92,6 +105,8 @@ MODEL_FILE_NAMES: Final = (MODEL_OBJECT_NAME, "model.json")
 JOBS_PREFIX: Final = "jobs/"
 INPUTS_PREFIX: Final = "inputs/"
 RESULTS_PREFIX: Final = "results/"
+# Captured request/response records: capture/{model}/{version}/dt=YYYY-MM-DD/<object>.jsonl
+CAPTURE_PREFIX: Final = "capture/"
 
 
 def input_environment(
@@ -131,6 +146,12 @@ def model_key(name: str, version: str) -> str:
 
 def model_metadata_key(name: str, version: str) -> str:
     return f"{MODEL_PREFIX}{name}/{version}/{MODEL_METADATA_NAME}"
+
+
+def capture_key(name: str, version: str, day: str, object_name: str) -> str:
+    """Where captured records land: ``capture/{name}/{version}/dt={day}/{object_name}``
+    (``day`` is YYYY-MM-DD, UTC; ``version`` the version that answered the requests)."""
+    return f"{CAPTURE_PREFIX}{name}/{version}/dt={day}/{object_name}"
 
 
 def parse_model_key(key: str) -> tuple[str, str]:
@@ -208,6 +229,21 @@ TERMINAL_STATUSES: Final = frozenset({STATUS_SUCCEEDED, STATUS_FAILED, STATUS_CA
 
 # --- HTTP ----------------------------------------------------------------------------------------
 API_KEY_HEADER: Final = "x-api-key"
+# POST /predict on the lambda architecture: pin a model version (the stable or the canary one).
+MODEL_VERSION_HEADER: Final = "x-model-version"
+# POST /predict: the key of the deterministic canary assignment when given (a client's retries
+# keep their version); else API Gateway's request id.
+REQUEST_ID_HEADER: Final = "x-request-id"
+CANARY_MODES: Final = ("split", "shadow")
+CANARY_SPLIT: Final = "split"
+CANARY_SHADOW: Final = "shadow"
+
+# --- data capture (runtime/capture.py has the record's schema) ---------------------------------
+# A capture log line carries this marker; the predictor log group's subscription filter selects
+# the lines that do (CAPTURE_FILTER_PATTERN, CloudWatch Logs' JSON filter syntax).
+CAPTURE_MARKER_FIELD: Final = "mlserve_capture"
+CAPTURE_MARKER_VALUE: Final = 1
+CAPTURE_FILTER_PATTERN: Final = f"{{ $.{CAPTURE_MARKER_FIELD} = {CAPTURE_MARKER_VALUE} }}"
 # The operations (runtime/openapi.yaml operationIds) every job API function serves.
 JOB_API_OPERATIONS: Final = (
     "health",

@@ -17,6 +17,7 @@ from mlserve.commands import (
     predict,
     preflight,
     profile,
+    rollout,
     train_example,
     verify,
 )
@@ -33,6 +34,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     cost,
     profile,
     drift,
+    rollout,
 )
 
 

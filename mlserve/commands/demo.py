@@ -8,6 +8,12 @@ machine: the demo shows the statuses it went through and the execution's state t
 With ``stepfunctions-batch`` a generated CSV (``--batch-rows``, 100,000 by default) is scored by
 a job config uploaded to ``jobs/``: an AWS Batch array job of ``--shards`` shards (local
 processes), with live progress (shards succeeded/running), then the parts are checked.
+
+``--canary PERCENT`` (architecture ``lambda``) deploys a second version of the example model (more
+trees; ``--canary-model`` for another) beside the first as a canary (``--canary-mode split``) or
+a shadow (``shadow``), captures every request, sends the held-out rows one request each, prints
+which version answered with its accuracy, and ends with ``mlserve rollout status``'s table read
+from the captured records in the emulator's bucket.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import argparse
 import contextlib
 import json
 import logging
+import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlserve.client import ApiResponse, call_api
@@ -47,8 +55,43 @@ def _shards(value: str) -> int:
     return shards
 
 
+CANARY_MODEL = Path("models/example-canary/model.ubj")
+CANARY_TREES = 300  # the example model has 100
+
+
+def _percent(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if not 0 <= number <= 100:
+        raise argparse.ArgumentTypeError(f"must be 0-100, got {number}")
+    return number
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_emulator_options(parser)
+    parser.add_argument(
+        "--canary",
+        type=_percent,
+        metavar="PERCENT",
+        help="lambda: serve a second model version to PERCENT %% of the requests (canaryPercent) "
+        "and end with the rollout status table",
+    )
+    parser.add_argument(
+        "--canary-mode",
+        choices=contract.CANARY_MODES,
+        default=contract.CANARY_SPLIT,
+        help="with --canary: split (the canary answers its share) or shadow (it only scores "
+        "its share beside the stable model) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--canary-model",
+        type=Path,
+        metavar="PATH",
+        help=f"with --canary: the canary model (default: {CANARY_MODEL}, the example model "
+        f"retrained with {CANARY_TREES} trees, trained when missing)",
+    )
     parser.add_argument(
         "--rows", type=positive_int, default=10, help="rows to show (default: %(default)s)"
     )
@@ -89,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     options = emulator_options(args)
+    if args.canary is not None:
+        options["config"] = {**options["config"], **_canary_config(args)}
     data = load_example_data()
     _, test_idx = split(data)
     shown = test_idx[: min(args.rows, len(test_idx))]
@@ -102,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
         model = call_api("GET", f"{emulator.url}/health", api_key=emulator.api_key).body["model"]
         if list(model["feature_names"]) != data.feature_names:
             _demo_other_model(console, emulator, model, rows=min(args.rows, USER_MODEL_ROWS))
+        elif args.canary is not None:
+            _demo_canary(console, emulator, data, test_idx)
         elif contract.ARCH_STEPFUNCTIONS_BATCH in emulator.architectures:
             _demo_batch(console, emulator, data, test_idx, rows=args.batch_rows, shards=args.shards)
         else:
@@ -114,6 +161,84 @@ def run(args: argparse.Namespace) -> int:
         with console.status("stopping..."):
             emulator.stop()
     return 0
+
+
+def _canary_config(args: argparse.Namespace) -> dict[str, str]:
+    """The stack settings of a canary rollout with every request captured."""
+    path = args.canary_model
+    if path is None:
+        path = CANARY_MODEL
+        if not path.is_file():
+            from mlserve.train import train_example
+
+            print(
+                f"No canary model at {path}: training one ({CANARY_TREES} trees).", file=sys.stderr
+            )
+            train_example(out_dir=path.parent, n_estimators=CANARY_TREES)
+    return {
+        "canaryModelPath": str(Path(path).resolve()),
+        "canaryPercent": str(args.canary),
+        "canaryMode": args.canary_mode,
+        "captureSamplePercent": "100",
+    }
+
+
+def _demo_canary(console: Console, emulator: Emulator, data: ExampleData, test_idx: Any) -> None:
+    """One request per held-out row; who answered, each version's accuracy, the rollout table."""
+    from collections import Counter
+
+    from mlserve import rollout
+
+    url, key = emulator.url, emulator.api_key
+    health = call_api("GET", f"{url}/health", api_key=key).body
+    stable, canary = health["model"]["version"], health["canary"]["version"]
+    plan = health["rollout"]
+    console.print(f"[bold]mlserve demo[/] · canary rollout · API {url}")
+    console.print(
+        f"GET /health → stable [cyan]{stable}[/], canary [magenta]{canary}[/]: mode "
+        f"{plan['mode']}, canary {plan['canary_percent']} %, capture "
+        f"{plan['capture_sample_percent']} %"
+    )
+    served: Counter[str] = Counter()
+    correct: Counter[str] = Counter()
+    with console.status(f"POST /predict x {len(test_idx)} (one held-out row each)..."):
+        for i in test_idx:
+            body = json.dumps({"instances": [data.x[i].tolist()]}).encode()
+            response = call_api(
+                "POST", f"{url}/predict", body=body, content_type="application/json", api_key=key
+            )
+            version = response.body["model_version"]
+            served[version] += 1
+            correct[version] += _label(_predictions(response)[0]) == int(data.y[i])
+    for version, role in ((stable, "stable"), (canary, "canary")):
+        if served[version]:
+            console.print(
+                f"  {role} {version}: answered {served[version]} requests, accuracy "
+                f"{correct[version] / served[version]:.1%}"
+            )
+    pinned = call_api(
+        "POST",
+        f"{url}/predict",
+        body=json.dumps({"instances": [data.x[test_idx[0]].tolist()]}).encode(),
+        content_type="application/json",
+        api_key=key,
+        headers={contract.MODEL_VERSION_HEADER: canary},
+    ).body["model_version"]
+    console.print(f"  {contract.MODEL_VERSION_HEADER}: {canary} → answered by {pinned}")
+    with console.status("delivering the capture records (log subscription → capture function)..."):
+        emulator.log_delivery.flush()
+    status = rollout.summarize(
+        rollout.read_records(
+            emulator.client("s3"), emulator.bucket, emulator.model.name, rollout.capture_days(1)
+        ),
+        order=[stable, canary],
+        model=emulator.model.name,
+    )
+    console.print(
+        f"captured to s3://{emulator.bucket}/{contract.CAPTURE_PREFIX}{emulator.model.name}/"
+        "{version}/dt=.../ · mlserve rollout status:"
+    )
+    rollout.print_status(status, {stable: "stable", canary: "canary"}, console)
 
 
 USER_MODEL_ROWS = 10  # rows generated for a model not trained on the example data set

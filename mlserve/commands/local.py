@@ -155,6 +155,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"  API URL     {emulator.url}")
         print(f"  API key     {emulator.api_key or '(none: --api-auth none)'}")
         print(f"  model       {model.name} {model.version} ({emulator.model_uri})")
+        outputs = emulator.outputs
+        if outputs.get("canaryModelUri"):
+            print(f"  canary      {outputs['canaryModelUri']} (GET /health: rollout)")
+        if outputs.get("captureUri"):
+            print(
+                f"  capture     {outputs['captureUri']} (mlserve rollout status --bucket "
+                f"{emulator.bucket} --endpoint-url {emulator.endpoint_url})"
+            )
         print(f"  job table   {emulator.table}")
         print(f"  AWS         {emulator.endpoint_url} (embedded moto; AWS_ENDPOINT_URL)")
         jobs = "submit_job" in emulator.routes

@@ -46,6 +46,7 @@ from mlserve.local.deploy.runner import REPO
 from mlserve.local.fargate import LocalFargate, LocalTask
 from mlserve.local.functions import LocalFunction, Routes, RuntimeSettings
 from mlserve.local.gateway import ApiSpec, Gateway, deployed_routes
+from mlserve.local.logs import LocalLogDelivery
 from mlserve.local.notifications import LocalS3Notifications
 from mlserve.local.stepfunctions import LocalStepFunctions
 from mlserve.local.stores import ModelArtifact, SharedStores
@@ -78,6 +79,7 @@ class Emulator:
         self._stepfunctions: LocalStepFunctions | None = None
         self._batch: LocalBatch | None = None
         self._notifications: LocalS3Notifications | None = None
+        self._logs: LocalLogDelivery | None = None
         self._routes: Routes = {}
         self._functions: dict[str, LocalFunction] = {}  # ARN -> stand-in
         self.deployment: Deployment | None = None
@@ -232,6 +234,8 @@ class Emulator:
         self._batch.install()
         self._notifications = LocalS3Notifications()
         self._notifications.install()
+        self._logs = LocalLogDelivery()
+        self._logs.install()
         self._stack, self._overrides = stack, overrides
         self._deploy()
         self._gateway = Gateway(
@@ -263,6 +267,13 @@ class Emulator:
             for target in notification.get("LambdaFunctionConfigurations", []):
                 arn = target["LambdaFunctionArn"]
                 self._require(self._notifications).register(functions[_unqualified(arn)], arn)
+        for subscription in deployment.subscription_filters():
+            self._require(self._logs).register(
+                subscription["filterName"],
+                subscription["logGroupName"],
+                subscription.get("filterPattern", ""),
+                functions[_unqualified(subscription["destinationArn"])],
+            )
         self._functions = functions
         image = deployment.outputs.get("imageUri")
         if image and not config["mlserve:image"]:
@@ -334,6 +345,7 @@ class Emulator:
         stepfunctions, self._stepfunctions = self._stepfunctions, None
         batch, self._batch = self._batch, None
         notifications, self._notifications = self._notifications, None
+        logs, self._logs = self._logs, None
         fargate, self._fargate = self._fargate, None
         aws, self._aws = self._aws, None
         scratch, self._scratch = self._scratch, None
@@ -342,8 +354,10 @@ class Emulator:
                 gateway.stop()
         finally:
             try:
-                # S3 events first (they start executions), then executions (they start or
-                # poll tasks and jobs)
+                # the queued log lines first (their destinations write to S3), then S3 events
+                # (they start executions), then executions (they start or poll tasks and jobs)
+                if logs is not None:
+                    logs.shutdown()
                 if notifications is not None:
                     notifications.shutdown()
                 if stepfunctions is not None:
@@ -516,6 +530,12 @@ class Emulator:
     def batch_jobs(self) -> list[LocalBatchJob]:
         """Every container job SubmitJob created (array children included), in order."""
         return self.batch.jobs
+
+    @property
+    def log_delivery(self) -> LocalLogDelivery:
+        """The deployed log subscription filters (data capture): :meth:`LocalLogDelivery.flush`
+        delivers what is queued at once."""
+        return self._require(self._logs)
 
     @property
     def notifications(self) -> LocalS3Notifications:

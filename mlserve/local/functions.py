@@ -21,6 +21,7 @@ from typing import Any
 
 from mlserve.local import recorder
 from mlserve.local.aws import ACCOUNT_ID, REGION
+from mlserve.local.logs import function_log
 from runtime import contract
 from runtime.categories import UNKNOWN_ERROR
 
@@ -95,6 +96,9 @@ class LocalFunction:
     memory_mb: int = 1024
     timeout_seconds: int = 30
     arn: str = ""
+    # the deployed LoggingConfig.LogGroup (else Lambda's default /aws/lambda/<name>): where
+    # what the handler writes to stdout goes (mlserve/local/logs.py)
+    log_group: str = ""
     env: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -113,6 +117,10 @@ class LocalFunction:
             memory_mb=int(configuration["MemorySize"]),
             timeout_seconds=int(configuration["Timeout"]),
             arn=str(configuration["FunctionArn"]),
+            log_group=str(
+                (configuration.get("LoggingConfig") or {}).get("LogGroup")
+                or f"/aws/lambda/{configuration['FunctionName']}"
+            ),
         )
 
     def cold_start(self, scratch: Path) -> None:
@@ -130,7 +138,11 @@ class LocalFunction:
         started = threading.Event()
 
         def run() -> None:
-            with self._lock, recorder.acting_as("function", self.name):
+            with (
+                self._lock,
+                recorder.acting_as("function", self.name),
+                function_log(self.log_group or None),
+            ):
                 # the clock starts with the handler: waiting for this one environment stands
                 # in for Lambda starting another one, which costs the request no timeout
                 context = LambdaContext(self.name, self.memory_mb, self.timeout_seconds)

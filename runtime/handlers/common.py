@@ -152,9 +152,21 @@ class MetricRecord:
     while metrics are disabled (POWERTOOLS_METRICS_DISABLED, POWERTOOLS_DEV).
     """
 
-    def __init__(self, metrics: Metrics, *definitions: tuple[str, MetricUnit]) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        *definitions: tuple[str, MetricUnit],
+        dimensions: Mapping[str, str] | None = None,
+        rollups: tuple[tuple[str, ...], ...] = (),
+    ) -> None:
         self._metrics = metrics
         self._definitions = definitions
+        # None: the metrics object's own dimensions (service and the defaults); given: exactly
+        # these (e.g. {"service": ..., "model_version": ...}: one record per model version)
+        self._dimensions = dict(dimensions) if dimensions is not None else None
+        # further dimension sets the same values are published under (EMF aggregates each):
+        # (("service",),) keeps the service-wide metric beside the per-version one
+        self._rollups = rollups
         self._template: str | None = None
         self._order: tuple[int, ...] = ()  # which argument each placeholder takes, in text order
 
@@ -164,8 +176,18 @@ class MetricRecord:
             name: {"Unit": unit.value, "StorageResolution": 60, "Value": [tokens[i + 1]]}
             for i, (name, unit) in enumerate(self._definitions)
         }
-        record: dict[str, Any] = dict(self._metrics.serialize_metric_set(metrics=placeholders))
+        record: dict[str, Any] = dict(
+            self._metrics.serialize_metric_set(metrics=placeholders)
+            if self._dimensions is None
+            else self._metrics.serialize_metric_set(
+                metrics=placeholders, dimensions=self._dimensions
+            )
+        )
         record["_aws"] = {**record["_aws"], "Timestamp": tokens[0]}
+        if self._dimensions is not None and self._rollups:
+            (directive,) = record["_aws"]["CloudWatchMetrics"]
+            sets = [list(self._dimensions), *(list(r) for r in self._rollups)]
+            record["_aws"]["CloudWatchMetrics"] = [{**directive, "Dimensions": sets}]
         text = json.dumps(record, separators=(",", ":")).replace("%", "%%")
         quoted = [json.dumps(token) for token in tokens]
         self._order = tuple(sorted(range(len(tokens)), key=lambda i: text.index(quoted[i])))

@@ -36,19 +36,19 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from runtime import contract
+from runtime import capture, contract
 from runtime.context import INTERACTIVE, RuntimeContext, in_lambda
 from runtime.handlers.common import (
     MetricRecord,
     header,
     install_error_handlers,
     json_response,
-    metric,
     proxy_response,
     request_body,
 )
 from runtime.model import LoadedModel, XGBoostModel
-from runtime.payload import FeatureSchema, non_finite_prediction, parse_body
+from runtime.payload import FeatureSchema, PayloadError, non_finite_prediction, parse_body
+from runtime.rollout import Rollout, rollout_headers
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,9 +60,9 @@ warnings.filterwarnings("ignore", "No application metrics to publish", UserWarni
 
 logger = Logger(service=contract.SERVICE_NAME)
 metrics = Metrics(namespace=contract.METRICS_NAMESPACE, service=contract.SERVICE_NAME)
-# PredictRows and PredictLatency of one prediction, as one EMF record (common.MetricRecord).
-prediction_metrics = MetricRecord(
-    metrics,
+# PredictRows and PredictLatency of one prediction, as one EMF record (common.MetricRecord), per
+# model version (ServedVersion).
+_PREDICTION_METRICS = (
     (contract.METRIC_PREDICT_ROWS, MetricUnit.Count),
     (contract.METRIC_PREDICT_LATENCY, MetricUnit.Milliseconds),
 )
@@ -73,12 +73,12 @@ _app: APIGatewayRestResolver | None = None
 _invoked = False  # has this container's first invocation happened (Powertools' cold start)?
 
 
-class Serving:
-    """What every prediction with one loaded model needs, resolved once per model."""
+class ServedVersion:
+    """One model version of the endpoint: its model, the response's tail, its metrics."""
 
-    __slots__ = ("limits", "model", "schema", "tail")
+    __slots__ = ("errors", "metrics", "model", "tail", "version")
 
-    def __init__(self, ctx: RuntimeContext, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel) -> None:
         if isinstance(model, XGBoostModel):
             # One request at a time, mostly a few rows: OpenMP threads cost more than they give
             # (their barriers spin against each other on Lambda's fractional vCPU; a 1-row
@@ -86,11 +86,26 @@ class Serving:
             # runs on one thread for the same reason (runtime/model.py).
             model.booster.set_param({"nthread": 1})
         self.model = model
-        self.schema = FeatureSchema.of_model(model.info)
-        self.limits = ctx.limits
+        self.version = model.info.version
         # The response body is {"predictions": [...], "model_version": "..."}: only the array
         # changes, so the rest is encoded once (the text json.dumps gives for the whole dict).
-        self.tail = ', "model_version": ' + json.dumps(model.info.version) + "}"
+        self.tail = ', "model_version": ' + json.dumps(self.version) + "}"
+        # PredictRows and PredictLatency (one EMF record per prediction) with the version as a
+        # dimension, also published service-wide; PredictErrors: a version that failed to score.
+        dimensions = {
+            contract.METRIC_DIMENSION_SERVICE: contract.SERVICE_NAME,
+            contract.METRIC_DIMENSION_MODEL_VERSION: self.version,
+        }
+        service_wide = ((contract.METRIC_DIMENSION_SERVICE,),)
+        self.metrics = MetricRecord(
+            metrics, *_PREDICTION_METRICS, dimensions=dimensions, rollups=service_wide
+        )
+        self.errors = MetricRecord(
+            metrics,
+            (contract.METRIC_PREDICT_ERRORS, MetricUnit.Count),
+            dimensions=dimensions,
+            rollups=service_wide,
+        )
 
     def body(self, predictions: np.ndarray) -> str:
         try:
@@ -99,6 +114,109 @@ class Serving:
             )
         except ValueError:  # JSON cannot carry NaN or Infinity
             raise non_finite_prediction(predictions) from None
+
+
+class Serving:
+    """What every prediction needs, resolved once per deployment: the stable model version and
+    the canary's (runtime/rollout.py decides who answers), the feature schema and limits."""
+
+    __slots__ = ("limits", "model", "recorder", "rollout", "schema", "versions")
+
+    def __init__(self, ctx: RuntimeContext, model: LoadedModel, canary: LoadedModel | None = None):
+        self.versions = (ServedVersion(model),) + ((ServedVersion(canary),) if canary else ())
+        self.model = model  # the stable model
+        self.schema = FeatureSchema.of_model(model.info)
+        self.limits = ctx.limits
+        self.recorder = capture.Recorder(model.info.name, self.schema.names)
+        self.rollout = Rollout(
+            tuple(v.version for v in self.versions),
+            canary_percent=ctx.percent(contract.ENV_CANARY_PERCENT) if canary else 0,
+            mode=ctx.canary_mode,
+            capture_percent=ctx.percent(contract.ENV_CAPTURE_SAMPLE_PERCENT),
+        )
+
+    def answer(
+        self,
+        rows: np.ndarray,
+        headers: Mapping[str, str] | None,
+        request_id: str,
+        started: float,
+        *,
+        count_errors: bool = False,
+    ) -> str:
+        """The 200 body for these rows: scored by the version the rollout plan names (a
+        ``x-model-version`` header pins one), its metrics and, when sampled, the capture line
+        with every version that scored the request (a shadow canary too). Raises before any
+        side effect when the answering version fails (then counted when ``count_errors``)."""
+        key, pinned = rollout_headers(headers)
+        plan = self.rollout.plan(key or request_id, pinned)
+        served = self.versions[plan.answer]
+        try:
+            predictions = served.model.predict(rows)
+            body = served.body(predictions)
+        except Exception as exc:
+            if count_errors and not isinstance(exc, PayloadError):
+                served.errors.emit(1)
+                if plan.capture:  # the failure is part of the version's record too
+                    elapsed_ms = (time.perf_counter() - started) * 1000
+                    self.recorder.emit(
+                        request_id=request_id,
+                        versions={},
+                        served_version=served.version,
+                        features=rows,
+                        latency_ms=elapsed_ms,
+                        errors={served.version: _code(exc)},
+                    )
+            raise
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        served.metrics.emit(len(rows), elapsed_ms)
+        if plan.capture:
+            self._capture(
+                rows,
+                request_id=request_id,
+                served=served,
+                predictions=predictions,
+                shadow=plan.shadow,
+                elapsed_ms=elapsed_ms,
+            )
+        return body
+
+    def _capture(
+        self,
+        rows: np.ndarray,
+        *,
+        request_id: str,
+        served: ServedVersion,
+        predictions: np.ndarray,
+        shadow: int | None,
+        elapsed_ms: float,
+    ) -> None:
+        """Score the shadow version (its failure is recorded, never raised) and print the
+        capture line (runtime/capture.py)."""
+        versions: dict[str, Any] = {served.version: predictions}
+        errors: dict[str, str] = {}
+        if shadow is not None:
+            other = self.versions[shadow]
+            try:
+                shadowed = other.model.predict(rows)
+                other.body(shadowed)  # the check a served answer gets (finite predictions)
+                versions[other.version] = shadowed
+            except Exception as exc:
+                errors[other.version] = _code(exc)
+                other.errors.emit(1)
+        self.recorder.emit(
+            request_id=request_id,
+            versions=versions,
+            served_version=served.version,
+            features=rows,
+            latency_ms=elapsed_ms,
+            errors=errors,
+        )
+
+
+def _code(exc: BaseException) -> str:
+    """A failed scoring's code in a capture record: the API error code, else the type's name."""
+    return str(getattr(exc, "code", None) or type(exc).__name__)
 
 
 def configure(
@@ -122,7 +240,8 @@ def serving() -> Serving:
     if current is None:
         ctx = runtime_context()
         _import_engine_while_downloading(ctx)
-        current = Serving(ctx, ctx.models.get())
+        canary = ctx.canary_models
+        current = Serving(ctx, ctx.models.get(), canary.get() if canary is not None else None)
         if ctx is _context:  # not replaced by configure() meanwhile
             _serving = current
     return current
@@ -175,10 +294,9 @@ def _fast_predict(event: dict[str, Any]) -> dict[str, Any] | None:
     )
     try:
         rows = parse_body(body, content_type, current.schema, current.limits)
-        answer = current.body(current.model.predict(rows))
+        answer = current.answer(rows, headers, event["requestContext"]["requestId"], started)
     except Exception:  # any problem: no side effect yet; the resolver answers and logs it
         return None
-    prediction_metrics.emit(len(rows), (time.perf_counter() - started) * 1000)
     return proxy_response(answer)
 
 
@@ -224,8 +342,18 @@ def resolver() -> APIGatewayRestResolver:
 
 
 def health() -> Response[str]:
-    model = runtime_context().models.get()
-    return json_response({"status": "ok", "model": model.info.as_dict()})
+    current = serving()
+    rollout = current.rollout
+    answer: dict[str, Any] = {"status": "ok", "model": current.model.info.as_dict()}
+    if len(current.versions) > 1:
+        answer["canary"] = current.versions[1].model.info.as_dict()
+    answer["rollout"] = {
+        "versions": list(rollout.versions),
+        "mode": rollout.mode,
+        "canary_percent": rollout.canary_percent,
+        "capture_sample_percent": rollout.capture_percent,
+    }
+    return json_response(answer)
 
 
 def predict() -> Response[str]:
@@ -237,10 +365,8 @@ def predict() -> Response[str]:
     rows = parse_body(
         request_body(event), event.headers.get("content-type"), current.schema, current.limits
     )
-    body = current.body(current.model.predict(rows))
-    metric(metrics, contract.METRIC_PREDICT_ROWS, MetricUnit.Count, len(rows))
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    metric(metrics, contract.METRIC_PREDICT_LATENCY, MetricUnit.Milliseconds, elapsed_ms)
+    request_id = event.request_context.request_id
+    body = current.answer(rows, event.headers, request_id, started, count_errors=True)
     return Response(status_code=200, content_type="application/json", body=body)
 
 

@@ -146,6 +146,7 @@ def assert_least_privilege(document: dict[str, Any]) -> None:
 def test_prefixes_equal_the_contract() -> None:
     assert policies.INPUTS_PREFIX == contract.INPUTS_PREFIX
     assert policies.RESULTS_PREFIX == contract.RESULTS_PREFIX
+    assert policies.CAPTURE_PREFIX == contract.CAPTURE_PREFIX
     assert policies.JOB_TABLE_CALLER_INDEX == contract.JOB_TABLE_CALLER_INDEX
 
 
@@ -697,3 +698,41 @@ def test_the_alarm_topic_policy_needs_an_sns_topic_arn() -> None:
     for bad in ("arn:aws:sqs:eu-west-1:210987654321:q", "arn:aws:sns:eu-west-1::t", "topic"):
         with pytest.raises(ValueError):
             alarm_topic_policy(bad)
+
+
+CANARY_ARN = "arn:aws:s3:::bucket-123/models/example/def/model.ubj"
+
+
+def test_the_predictor_of_a_canary_reads_both_model_objects_only() -> None:
+    (read, _) = policies.realtime_predictor_policy(MODEL_ARN, LOG_GROUP_ARN, CANARY_ARN)[
+        "Statement"
+    ]
+    assert read == {
+        "Sid": "ReadModel",
+        "Effect": "Allow",
+        "Action": ["s3:GetObject"],
+        "Resource": [MODEL_ARN, CANARY_ARN],
+    }
+    with pytest.raises(ValueError, match="canary_object_arn"):
+        policies.realtime_predictor_policy(MODEL_ARN, LOG_GROUP_ARN, "bucket/key")
+
+
+def test_capture_writer_policy_writes_under_capture_only() -> None:
+    bucket = "arn:aws:s3:::bucket-123"
+    assert policies.capture_writer_policy(bucket, LOG_GROUP_ARN) == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "WriteCapture",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject"],
+                "Resource": ["arn:aws:s3:::bucket-123/capture/*"],
+            },
+            {
+                "Sid": "WriteOwnLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [f"{LOG_GROUP_ARN}:*"],
+            },
+        ],
+    }

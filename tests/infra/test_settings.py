@@ -34,6 +34,9 @@ DESIGN_KEYS = {
     "unknownCategory",
     # issue 17: alarms and the dashboard
     "alarms", "alarmEmail", "latencyP99ThresholdMs", "api5xxRatePercent",
+    # issue 17: canary and shadow rollouts, data capture
+    "canaryModelPath", "canaryModelName", "canaryModelVersion", "canaryPercent", "canaryMode",
+    "captureSamplePercent",
 }  # fmt: skip
 
 
@@ -455,4 +458,59 @@ def test_engine_defaults_to_xgboost_and_accepts_onnx(tiny_model: Path) -> None:
 def test_unknown_engine_names_the_allowed_ones(tiny_model: Path) -> None:
     assert problems(tiny_model, engine="tensorrt") == (
         "mlserve:engine: unknown engine 'tensorrt'; allowed: xgboost, onnx",
+    )
+
+
+# --- canary rollouts and data capture (issue 17) --------------------------------------------------
+def test_no_canary_and_no_capture_by_default(tiny_model: Path) -> None:
+    s = settings(tiny_model)
+    assert not s.has_canary and s.canary_model_path is None
+    assert (s.canary_percent, s.canary_mode, s.capture_sample_percent) == (0, "split", 0)
+
+
+def test_a_canary_gets_its_own_version_from_its_content(tiny_model: Path, tmp_path: Path) -> None:
+    canary = tmp_path / "canary.json"
+    canary.write_bytes(tiny_model.read_bytes() + b" ")  # another file, another sha256
+    s = settings(tiny_model, canaryModelPath=str(canary), canaryPercent=25, canaryMode="shadow")
+    assert s.has_canary and s.canary_model_path == canary
+    assert s.canary_model_name == s.model_name
+    assert s.canary_model_version == hashlib.sha256(canary.read_bytes()).hexdigest()[:12]
+    assert s.canary_model_version != s.model_version
+    assert (s.canary_percent, s.canary_mode) == (25, "shadow")
+
+
+def test_canary_values_are_checked(tiny_model: Path) -> None:
+    found = problems(
+        tiny_model,
+        canaryModelPath=str(tiny_model),
+        canaryPercent=101,
+        canaryMode="blue-green",
+        captureSamplePercent=-1,
+    )
+    assert any("canaryPercent: 101 is out of range; allowed: 0-100" in p for p in found)
+    assert any(
+        "canaryMode: unknown canary mode 'blue-green'; allowed: split, shadow" in p for p in found
+    )
+    assert any("captureSamplePercent: -1 is out of range" in p for p in found)
+    # the same file is the same version: a canary must be another one
+    assert any("canaryModelVersion:" in p and "stable model's version" in p for p in found)
+
+
+def test_a_canary_needs_the_lambda_architecture(tiny_model: Path, tmp_path: Path) -> None:
+    canary = tmp_path / "canary.json"
+    canary.write_bytes(tiny_model.read_bytes() + b" ")
+    found = problems(tiny_model, canaryModelPath=str(canary), architecture="lambda-ecs")
+    assert any("canaryModelPath: a canary is served by the lambda architecture" in p for p in found)
+
+
+def test_canary_percent_without_a_canary_is_refused(tiny_model: Path) -> None:
+    found = problems(tiny_model, canaryPercent=10, canaryModelVersion="v2")
+    assert any("canaryPercent: 10 without mlserve:canaryModelPath" in p for p in found)
+    assert any("canaryModelVersion: is set without mlserve:canaryModelPath" in p for p in found)
+
+
+def test_a_missing_canary_file_names_the_key(tiny_model: Path) -> None:
+    found = problems(tiny_model, canaryModelPath="nowhere/model.ubj")
+    assert any(
+        p.startswith("mlserve:canaryModelPath: model file 'nowhere/model.ubj'") for p in found
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -184,9 +185,11 @@ def test_every_prediction_answers_alike_and_publishes_its_metrics(
     for record in records:
         (directive,) = record["_aws"]["CloudWatchMetrics"]
         assert directive["Namespace"] == contract.METRICS_NAMESPACE
-        assert directive["Dimensions"] == [["service"]]
+        # per model version (issue 17), and service-wide as before
+        assert directive["Dimensions"] == [["service", "model_version"], ["service"]]
         assert [m["Name"] for m in directive["Metrics"]] == ["PredictRows", "PredictLatency"]
         assert record["service"] == contract.SERVICE_NAME
+        assert record["model_version"] == json.loads(first["body"])["model_version"]
         assert record["PredictRows"] == [3.0]
         assert record["PredictLatency"][0] > 0
         assert abs(record["_aws"]["Timestamp"] / 1000 - time.time()) < 60
@@ -244,3 +247,85 @@ def test_disabled_metrics_print_nothing(
     for _ in range(2):
         assert call("POST", "/predict", json.dumps({"instances": [[0.0] * 30]}))[0] == 200
     assert emf_records(capsys.readouterr().out) == []
+
+
+# --- a canary beside the stable model (issue 17) -------------------------------------------------
+@pytest.fixture
+def with_canary(s3: Any, example_model: TrainResult, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The example model as version v1, and a 2-tree model of the same features as v2."""
+    stable, canary = contract.model_key("example", "v1"), contract.model_key("example", "v2")
+    s3.upload_file(str(example_model.model_path), BUCKET, stable)
+    data = load_example_data()
+    small = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 2},
+        xgb.DMatrix(data.x, label=data.y, feature_names=data.feature_names),
+        num_boost_round=2,
+    )
+    path = tmp_path / "canary.ubj"
+    small.save_model(str(path))
+    s3.upload_file(str(path), BUCKET, canary)
+    env = {
+        contract.ENV_MODEL_URI: f"s3://{BUCKET}/{stable}",
+        contract.ENV_MODEL_SHA256: example_model.sha256,
+        contract.ENV_CANARY_MODEL_URI: f"s3://{BUCKET}/{canary}",
+        contract.ENV_CANARY_MODEL_SHA256: hashlib.sha256(path.read_bytes()).hexdigest(),
+        contract.ENV_CANARY_PERCENT: "50",
+        contract.ENV_CANARY_MODE: "shadow",
+        contract.ENV_MODEL_CACHE_DIR: str(tmp_path / "cache"),
+    }
+    predict.configure(env=env)
+    yield env
+    predict.configure(env={})
+
+
+def _pinned(version: str, rows: np.ndarray) -> dict[str, Any]:
+    event = rest_event("POST", "/predict", json.dumps({"instances": rows.tolist()}))
+    event["headers"][contract.MODEL_VERSION_HEADER] = version
+    return predict.handler(event, FakeLambdaContext())
+
+
+def test_each_version_publishes_its_metrics_under_its_version(
+    with_canary: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = load_example_data().x[:2]
+    capsys.readouterr()
+    answers = {v: json.loads(_pinned(v, rows)["body"]) for v in ("v2", "v1", "v2")}
+    records = emf_records(capsys.readouterr().out)
+    assert {v: a["model_version"] for v, a in answers.items()} == {"v1": "v1", "v2": "v2"}
+    assert [r["model_version"] for r in records] == ["v2", "v1", "v2"]
+    assert all(r["PredictRows"] == [2.0] for r in records)
+
+
+def test_a_failing_shadow_canary_is_recorded_and_never_reaches_the_client(
+    with_canary: dict[str, str],
+    example_model: TrainResult,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rows = load_example_data().x[:3]
+    assert call("GET", "/health")[1]["rollout"]["versions"] == ["v1", "v2"]
+    canary = predict.serving().versions[1]
+
+    def broken(_rows: np.ndarray) -> np.ndarray:
+        raise RuntimeError("the canary crashed")
+
+    monkeypatch.setattr(canary.model, "predict", broken)
+    capsys.readouterr()
+    shadowed = 0
+    for i in range(20):
+        event = rest_event("POST", "/predict", json.dumps({"instances": rows.tolist()}))
+        event["requestContext"]["requestId"] = f"req-{i}"
+        answer = predict.handler(event, FakeLambdaContext())
+        assert answer["statusCode"] == 200
+        body = json.loads(answer["body"])
+        assert body["model_version"] == "v1"
+        np.testing.assert_allclose(body["predictions"], reference(example_model, rows), 1e-6)
+    out = capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines() if "mlserve_capture" in line]
+    errors = [r for r in emf_records(out) if "PredictErrors" in r]
+    for line in lines:
+        shadowed += 1
+        assert line["errors"] == {"v2": "RuntimeError"}
+        assert list(line["versions"]) == ["v1"]
+    assert 0 < shadowed < 20  # about half of the keys are shadowed
+    assert [r["model_version"] for r in errors] == ["v2"] * shadowed

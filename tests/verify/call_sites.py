@@ -88,6 +88,8 @@ CALLERS: Final[dict[str, tuple[str, ...]]] = {
     # stepfunctions-batch: read back a spilled request, stage inline rows as JSON lines
     "runtime/launchers.py::StepFunctionsBatchLauncher._complete::get_object": ("batch-job-api",),
     "runtime/launchers.py::StepFunctionsBatchLauncher._stage::put_object": ("batch-job-api",),
+    # --- data capture: the capture function writes the delivered records (issue 17) ---
+    "runtime/handlers/capture.py::write_records::put_object": ("capture",),
     # --- the model (predictor; the scoring task and job load it too) ---
     "runtime/model.py::_download::get_object": ("predictor", "ecs-task", "batch-job"),
     # --- the Batch scoring job (runtime/scoring/batch.py) ---

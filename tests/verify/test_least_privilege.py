@@ -134,6 +134,7 @@ ECS_ARCHITECTURES = (contract.ARCH_LAMBDA_ECS, contract.ARCH_STEPFUNCTIONS_ECS)
 # identity role -> the architecture it belongs to ("ecs" roles: both ECS architectures)
 ROLE_ARCHITECTURES: dict[str, tuple[str, ...]] = {
     "predictor": (contract.ARCH_LAMBDA,),
+    "capture": (contract.ARCH_LAMBDA,),
     "job-api": (contract.ARCH_LAMBDA_ECS,),
     "ecs-task": ECS_ARCHITECTURES,
     "ecs-execution": ECS_ARCHITECTURES,
@@ -152,6 +153,7 @@ ROLE_ARCHITECTURES: dict[str, tuple[str, ...]] = {
 FUNCTION_ROLES = frozenset(
     {
         "predictor",
+        "capture",
         "job-api",
         "sfn-job-api",
         "run-ecs",
@@ -165,6 +167,7 @@ FUNCTION_ROLES = frozenset(
 # A deployed function's identity, by the handler it runs (the job API: by its ARCHITECTURE).
 HANDLER_ROLES = {
     contract.HANDLER_PREDICT: "predictor",
+    contract.HANDLER_CAPTURE: "capture",
     contract.HANDLER_RUN_ECS: "run-ecs",
     contract.HANDLER_CHECK_JOB_STATUS: "check-job-status",
     contract.HANDLER_SUBMIT_BATCH_JOB: "submit-batch-job",
@@ -576,13 +579,18 @@ class Deployed:
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Deployed]:
-    """polling mode -> the program deployed with every architecture in that mode (so every
-    identity once); both into one embedded AWS, where their generated names do not collide."""
+    """polling mode -> the program deployed with every architecture and data capture in that
+    mode (so every identity once); both into one embedded AWS, where their generated names do
+    not collide."""
     model = train_tiny_model(tmp_path_factory.mktemp("least-privilege-model"))
     found: dict[str, Deployed] = {}
     with MotoServer(set_environment=False) as server:
         for polling in ("lambda", "native"):
-            overrides = {"modelPath": str(model), "architecture": EVERY_ARCHITECTURE}
+            overrides = {
+                "modelPath": str(model),
+                "architecture": EVERY_ARCHITECTURE,
+                "captureSamplePercent": "10",  # the capture function and its role too
+            }
             deployment = deploy(None, {**overrides, "polling": polling}, server.endpoint_url)
             stack = Stack.of({"id": f"deployed-{polling}", **recorder.describe(deployment)})
             environments = {

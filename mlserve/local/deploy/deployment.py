@@ -25,6 +25,7 @@ TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 JOB_DEFINITION = "aws:batch/jobDefinition:JobDefinition"
 JOB_QUEUE = "aws:batch/jobQueue:JobQueue"
 NOTIFICATION = "aws:s3/bucketNotification:BucketNotification"
+SUBSCRIPTION_FILTER = "aws:cloudwatch/logSubscriptionFilter:LogSubscriptionFilter"
 
 
 @dataclass
@@ -68,10 +69,31 @@ class Deployment:
     def functions(self) -> dict[str, dict[str, Any]]:
         """Function name -> GetFunctionConfiguration, for every deployed function."""
         client = self.client("lambda")
-        return {
-            r.id: client.get_function_configuration(FunctionName=r.id)
-            for r in self.of_type(FUNCTION)
-        }
+        found = {}
+        for r in self.of_type(FUNCTION):
+            configuration = client.get_function_configuration(FunctionName=r.id)
+            declared = r.inputs.get("loggingConfig") or {}
+            if "LoggingConfig" not in configuration and declared.get("logGroup"):
+                # moto defect: CreateFunction stores no LoggingConfig and
+                # GetFunctionConfiguration returns none; it is what the program declared
+                configuration["LoggingConfig"] = {
+                    "LogFormat": declared.get("logFormat", "Text"),
+                    "LogGroup": declared["logGroup"],
+                }
+            found[r.id] = configuration
+        return found
+
+    def subscription_filters(self) -> list[dict[str, Any]]:
+        """Every deployed log subscription filter, as DescribeSubscriptionFilters reads it back."""
+        client = self.client("logs")
+        groups = sorted({str(r.inputs["logGroup"]) for r in self.of_type(SUBSCRIPTION_FILTER)})
+        return [
+            found
+            for group in groups
+            for found in client.describe_subscription_filters(logGroupName=group)[
+                "subscriptionFilters"
+            ]
+        ]
 
     def function_by_handler(self, handler: str) -> dict[str, Any]:
         """The configuration of the one deployed function whose handler is ``handler``."""

@@ -1,4 +1,5 @@
-"""CloudWatch Logs: log groups and their retention (moto stores them; nothing delivers logs)."""
+"""CloudWatch Logs: log groups and their retention, subscription filters (moto stores them; the
+emulator's log delivery, mlserve/local/logs.py, delivers what the deployed filters select)."""
 
 from __future__ import annotations
 
@@ -20,5 +21,30 @@ def log_group(ctx: Context, name: str, inputs: dict[str, Any]) -> tuple[str, dic
     return group, {"name": group, "arn": arn.removesuffix(":*")}
 
 
-RESOURCES: dict[str, Create] = {"aws:cloudwatch/logGroup:LogGroup": log_group}
+def subscription_filter(
+    ctx: Context, name: str, inputs: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """PutSubscriptionFilter: the log group's events matching the pattern go to the destination."""
+    filter_name = physical(inputs, "name", name, max_length=512)
+    group = str(inputs["logGroup"])
+    ctx.client("logs").put_subscription_filter(
+        **compact(
+            {
+                "logGroupName": group,
+                "filterName": filter_name,
+                "filterPattern": str(inputs.get("filterPattern") or ""),
+                "destinationArn": inputs["destinationArn"],
+                "roleArn": inputs.get("roleArn"),
+                "distribution": inputs.get("distribution"),
+            }
+        )
+    )
+    # The provider's id: "cwlsf-<hash of filter name + log group>"; any stable id serves here.
+    return f"cwlsf-{filter_name}", {"name": filter_name}
+
+
+RESOURCES: dict[str, Create] = {
+    "aws:cloudwatch/logGroup:LogGroup": log_group,
+    "aws:cloudwatch/logSubscriptionFilter:LogSubscriptionFilter": subscription_filter,
+}
 INVOKES: dict[str, Invoke] = {}

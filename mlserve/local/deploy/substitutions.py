@@ -92,8 +92,11 @@ NOT_EMULATED: Final[tuple[Substitution, ...]] = (
     ),
     Substitution(
         "log delivery (Lambda, ECS awslogs, Batch, Step Functions, API access logs)",
-        "the log groups are created with their retention",
-        "nothing in moto writes to CloudWatch Logs on a service's behalf",
+        "the log groups are created with their retention; a function's stdout lines that a "
+        "deployed subscription filter selects are delivered to its destination function "
+        "(mlserve/local/logs.py, data capture), the other lines are printed",
+        "nothing in moto writes to CloudWatch Logs on a service's behalf, and moto runs a "
+        "subscription's Lambda destination in Docker, not as the emulator's stand-in",
     ),
     Substitution(
         "CloudWatch alarms and SNS delivery",
