@@ -69,6 +69,7 @@ from benchmarks.lambda_artifacts import (
 from benchmarks.models import BenchModel, example_model, synthetic_matrix, synthetic_model
 from benchmarks.realtime import onnx_model_file, predict_event
 from components.packaging import (
+    DEFAULT_PYTHON_VERSION,
     LAYER_REQUIREMENTS,
     Architecture,
     build_function_archive,
@@ -496,7 +497,7 @@ def _artifact_rows(result: ArtifactResult, *, targets: bool) -> list[Row]:
     on this machine's CPUs), else the same ratios reported."""
     model = result.model
     where = f"at {result.share}" if result.share else "this machine's CPUs"
-    version = contract.LAMBDA_RUNTIME
+    version = f"python{DEFAULT_PYTHON_VERSION}"  # what an empty mlserve:lambdaRuntime deploys
     out = [
         Row(
             f"cold start from the built artifacts, read-only ({version}, {result.architecture} "

@@ -350,6 +350,7 @@ class StepFunctionsEcsPredictor(pulumi.ComponentResource):
             ).apply(lambda resolved: json.dumps(policies.job_api_sfn_policy(**resolved))),
             code=args.code,
             layer_arn=args.layer_arn,
+            runtime=args.runtime,
             architecture=args.lambda_architecture,
             memory=args.memory,
             timeout=args.job_api_timeout,
@@ -375,6 +376,7 @@ class StepFunctionsEcsPredictor(pulumi.ComponentResource):
         common: dict[str, Any] = {
             "code": args.code,
             "layer_arn": args.layer_arn,
+            "runtime": args.runtime,
             "architecture": args.lambda_architecture,
             "memory": STEP_FUNCTION_MEMORY,
             "timeout": STEP_FUNCTION_TIMEOUT_SECONDS,
@@ -416,6 +418,7 @@ class StepFunctionsBatchPredictorArgs:
 
     code: pulumi.Archive = field(compare=False)
     layer_arn: pulumi.Input[str] = field(compare=False)
+    runtime: str  # the Lambda runtime the code and layer were built for (LambdaPackage)
     table_name: pulumi.Input[str] = field(compare=False)
     table_arn: pulumi.Input[str] = field(compare=False)
     bucket_name: pulumi.Input[str] = field(compare=False)
@@ -666,6 +669,7 @@ class StepFunctionsBatchPredictor(pulumi.ComponentResource):
             JobConfigTriggerArgs(
                 code=args.code,
                 layer_arn=args.layer_arn,
+                runtime=args.runtime,
                 table_name=args.table_name,
                 table_arn=args.table_arn,
                 bucket_name=args.bucket_name,
@@ -701,6 +705,7 @@ class StepFunctionsBatchPredictor(pulumi.ComponentResource):
             ).apply(lambda resolved: json.dumps(policies.job_api_batch_policy(**resolved))),
             code=args.code,
             layer_arn=args.layer_arn,
+            runtime=args.runtime,
             architecture=args.lambda_architecture,
             memory=args.memory,
             timeout=job_api_timeout(0),
@@ -730,6 +735,7 @@ class StepFunctionsBatchPredictor(pulumi.ComponentResource):
         common: dict[str, Any] = {
             "code": args.code,
             "layer_arn": args.layer_arn,
+            "runtime": args.runtime,
             "architecture": args.lambda_architecture,
             "memory": STEP_FUNCTION_MEMORY,
             "timeout": STEP_FUNCTION_TIMEOUT_SECONDS,
