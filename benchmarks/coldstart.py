@@ -108,7 +108,7 @@ IMPORT_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("numpy", ("numpy",)),
     ("powertools Logger+Metrics", ("aws_lambda_powertools", "aws_lambda_powertools.metrics")),
     ("runtime (ours)", ("runtime.handlers.predict",)),
-    ("boto3/botocore", ("boto3",)),
+    ("S3 reader (no boto3)", ("runtime.s3object",)),
     ("powertools event handler (deferred)", ("aws_lambda_powertools.event_handler",)),
 )
 ENGINE_MODULES = {"xgboost": "xgboost", "onnx": "onnxruntime"}

@@ -34,9 +34,13 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 DEFAULT_SYNC_WAIT_SECONDS = 25.0  # the mlserve:syncWaitSeconds default (DESIGN.md §3)
 
 
+# Set by Lambda in every function's environment (and by the local emulator's stand-ins).
+ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+
+
 def in_lambda() -> bool:
     """True inside a Lambda execution environment (the runtime sets this variable)."""
-    return "AWS_LAMBDA_FUNCTION_NAME" in os.environ
+    return ENV_LAMBDA_FUNCTION_NAME in os.environ
 
 
 class ConfigurationError(Exception):
@@ -176,6 +180,22 @@ class RuntimeContext:
                 self._clients[service] = boto3.client(service, config=config)
             return self._clients[service]
 
+    def object_reader(self) -> Any:
+        """What reads the model object (``get_object(Bucket=, Key=)``): an injected ``s3``
+        client; in a Lambda function (``AWS_LAMBDA_FUNCTION_NAME``, which Lambda sets) whose
+        environment carries the credentials, as Lambda's does, an :class:`ObjectReader` (the
+        same GetObject without boto3's ~0.4 s of imports and client: runtime/s3object.py);
+        else the boto3 client."""
+        existing = self._clients.get("s3")
+        if existing is not None or not self.get(ENV_LAMBDA_FUNCTION_NAME):
+            return self.client("s3")
+        from runtime.s3object import MissingCredentials, ObjectReader
+
+        try:
+            return ObjectReader()
+        except MissingCredentials:  # credentials from elsewhere (a profile): boto3 finds them
+            return self.client("s3")
+
     # --- model --------------------------------------------------------------------------------
     @property
     def models(self) -> ModelCache:
@@ -186,7 +206,7 @@ class RuntimeContext:
                     self._model_cache = ModelCache(
                         self.get(contract.ENV_MODEL_URI),
                         self.get(contract.ENV_MODEL_SHA256),
-                        lambda: self.client("s3"),
+                        self.object_reader,
                         Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR,
                         engine=self.get(contract.ENV_MODEL_ENGINE),
                         categories=self.get(contract.ENV_MODEL_CATEGORIES),

@@ -134,15 +134,15 @@ def _import_engine_while_downloading(ctx: RuntimeContext) -> None:
     """Cold start: import the engine's library in a thread while this one downloads the model.
 
     Importing xgboost takes ~0.2 s of CPU and the download waits on the network, so doing both
-    at once saves the shorter of the two. The S3 client is created first, so the two threads
-    never import the same modules at the same time (boto3/botocore vs the engine's numpy, scipy,
-    ctypes ...). If the import fails here, the loader's own import raises the error again.
+    at once saves the shorter of the two. The S3 reader is created first, so the two threads
+    never import the same modules at the same time (http.client, hmac vs the engine's numpy,
+    scipy, ctypes ...). If the import fails here, the loader's own import raises the error again.
     """
     module = _ENGINE_MODULES.get(ctx.get(contract.ENV_MODEL_ENGINE) or contract.ENGINE_XGBOOST)
     if module is None or module in sys.modules or not ctx.get(contract.ENV_MODEL_URI):
         return
     try:
-        ctx.client("s3")  # imports boto3 and builds the client now, before the thread starts
+        ctx.object_reader()  # imports what reading S3 needs now, before the thread starts
     except Exception:  # the loader creates it again and reports the error
         return
     threading.Thread(target=_import_quietly, args=(module,), daemon=True).start()
