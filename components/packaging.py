@@ -58,7 +58,7 @@ from components.settings import (
     python_version_of,
 )
 from runtime.contract import ENGINE_ONNX, ENGINE_XGBOOST, LAMBDA_UNZIPPED_LIMIT_BYTES
-from runtime.model import sha256_file
+from runtime.modelfile import sha256_file
 
 # Bump whenever the build recipe (pip flags, strip rules, zip layout) changes: it is part of the
 # cache key, so every cached layer is rebuilt with the new recipe.

@@ -26,7 +26,7 @@ import yaml
 
 from runtime import contract
 from runtime.categories import UNKNOWN_CATEGORY_MODES
-from runtime.model import sha256_file
+from runtime.modelfile import sha256_file
 
 NAMESPACE: Final = "mlserve"
 PROJECT_DIR: Final = Path(__file__).resolve().parent.parent

@@ -38,7 +38,7 @@ from mlserve.local.deploy import (
 from mlserve.local.deploy.mapping import Context
 from mlserve.local.deploy.runner import REPO
 from runtime import contract
-from runtime.model import sha256_file
+from runtime.modelfile import sha256_file
 from tests.infra.conftest import train_tiny_model
 
 DEFAULTS = {key: spec["default"] for key, spec in load_project_schema().items()}

@@ -89,7 +89,7 @@ CALLERS: Final[dict[str, tuple[str, ...]]] = {
     "runtime/launchers.py::StepFunctionsBatchLauncher._complete::get_object": ("batch-job-api",),
     "runtime/launchers.py::StepFunctionsBatchLauncher._stage::put_object": ("batch-job-api",),
     # --- the model (predictor; the scoring task and job load it too) ---
-    "runtime/model.py::_download::get_object": ("predictor", "ecs-task", "batch-job"),
+    "runtime/modelfile.py::_download::get_object": ("predictor", "ecs-task", "batch-job"),
     # --- the Batch scoring job (runtime/scoring/batch.py) ---
     "runtime/scoring/batch.py::list_input::head_object": ("batch-job",),
     "runtime/scoring/batch.py::list_input::list_objects_v2": ("batch-job",),
