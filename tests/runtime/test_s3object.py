@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,6 +29,7 @@ from runtime.model import ModelUnavailable, load_model
 from runtime.s3object import MAX_ATTEMPTS, ObjectReader, S3Error, object_url, sign_get
 
 BUCKET = "mlserve-models-test"
+REPO = Path(__file__).resolve().parents[2]
 KEY = "models/example/v1/model.ubj"
 
 
@@ -207,3 +212,43 @@ def test_a_lambda_function_reads_its_model_without_boto3(monkeypatch: pytest.Mon
     assert not isinstance(in_lambda.object_reader(), ObjectReader)
     assert not isinstance(RuntimeContext({}).object_reader(), ObjectReader)  # not a function
     assert contract.ENV_MODEL_URI  # the context reads the model's location as before
+
+
+COLD_START = """
+import json, sys
+from runtime.handlers import predict  # in Lambda: the model's download starts here, then init
+from tests.runtime.events import FakeLambdaContext, rest_event
+
+answer = predict.handler(rest_event("POST", "/predict", sys.argv[1]), FakeLambdaContext())
+print(json.dumps({"status": answer["statusCode"], "body": json.loads(answer["body"]),
+                  "boto3": sorted(m for m in ("boto3", "botocore.session", "botocore.auth")
+                                  if m in sys.modules)}))
+"""
+
+
+def test_a_lambda_cold_start_serves_without_importing_boto3(
+    moto_endpoint: str, example_model: TrainResult, tmp_path: Path
+) -> None:
+    boto3.client(
+        "s3", endpoint_url=moto_endpoint, region_name="us-east-1",
+        aws_access_key_id="AKID", aws_secret_access_key="secret",
+    ).upload_file(str(example_model.model_path), BUCKET, KEY)  # fmt: skip
+    variables = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MODEL_"))},
+        **env(moto_endpoint),
+        "AWS_LAMBDA_FUNCTION_NAME": "predictor",  # Lambda sets it: init loads the model
+        contract.ENV_MODEL_URI: f"s3://{BUCKET}/{KEY}",
+        contract.ENV_MODEL_SHA256: example_model.sha256,
+        contract.ENV_MODEL_CACHE_DIR: str(tmp_path / "cache"),
+    }
+    rows = json.dumps({"instances": [[1.0] * 30]})
+    done = subprocess.run(
+        [sys.executable, "-c", COLD_START, rows],
+        env=variables, cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["status"] == 200 and len(outcome["body"]["predictions"]) == 1
+    # neither boto3 nor botocore's session and signer (Powertools imports only botocore/__init__,
+    # to register its user agent)
+    assert outcome["boto3"] == []
