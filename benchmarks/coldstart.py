@@ -6,7 +6,8 @@
   moto server on 127.0.0.1, ``AWS_ENDPOINT_URL``) into an empty cache directory and its sha256
   verified, exactly as in a new execution environment.
 - **reference**: a new Python process that imports xgboost, loads the same model from a local
-  file and predicts one row: the least any server of this model does.
+  file and predicts one row on one thread (as the handler does: OpenMP's threads cost a 1-row
+  prediction more than they give): the least any server of this model does.
 
 Both are timed from just before the process is spawned to the moment the answer exists (the
 child reports ``time.monotonic()``, the system-wide clock), so interpreter start-up counts for
@@ -171,6 +172,7 @@ import numpy as np
 import xgboost as xgb
 
 booster = xgb.Booster(model_file=sys.argv[1])
+booster.set_param({"nthread": 1})  # as the handler serves (runtime/handlers/predict.py Serving)
 booster.inplace_predict(np.asarray(json.loads(sys.argv[2]), dtype=np.float32))
 print("\\n" + json.dumps({"done": time.monotonic()}))
 """
