@@ -955,3 +955,17 @@ def test_component_uploads_the_layer_through_s3_when_given_a_bucket(
         assert layer.inputs["compatibleArchitectures"] == ["x86_64"]
 
     return package.layer_arn.apply(check)
+
+
+@slow
+def test_a_layer_for_another_runtime_carries_its_wheels_and_byte_code() -> None:
+    """mlserve:lambdaRuntime picks the wheels (pip --python-version: the cp3X ABI) and the
+    byte code's version; python3.13 here, whatever this interpreter is."""
+    if find_python("3.13") is None and os.environ.get(ENV_LAMBDA_PYTHON) is None:
+        pytest.skip("no Python 3.13 here to compile the byte code with")
+    build = build_layer(REQUIREMENTS, "x86_64", "3.13")
+    names = zip_names(build.zip_path)
+    extensions = [n for n in names if n.endswith(".so") and ".cpython-" in n]
+    assert extensions and all(".cpython-313-" in n for n in extensions)
+    compiled = [n for n in names if n.endswith(".pyc")]
+    assert compiled and all(n.endswith(".cpython-313.pyc") for n in compiled)
