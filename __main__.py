@@ -205,6 +205,7 @@ def build_lambda(shared: Shared) -> Built:
         RealtimePredictorArgs(
             code=shared.package.code,
             layer_arn=shared.package.layer_arn,
+            runtime=shared.package.runtime,
             model_uri=model_uri,
             model_sha256=model_sha256,
             model_object_arn=model_object_arn,
@@ -269,6 +270,7 @@ def job_api_args(shared: Shared) -> dict[str, Any]:
     return {
         "code": shared.package.code,
         "layer_arn": shared.package.layer_arn,
+        "runtime": shared.package.runtime,
         "table_name": shared.table.name,
         "table_arn": shared.table.arn,
         "bucket_name": shared.store.bucket_name,
@@ -347,6 +349,7 @@ def build_stepfunctions_batch(shared: Shared) -> Built:
         StepFunctionsBatchPredictorArgs(
             code=shared.package.code,
             layer_arn=shared.package.layer_arn,
+            runtime=shared.package.runtime,
             table_name=shared.table.name,
             table_arn=shared.table.arn,
             bucket_name=shared.store.bucket_name,
@@ -514,6 +517,7 @@ def main() -> None:
                 contract.ENGINE_ONNX if conversion else contract.ENGINE_XGBOOST
             ],
             source_root=PROJECT_DIR,
+            runtime=settings.lambda_runtime,
             artifact_bucket=store.bucket_name,
         ),
     )

@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.packaging import (
+    DEFAULT_PYTHON_VERSION,
     LAYER_MOUNT,
     compile_bytecode,
     default_cache_root,
     lambda_python,
 )
-from runtime.contract import LAMBDA_PYTHON_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 # The Lambda runtime's own packages: boto3 and what it needs (jmespath is in the layer too).
@@ -67,7 +67,7 @@ class Unpacked:
     tmp: Path  # Lambda's writable /tmp
     pyc_files: int  # byte-code files unpacked: the same number must be there after the run
 
-    def pythonpath(self, sdk: Path, python_version: str = LAMBDA_PYTHON_VERSION) -> str:
+    def pythonpath(self, sdk: Path, python_version: str = DEFAULT_PYTHON_VERSION) -> str:
         """sys.path as Lambda's python runtime orders it: code, layer, then the runtime's SDK."""
         layer = self.opt / LAYER_MOUNT.removeprefix("/opt/")
         site = self.opt / "python" / "lib" / f"python{python_version}" / "site-packages"
@@ -124,7 +124,7 @@ def lambda_env(
     *,
     memory_mb: int,
     function_env: dict[str, str],
-    python_version: str = LAMBDA_PYTHON_VERSION,
+    python_version: str = DEFAULT_PYTHON_VERSION,
 ) -> dict[str, str]:
     """The environment Lambda's python runtime gives the function (and nothing of this shell's)."""
     return {
@@ -160,7 +160,7 @@ def _constraint_pins(names: tuple[str, ...]) -> list[str]:
     return pins
 
 
-def runtime_sdk(python_version: str = LAMBDA_PYTHON_VERSION) -> Path:
+def runtime_sdk(python_version: str = DEFAULT_PYTHON_VERSION) -> Path:
     """boto3 as the Lambda runtime provides it, for ``python_version`` (built once, cached)."""
     target = default_cache_root() / "bench-lambda-runtime" / f"python{python_version}"
     if (target / ".complete").exists():

@@ -422,6 +422,7 @@ JOB_CONFIG_SUFFIX: Final = ".json"
 class JobConfigTriggerArgs:
     code: pulumi.Archive = field(compare=False)
     layer_arn: pulumi.Input[str] = field(compare=False)
+    runtime: str  # the Lambda runtime the code and layer were built for (LambdaPackage)
     table_name: pulumi.Input[str] = field(compare=False)
     table_arn: pulumi.Input[str] = field(compare=False)
     bucket_name: pulumi.Input[str] = field(compare=False)
@@ -492,6 +493,7 @@ class JobConfigTrigger(pulumi.ComponentResource):
             ).apply(lambda resolved: json.dumps(policies.job_config_trigger_policy(**resolved))),
             code=args.code,
             layer_arn=args.layer_arn,
+            runtime=args.runtime,
             architecture=args.lambda_architecture,
             memory=TRIGGER_MEMORY,
             timeout=TRIGGER_TIMEOUT_SECONDS,

@@ -296,6 +296,7 @@ class JobApiArgs:
 
     code: pulumi.Archive = field(compare=False)
     layer_arn: pulumi.Input[str] = field(compare=False)
+    runtime: str  # the Lambda runtime the code and layer were built for (LambdaPackage)
     table_name: pulumi.Input[str] = field(compare=False)
     table_arn: pulumi.Input[str] = field(compare=False)
     bucket_name: pulumi.Input[str] = field(compare=False)
@@ -457,6 +458,7 @@ class LambdaEcsPredictor(pulumi.ComponentResource):
             ).apply(lambda resolved: json.dumps(policies.job_api_ecs_policy(**resolved))),
             code=args.code,
             layer_arn=args.layer_arn,
+            runtime=args.runtime,
             architecture=args.lambda_architecture,
             memory=args.memory,
             timeout=args.timeout,

@@ -14,7 +14,6 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
-from runtime import contract
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,7 @@ def lambda_function(
     policy: Callable[[pulumi.Output[str]], pulumi.Input[str]],
     code: pulumi.Archive,
     layer_arn: pulumi.Input[str],
+    runtime: str,
     architecture: str,
     memory: int,
     timeout: int,
@@ -42,6 +42,8 @@ def lambda_function(
     **function_args: Any,
 ) -> FunctionParts:
     """Children of ``parent`` named ``{name}-logs``, ``-role``, ``-policy``, ``-function``.
+
+    ``runtime`` is the one the code and layer were built for (``LambdaPackage.runtime``).
 
     ``policy`` receives the log group's ARN and returns the role's policy document (JSON), so
     the function may write its own logs and nothing else beyond what the caller grants.
@@ -63,7 +65,7 @@ def lambda_function(
         f"{name}-function",
         description=description,
         role=role.arn,
-        runtime=contract.LAMBDA_RUNTIME,
+        runtime=runtime,
         handler=handler,
         architectures=[architecture],
         memory_size=memory,

@@ -52,14 +52,13 @@ import pulumi
 from pulumi_aws.lambda_ import LayerVersion
 from pulumi_aws.s3 import BucketObjectv2
 
-from runtime.contract import (
-    ENGINE_ONNX,
-    ENGINE_XGBOOST,
-    LAMBDA_PYTHON_VERSION,
-    LAMBDA_RUNTIME,
-    LAMBDA_UNZIPPED_LIMIT_BYTES,
+from components.settings import (
+    LAMBDA_PYTHON_RUNTIMES,
+    default_lambda_runtime,
+    python_version_of,
 )
-from runtime.model import sha256_file
+from runtime.contract import ENGINE_ONNX, ENGINE_XGBOOST, LAMBDA_UNZIPPED_LIMIT_BYTES
+from runtime.modelfile import sha256_file
 
 # Bump whenever the build recipe (pip flags, strip rules, zip layout) changes: it is part of the
 # cache key, so every cached layer is rebuilt with the new recipe.
@@ -70,12 +69,17 @@ ARCHITECTURES: Final[tuple[str, ...]] = get_args(Architecture)
 
 # Lambda architecture -> machine name in manylinux platform tags.
 _MACHINE: Final = {"arm64": "aarch64", "x86_64": "x86_64"}
-# glibc baselines accepted for wheels. The python3.12 runtime (Amazon Linux 2023) has glibc 2.34.
+# glibc baselines accepted for wheels: every runtime of LAMBDA_PYTHON_RUNTIMES runs on Amazon
+# Linux 2023 (glibc 2.34); pip picks the wheels of the runtime's version (--python-version).
 MANYLINUX_TAGS: Final = ("manylinux2014", "manylinux_2_17", "manylinux_2_28")
 
 # Lambda's limit for a zip uploaded directly in the API request (PublishLayerVersion ZipFile);
 # larger archives must go through S3.
 LAMBDA_DIRECT_UPLOAD_LIMIT_BYTES: Final = 50 * 1024 * 1024
+
+# The Python version the archives are built for when no caller names one (tests, the bench): the
+# runtime the program deploys with an empty mlserve:lambdaRuntime (components/settings.py).
+DEFAULT_PYTHON_VERSION: Final = python_version_of(default_lambda_runtime())
 
 ENV_CACHE_DIR: Final = "MLSERVE_CACHE_DIR"
 # An interpreter of the Lambda runtime's Python version, to compile the archives' byte code with.
@@ -307,14 +311,14 @@ def find_python(version: str) -> str | None:
     return None
 
 
-def lambda_python(version: str = LAMBDA_PYTHON_VERSION) -> str:
+def lambda_python(version: str = DEFAULT_PYTHON_VERSION) -> str:
     """The interpreter that compiles the archives' byte code for Lambda's python``version``.
 
     ``$MLSERVE_LAMBDA_PYTHON`` when set (it must be that version); else the interpreter running
-    the program when it is that version; else ``python<version>`` on PATH; else the newest
+    the program when it is that version (the default: mlserve:lambdaRuntime empty follows it,
+    components/settings.py); else ``python<version>`` on PATH; else the newest
     ``$PYENV_ROOT/versions/<version>.*``. None of them: :class:`PackagingError` naming what to
-    install. The runtime's version is the project's (``runtime.contract.LAMBDA_RUNTIME``), not
-    the deploying interpreter's, so who deploys never changes what runs in Lambda.
+    install.
     """
     if explicit := os.environ.get(ENV_LAMBDA_PYTHON):
         found = _interpreter_version(explicit)
@@ -328,13 +332,20 @@ def lambda_python(version: str = LAMBDA_PYTHON_VERSION) -> str:
         return explicit
     found_python = find_python(version)
     if found_python is None:
+        running = f"python{_RUNNING_VERSION}"
+        instead = (
+            f"set mlserve:lambdaRuntime to {running} (this Python's) or empty"
+            if running in LAMBDA_PYTHON_RUNTIMES
+            else f"run the program with a Python of a Lambda runtime "
+            f"({', '.join(LAMBDA_PYTHON_RUNTIMES)}) and leave mlserve:lambdaRuntime empty"
+        )
         raise PackagingError(
             f"the Lambda runtime is python{version} and its byte code must be compiled by a "
             f"Python {version} interpreter, but none was found (this one is "
             f"{_RUNNING_VERSION}, no working python{version} on PATH or under "
             f"$PYENV_ROOT/versions). Install Python {version} (your distribution's "
             f"python{version} package, `pyenv install {version}` or `uv python install "
-            f"{version}`) or set {ENV_LAMBDA_PYTHON} to one."
+            f"{version}`) or set {ENV_LAMBDA_PYTHON} to one; or {instead}."
         )
     return found_python
 
@@ -475,7 +486,7 @@ def _remove_stale_tmp_dirs(cache_dir: Path) -> None:
 def build_layer(
     requirements_file: Path,
     architecture: Architecture,
-    python_version: str = LAMBDA_PYTHON_VERSION,
+    python_version: str = DEFAULT_PYTHON_VERSION,
     cache_dir: Path | None = None,
     *,
     runner: Runner | None = None,
@@ -561,7 +572,7 @@ def build_layer(
 def build_venv_layer(
     requirements_file: Path,
     architecture: Architecture,
-    python_version: str = LAMBDA_PYTHON_VERSION,
+    python_version: str = DEFAULT_PYTHON_VERSION,
     cache_dir: Path | None = None,
 ) -> LayerBuild:
     """The local target's layer: a zip holding only :data:`VENV_LAYER_MARKER`, which names the
@@ -632,7 +643,7 @@ def function_archive_entries(source_root: Path) -> list[tuple[str, Path]]:
 def build_function_archive(
     source_root: Path,
     out_dir: Path | None = None,
-    python_version: str = LAMBDA_PYTHON_VERSION,
+    python_version: str = DEFAULT_PYTHON_VERSION,
     cache_dir: Path | None = None,
     *,
     python: str | None = None,
@@ -729,8 +740,14 @@ class LambdaPackageArgs:
     architecture: Architecture
     requirements_file: Path
     source_root: Path
-    python_version: str = LAMBDA_PYTHON_VERSION
+    # mlserve:lambdaRuntime as the settings resolved it (the functions run on the same runtime)
+    runtime: str = field(default_factory=default_lambda_runtime)
     artifact_bucket: pulumi.Input[str] | None = field(default=None, compare=False)
+
+    @property
+    def python_version(self) -> str:
+        """The runtime's Python version (``"3.12"``): what the byte code is compiled for."""
+        return python_version_of(self.runtime)
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -738,10 +755,10 @@ class LambdaPackageArgs:
                 "LambdaPackageArgs.architecture must be one of "
                 f"{', '.join(map(repr, ARCHITECTURES))}; got {self.architecture!r}"
             )
-        if not re.fullmatch(r"3\.\d{1,2}", str(self.python_version)):
+        if self.runtime not in LAMBDA_PYTHON_RUNTIMES:
             raise ValueError(
-                f"LambdaPackageArgs.python_version must look like '3.12'; "
-                f"got {self.python_version!r}"
+                f"LambdaPackageArgs.runtime must be one of {', '.join(LAMBDA_PYTHON_RUNTIMES)}; "
+                f"got {self.runtime!r}"
             )
         object.__setattr__(self, "requirements_file", Path(self.requirements_file))
         object.__setattr__(self, "source_root", Path(self.source_root))
@@ -765,6 +782,7 @@ class LambdaPackage(pulumi.ComponentResource):
 
     layer_arn: pulumi.Output[str]
     code: pulumi.FileArchive
+    runtime: str  # the functions' Lambda runtime: the one the archives were built for
     layer_build: LayerBuild
     function_archive: FunctionArchive
     layer: LayerVersion
@@ -773,6 +791,7 @@ class LambdaPackage(pulumi.ComponentResource):
         self, name: str, args: LambdaPackageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("mlserve:index:LambdaPackage", name, None, opts)
+        self.runtime = args.runtime
         self.layer_build = layer_builder()(
             args.requirements_file, args.architecture, args.python_version
         )
@@ -792,10 +811,10 @@ class LambdaPackage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         layer_args: dict[str, Any] = {
             "layer_name": layer_name(pulumi.get_stack(), name),
-            "compatible_runtimes": [LAMBDA_RUNTIME],
+            "compatible_runtimes": [args.runtime],
             "compatible_architectures": [build.architecture],
             "description": (
-                f"mlserve dependencies for {LAMBDA_RUNTIME} {build.architecture}: "
+                f"mlserve dependencies for {args.runtime} {build.architecture}: "
                 f"{args.requirements_file.name} {build.cache_key[:12]}, "
                 f"{human_mb(build.unzipped_bytes)} unzipped"
             ),

@@ -39,6 +39,7 @@ OPERATIONS: Final = ("health", "predict")
 class RealtimePredictorArgs:
     code: pulumi.Archive = field(compare=False)
     layer_arn: pulumi.Input[str] = field(compare=False)
+    runtime: str  # the Lambda runtime the code and layer were built for (LambdaPackage)
     model_uri: pulumi.Input[str] = field(compare=False)
     model_sha256: pulumi.Input[str] = field(compare=False)
     model_object_arn: pulumi.Input[str] = field(compare=False)
@@ -179,6 +180,7 @@ class RealtimePredictor(pulumi.ComponentResource):
             ),
             code=args.code,
             layer_arn=args.layer_arn,
+            runtime=args.runtime,
             architecture=args.lambda_architecture,
             memory=args.memory,
             timeout=args.timeout,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ import yaml
 from components.monitoring import default_latency_p99_ms
 from runtime import contract
 from runtime.categories import UNKNOWN_CATEGORY_MODES
-from runtime.model import sha256_file
+from runtime.modelfile import sha256_file
 
 NAMESPACE: Final = "mlserve"
 PROJECT_DIR: Final = Path(__file__).resolve().parent.parent
@@ -44,6 +45,20 @@ ARCHITECTURES: Final[tuple[str, ...]] = (
 
 LambdaArchitecture = Literal["arm64", "x86_64"]
 LAMBDA_ARCHITECTURES: Final[tuple[LambdaArchitecture, ...]] = ("arm64", "x86_64")
+# The Lambda Python runtimes mlserve deploys to, oldest first: those of pulumi_aws's Runtime enum
+# (tests/infra/test_settings.py checks) that can run the layer. All run on Amazon Linux 2023
+# (glibc 2.34), which the layer's manylinux wheels need (components/packaging.py).
+LAMBDA_PYTHON_RUNTIMES: Final[tuple[str, ...]] = ("python3.12", "python3.13", "python3.14")
+# Python runtimes Lambda offers (pulumi_aws's enum) at or above the project's own floor
+# (requires-python 3.11) that cannot run the layer, and why: refused with the reason.
+UNSUPPORTED_LAMBDA_RUNTIMES: Final[Mapping[str, str]] = {
+    "python3.11": (
+        "Lambda runs python3.11 on Amazon Linux 2, whose glibc 2.26 is older than the layer's "
+        "wheels need (numpy 2.4 and scipy 1.17: manylinux_2_27; xgboost 3.2: manylinux_2_28)"
+    ),
+}
+# mlserve:lambdaRuntime empty and the running Python not one of LAMBDA_PYTHON_RUNTIMES
+FALLBACK_LAMBDA_RUNTIME: Final = "python3.12"
 LAMBDA_PACKAGING: Final = ("layer",)
 ENGINES: Final[tuple[str, ...]] = contract.ENGINES
 API_AUTH: Final = ("api-key", "iam", "none")
@@ -116,6 +131,26 @@ def describe_fargate_memory(task_cpu: int) -> str:
     if len(sizes) > 3 and len(steps) == 1:
         return f"{sizes[0]}-{sizes[-1]} in steps of {steps.pop()}"
     return ", ".join(map(str, sizes))
+
+
+def runtime_of(version: tuple[int, int] | Any) -> str:
+    """``(3, 12)`` (or a ``sys.version_info``) -> ``"python3.12"``."""
+    return f"python{version[0]}.{version[1]}"
+
+
+def default_lambda_runtime(version: tuple[int, int] | Any = sys.version_info) -> str:
+    """mlserve:lambdaRuntime when it is empty: the runtime of the Python running the program
+    (``version``) when mlserve deploys to it, so that Python compiles the archives' byte code and
+    no other is needed; else :data:`FALLBACK_LAMBDA_RUNTIME`."""
+    running = runtime_of(version)
+    return running if running in LAMBDA_PYTHON_RUNTIMES else FALLBACK_LAMBDA_RUNTIME
+
+
+def python_version_of(runtime: str) -> str:
+    """``"python3.12"`` -> ``"3.12"``: the Python version of a Lambda Python runtime."""
+    if not re.fullmatch(r"python3\.\d{1,2}", runtime):
+        raise ValueError(f"not a Lambda Python runtime (python3.X): {runtime!r}")
+    return runtime.removeprefix("python")
 
 
 def _q(value: object) -> str:
@@ -216,6 +251,7 @@ class Settings:
     canary_mode: str
     capture_sample_percent: int
     lambda_architecture: LambdaArchitecture
+    lambda_runtime: str
     lambda_memory: int
     lambda_timeout: int
     lambda_packaging: str
@@ -286,6 +322,11 @@ class Settings:
         if missing:  # pragma: no cover - a reader that neither returned nor complained
             raise AssertionError(f"settings without a value: {missing}")
         return cls(**values)
+
+    @property
+    def lambda_python_version(self) -> str:
+        """The Python version of :attr:`lambda_runtime` (``"3.12"``)."""
+        return python_version_of(self.lambda_runtime)
 
     @property
     def model_key(self) -> str:
@@ -424,6 +465,7 @@ def _lambda_values(r: _Reader) -> dict[str, Any]:
         )
     return {
         "lambda_architecture": r.choice("lambdaArchitecture", LAMBDA_ARCHITECTURES),
+        "lambda_runtime": _lambda_runtime(r),
         "lambda_memory": r.integer("lambdaMemory", 128, 10240, "128-10240 (MB)"),
         "lambda_timeout": r.integer(
             "lambdaTimeout",
@@ -440,6 +482,27 @@ def _lambda_values(r: _Reader) -> dict[str, Any]:
         "allow_missing": r.boolean("allowMissing"),
         "unknown_category": r.choice("unknownCategory", UNKNOWN_CATEGORY_MODES),
     }
+
+
+def _lambda_runtime(r: _Reader) -> str | None:
+    configured = r.string("lambdaRuntime")
+    if not configured:
+        return default_lambda_runtime()
+    if configured in UNSUPPORTED_LAMBDA_RUNTIMES:
+        r.problem(
+            "lambdaRuntime",
+            f"{configured} cannot run the layer: {UNSUPPORTED_LAMBDA_RUNTIMES[configured]}; "
+            f"allowed: {', '.join(LAMBDA_PYTHON_RUNTIMES)} or empty",
+        )
+        return None
+    if configured not in LAMBDA_PYTHON_RUNTIMES:
+        r.problem(
+            "lambdaRuntime",
+            f"unknown runtime {configured!r}; allowed: {', '.join(LAMBDA_PYTHON_RUNTIMES)} or "
+            f"empty (this Python's: {default_lambda_runtime()})",
+        )
+        return None
+    return configured
 
 
 def _container_values(r: _Reader) -> dict[str, Any]:

@@ -352,6 +352,7 @@ class StepFunctionsEcsPredictor(pulumi.ComponentResource):
             ).apply(lambda resolved: json.dumps(policies.job_api_sfn_policy(**resolved))),
             code=args.code,
             layer_arn=args.layer_arn,
+            runtime=args.runtime,
             architecture=args.lambda_architecture,
             memory=args.memory,
             timeout=args.job_api_timeout,
@@ -377,6 +378,7 @@ class StepFunctionsEcsPredictor(pulumi.ComponentResource):
         common: dict[str, Any] = {
             "code": args.code,
             "layer_arn": args.layer_arn,
+            "runtime": args.runtime,
             "architecture": args.lambda_architecture,
             "memory": STEP_FUNCTION_MEMORY,
             "timeout": STEP_FUNCTION_TIMEOUT_SECONDS,
@@ -418,6 +420,7 @@ class StepFunctionsBatchPredictorArgs:
 
     code: pulumi.Archive = field(compare=False)
     layer_arn: pulumi.Input[str] = field(compare=False)
+    runtime: str  # the Lambda runtime the code and layer were built for (LambdaPackage)
     table_name: pulumi.Input[str] = field(compare=False)
     table_arn: pulumi.Input[str] = field(compare=False)
     bucket_name: pulumi.Input[str] = field(compare=False)
@@ -670,6 +673,7 @@ class StepFunctionsBatchPredictor(pulumi.ComponentResource):
             JobConfigTriggerArgs(
                 code=args.code,
                 layer_arn=args.layer_arn,
+                runtime=args.runtime,
                 table_name=args.table_name,
                 table_arn=args.table_arn,
                 bucket_name=args.bucket_name,
@@ -705,6 +709,7 @@ class StepFunctionsBatchPredictor(pulumi.ComponentResource):
             ).apply(lambda resolved: json.dumps(policies.job_api_batch_policy(**resolved))),
             code=args.code,
             layer_arn=args.layer_arn,
+            runtime=args.runtime,
             architecture=args.lambda_architecture,
             memory=args.memory,
             timeout=job_api_timeout(0),
@@ -734,6 +739,7 @@ class StepFunctionsBatchPredictor(pulumi.ComponentResource):
         common: dict[str, Any] = {
             "code": args.code,
             "layer_arn": args.layer_arn,
+            "runtime": args.runtime,
             "architecture": args.lambda_architecture,
             "memory": STEP_FUNCTION_MEMORY,
             "timeout": STEP_FUNCTION_TIMEOUT_SECONDS,

@@ -19,7 +19,7 @@ import pulumi_aws as aws
 from components import policies
 from components.compatibility import model_metadata
 from runtime import contract
-from runtime.model import sha256_file
+from runtime.modelfile import sha256_file
 
 SSE_S3 = "AES256"
 SSE_KMS = "aws:kms"

@@ -4,7 +4,9 @@ A call site is a boto3 client method call that sends a request: a keyword-only c
 whose name is an operation of a service runtime/ uses (botocore's service models: ``get_object``,
 ``update_item``, ...), ``paginator.paginate(...)`` of ``get_paginator("<operation>")``, or one of
 S3's managed transfers (``upload_file`` ...: boto3 sends their requests from its own threads).
-``generate_presigned_url`` and the like sign locally and send nothing: not call sites.
+``generate_presigned_url`` and the like sign locally and send nothing: not call sites. The
+predictor's GetObject without boto3 (runtime/s3object.py ``ObjectReader.get_object``) has
+boto3's method name and keywords, so the call that sends it is found like a boto3 call.
 
 A site is named ``<path>::<function>::<operation>`` (``#2`` etc. for a second call of the same
 operation in the same function), so its name survives edits elsewhere in the file.

@@ -39,6 +39,7 @@ RUNTIME_ARCHITECTURES: Final = {
     "python3.11": ("arm64", "x86_64"),
     "python3.12": ("arm64", "x86_64"),
     "python3.13": ("arm64", "x86_64"),
+    "python3.14": ("arm64", "x86_64"),
 }
 # SnapStart's managed runtimes for Python start at 3.12.
 SNAPSTART_MIN_PYTHON: Final = (3, 12)
@@ -147,9 +148,11 @@ def check_openapi(api_auth: str) -> list[Finding]:
     return [Finding(OK, "openapi", "runtime/openapi.yaml imports with failOnWarnings")]
 
 
-def check_lambda_limits(found: Any, runtime: str = contract.LAMBDA_RUNTIME) -> list[Finding]:
-    """Lambda's limits for the chosen runtime, architecture, memory, timeout and model."""
+def check_lambda_limits(found: Any) -> list[Finding]:
+    """Lambda's limits for the chosen runtime (mlserve:lambdaRuntime), architecture, memory,
+    timeout and model; and the Python that compiles the archives' byte code for that runtime."""
     findings: list[Finding] = []
+    runtime = found.lambda_runtime
     arch = found.lambda_architecture
     offered = RUNTIME_ARCHITECTURES.get(runtime)
     if offered is None:
@@ -164,6 +167,13 @@ def check_lambda_limits(found: Any, runtime: str = contract.LAMBDA_RUNTIME) -> l
             findings.append(
                 Finding(BLOCKER, "lambda", f"SnapStart needs python3.12 or later, not {runtime}")
             )
+    from components.packaging import PackagingError, lambda_python
+    from components.settings import python_version_of
+
+    try:
+        lambda_python(python_version_of(runtime))
+    except PackagingError as exc:
+        findings.append(Finding(BLOCKER, "lambda", str(exc)))
     size = Path(found.model_path).stat().st_size
     if size > TMP_BYTES:
         findings.append(

@@ -18,7 +18,7 @@ import numpy as np
 
 from mlserve import drift
 from runtime.contract import MODEL_METADATA_NAME, MODEL_OBJECT_NAME
-from runtime.model import sha256_file
+from runtime.modelfile import sha256_file
 
 DEFAULT_OUT_DIR = Path("models/example")
 SEED = 7

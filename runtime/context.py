@@ -1,5 +1,9 @@
 """The one lazily-built object through which handlers read their environment and get clients.
 
+This module imports neither numpy nor an engine (the model's and the payload's modules are
+imported when first needed), so the predictor can start its model's download through it before
+its other imports (:meth:`RuntimeContext.prefetch_model`).
+
 Handlers create no boto3 client and read no environment variable at import time; they ask a
 :class:`RuntimeContext`, built on first use from ``os.environ`` (or from the mapping a test or the
 local emulator passes), and clients can be injected.
@@ -18,26 +22,24 @@ from typing import TYPE_CHECKING, Any, Final
 
 from runtime import contract
 from runtime.categories import UNKNOWN_CATEGORY_MODES, UNKNOWN_ERROR, UNKNOWN_MISSING
-from runtime.model import (
-    DEFAULT_CACHE_DIR,
-    ModelCache,
-    ModelInfo,
-    ModelUnavailable,
-    model_info,
-    parse_s3_uri,
-)
-from runtime.payload import FeatureSchema, Limits
+from runtime.modelfile import DEFAULT_CACHE_DIR, ModelUnavailable, Prefetch, parse_s3_uri
 
 if TYPE_CHECKING:
     from runtime.jobs import JobStore
+    from runtime.model import ModelCache, ModelInfo
+    from runtime.payload import FeatureSchema, Limits
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 DEFAULT_SYNC_WAIT_SECONDS = 25.0  # the mlserve:syncWaitSeconds default (DESIGN.md §3)
 
 
+# Set by Lambda in every function's environment (and by the local emulator's stand-ins).
+ENV_LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
+
+
 def in_lambda() -> bool:
     """True inside a Lambda execution environment (the runtime sets this variable)."""
-    return "AWS_LAMBDA_FUNCTION_NAME" in os.environ
+    return ENV_LAMBDA_FUNCTION_NAME in os.environ
 
 
 class ConfigurationError(Exception):
@@ -79,6 +81,7 @@ class RuntimeContext:
         self._model_cache: ModelCache | None = None
         self._canary_cache: ModelCache | None = None
         self._model_info: ModelInfo | None = None
+        self._prefetch: Prefetch | None = None
         self._job_store: JobStore | None = None
 
     # --- settings -----------------------------------------------------------------------------
@@ -128,6 +131,8 @@ class RuntimeContext:
     @property
     def limits(self) -> Limits:
         """What a request may hold: max_rows, allow_missing, unknown_category."""
+        from runtime.payload import Limits
+
         return Limits(
             max_rows=self.max_rows,
             allow_missing=self.allow_missing,
@@ -204,20 +209,57 @@ class RuntimeContext:
                 self._clients[service] = boto3.client(service, config=config)
             return self._clients[service]
 
+    def object_reader(self) -> Any:
+        """What reads the model object (``get_object(Bucket=, Key=)``): an injected ``s3``
+        client; in a Lambda function (``AWS_LAMBDA_FUNCTION_NAME``, which Lambda sets) whose
+        environment carries the credentials, as Lambda's does, an :class:`ObjectReader` (the
+        same GetObject without boto3's ~0.4 s of imports and client: runtime/s3object.py);
+        else the boto3 client."""
+        existing = self._clients.get("s3")
+        if existing is not None or not self.get(ENV_LAMBDA_FUNCTION_NAME):
+            return self.client("s3")
+        from runtime.s3object import MissingCredentials, ObjectReader
+
+        try:
+            return ObjectReader()
+        except MissingCredentials:  # credentials from elsewhere (a profile): boto3 finds them
+            return self.client("s3")
+
     # --- model --------------------------------------------------------------------------------
+    def _model_cache_dir(self) -> Path:
+        cache_dir = self.get(contract.ENV_MODEL_CACHE_DIR)
+        return Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
+
+    def prefetch_model(self) -> None:
+        """Start downloading the model (MODEL_URI, checked against MODEL_SHA256) into the cache
+        directory in a thread, for :attr:`models` to load: the predictor's cold start calls it
+        before its own imports, which then overlap the download. Without a model to fetch, or
+        once the models are loaded, nothing happens; any error is the first load's to report."""
+        uri, sha256 = self.get(contract.ENV_MODEL_URI), self.get(contract.ENV_MODEL_SHA256)
+        if not uri or not sha256 or self._model_cache is not None or self._prefetch is not None:
+            return
+        try:
+            self._prefetch = Prefetch(
+                self.object_reader(), uri, sha256.strip().lower(), self._model_cache_dir()
+            )
+        except Exception:  # the first load creates the reader again and reports the error
+            self._prefetch = None
+
     @property
     def models(self) -> ModelCache:
         if self._model_cache is None:
             with self._lock:
                 if self._model_cache is None:
-                    cache_dir = self.get(contract.ENV_MODEL_CACHE_DIR)
+                    from runtime.model import ModelCache
+
                     self._model_cache = ModelCache(
                         self.get(contract.ENV_MODEL_URI),
                         self.get(contract.ENV_MODEL_SHA256),
-                        lambda: self.client("s3"),
-                        Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR,
+                        self.object_reader,
+                        self._model_cache_dir(),
                         engine=self.get(contract.ENV_MODEL_ENGINE),
                         categories=self.get(contract.ENV_MODEL_CATEGORIES),
+                        prefetch=self._prefetch,
                     )
         return self._model_cache
 
@@ -275,6 +317,8 @@ class RuntimeContext:
 
     @property
     def feature_schema(self) -> FeatureSchema:
+        from runtime.payload import FeatureSchema
+
         return FeatureSchema.of_model(self.model_info)
 
     # --- the job table -------------------------------------------------------------------------
@@ -300,6 +344,8 @@ def read_model_info(
     a metadata.json recording another sha256 than MODEL_SHA256 describes another model.
     Raises :class:`ModelUnavailable` (503).
     """
+    from runtime.model import model_info
+
     if not metadata_uri:
         raise ModelUnavailable(f"{contract.ENV_MODEL_METADATA_URI} must be set")
     try:

@@ -93,8 +93,6 @@ SCORING_MODULE: Final = "runtime.scoring"  # ENTRYPOINT ["python", "-m", "runtim
 MAX_BODY_BYTES: Final = 6 * 1024 * 1024  # Lambda's synchronous invocation payload limit
 DEFAULT_MAX_ROWS: Final = 10_000
 LAMBDA_UNZIPPED_LIMIT_BYTES: Final = 250 * 1024 * 1024  # function + all layers, unzipped
-LAMBDA_PYTHON_VERSION: Final = "3.12"
-LAMBDA_RUNTIME: Final = "python3.12"
 
 # --- S3 layout (model bucket) -----------------------------------------------------------------
 MODEL_PREFIX: Final = "models/"

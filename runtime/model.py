@@ -19,45 +19,39 @@
 
 from __future__ import annotations
 
-import hashlib
+import importlib
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 import numpy as np
 
 from runtime import contract
 from runtime.categories import CATEGORICAL, Categories, categories_by_feature, model_categories
 from runtime.contract import parse_model_key
+from runtime.modelfile import (  # the model file's names stay importable from here too
+    DEFAULT_CACHE_DIR,
+    ModelUnavailable,
+    Prefetch,
+    detect_format,
+    fetch,
+    parse_s3_uri,
+)
 
 if TYPE_CHECKING:
     import xgboost
 
-DEFAULT_CACHE_DIR = Path(tempfile.gettempdir()) / "mlserve"
-_CHUNK = 1 << 20
-_UBJ_LENGTH_MARKERS = frozenset(b"iUIlL")
-# An ONNX ModelProto starts with field 1 (ir_version, varint: tag 0x08, a small number), followed
-# by the tag of one of the next fields (producer_name 0x12 ... graph 0x3a, opset_import 0x42).
-_ONNX_IR_TAG = 0x08
-_ONNX_NEXT_TAGS = frozenset(b"\x12\x1a\x22\x28\x32\x3a\x42")
+# engine -> the library it loads models with
+ENGINE_MODULES = {contract.ENGINE_XGBOOST: "xgboost", contract.ENGINE_ONNX: "onnxruntime"}
 # file format -> engine that loads it
 _FORMAT_ENGINE = {
     "json": contract.ENGINE_XGBOOST,
     "ubj": contract.ENGINE_XGBOOST,
     "onnx": contract.ENGINE_ONNX,
 }
-
-
-class ModelUnavailable(Exception):
-    """The model cannot be served right now (missing, corrupt, wrong format). HTTP 503."""
-
-    code = "model_unavailable"
 
 
 @dataclass(frozen=True)
@@ -157,32 +151,6 @@ class OnnxModel(LoadedModel):
         return result
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.lstrip("/"):
-        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
-    return parsed.netloc, parsed.path.lstrip("/")
-
-
-def detect_format(head: bytes) -> str:
-    """'json', 'ubj' or 'onnx' from the first bytes of a model file; anything else is refused."""
-    if len(head) >= 3 and head[0] == _ONNX_IR_TAG and head[1] < 0x80 and head[2] in _ONNX_NEXT_TAGS:
-        return "onnx"
-    stripped = head.lstrip()
-    if stripped[:1] != b"{":
-        raise ModelUnavailable(
-            "the model object is not an XGBoost JSON/UBJSON model nor an ONNX model (pickle and "
-            "the legacy binary format are refused); re-save it with "
-            "Booster.save_model('model.ubj')"
-        )
-    second = stripped[1:2]
-    if second in (b'"', b"}") or (second and second.isspace()):
-        return "json"
-    if second and second[0] in _UBJ_LENGTH_MARKERS:
-        return "ubj"
-    raise ModelUnavailable("the model object is neither XGBoost JSON nor UBJSON")
-
-
 def describe_booster(booster: xgboost.Booster) -> dict[str, Any]:
     """What the API and metadata.json say about a loaded model: feature names (``f0``... when
     the model has none) and types, objective, booster, classes, outputs per row, and the
@@ -232,15 +200,6 @@ def model_info(
     )
 
 
-def sha256_file(path: Path) -> str:
-    """The file's sha256 (hex), read in 1 MB blocks; the one digest helper of the project."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _file_format(path: Path) -> str:
     with path.open("rb") as fh:
         return detect_format(fh.read(16))
@@ -278,15 +237,19 @@ def load_model(
     engine: str | None = None,
     *,
     categories: Mapping[str, Any] | None = None,
+    prefetch: Prefetch | None = None,
 ) -> LoadedModel:
     """Download (or reuse the cached copy of) the model at ``uri``, verify it, load it.
 
     ``engine`` (MODEL_ENGINE) must match the object: ``onnx`` loads ``model.onnx``, ``xgboost``
     ``model.ubj``; None picks the engine from the object's name. ``categories``
     (MODEL_CATEGORIES) are those recorded at deploy time for a model that stores none.
+    ``prefetch``: the download of this very file, already started (the predictor's cold start):
+    the engine's library is imported while it finishes; if it failed, the file is fetched again
+    here and that error reported.
     """
     try:
-        bucket, key = parse_s3_uri(uri)
+        _, key = parse_s3_uri(uri)
         name, version = parse_model_key(key)
     except ValueError as exc:
         raise ModelUnavailable(f"MODEL_URI is not a model location: {exc}") from exc
@@ -294,14 +257,15 @@ def load_model(
     expected = expected_sha256.strip().lower()
     if len(expected) != 64:
         raise ModelUnavailable("MODEL_SHA256 is not set to the model's sha256 hex digest")
-
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cached = next(
-        (p for p in cache_dir.glob(f"{expected}.*") if p.suffix in (".json", ".ubj", ".onnx")),
-        None,
-    )
-    if cached is None or sha256_file(cached) != expected:
-        cached = _download(s3, bucket, key, expected, cache_dir)
+    importlib.import_module(ENGINE_MODULES[engine])  # while a prefetch is still downloading
+    cached: Path | None = None
+    if prefetch is not None and (prefetch.uri, prefetch.expected) == (uri, expected):
+        try:
+            cached = prefetch.result()
+        except Exception:  # fetched again below, which reports the error
+            cached = None
+    if cached is None:
+        cached = fetch(s3, uri, expected, cache_dir)
     fmt = _file_format(cached)
     if _FORMAT_ENGINE[fmt] != engine:
         raise ModelUnavailable(
@@ -388,36 +352,6 @@ def _load_onnx(path: Path, uri: str, name: str, version: str, sha256: str) -> On
     return OnnxModel(session, info)
 
 
-def _download(s3: Any, bucket: str, key: str, expected: str, cache_dir: Path) -> Path:
-    uri = f"s3://{bucket}/{key}"
-    digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(dir=cache_dir, prefix=".download-")
-    tmp = Path(tmp_name)
-    try:
-        try:
-            body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-        except Exception as exc:
-            raise ModelUnavailable(f"cannot read the model object {uri}: {exc}") from exc
-        head = b""
-        with os.fdopen(fd, "wb") as out:
-            for chunk in iter(lambda: body.read(_CHUNK), b""):
-                if len(head) < 16:
-                    head += chunk[:16]
-                digest.update(chunk)
-                out.write(chunk)
-        actual = digest.hexdigest()
-        if actual != expected:
-            raise ModelUnavailable(
-                f"sha256 mismatch for {uri}: expected {expected}, got {actual}; the object was "
-                "altered after deployment: redeploy (pulumi up) or restore the original object"
-            )
-        final = cache_dir / f"{expected}.{detect_format(head)}"
-        tmp.replace(final)
-        return final
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class ModelCache:
     """Holds the loaded model for the life of the container; reloads after a failure."""
 
@@ -430,8 +364,10 @@ class ModelCache:
         engine: str | None = None,
         *,
         categories: str | None = None,
+        prefetch: Prefetch | None = None,
     ) -> None:
         self._uri = uri
+        self._prefetch = prefetch  # used by the first load only
         self._categories = categories
         self._engine = engine
         self._sha256 = sha256
@@ -459,6 +395,7 @@ class ModelCache:
             if self._model is None:
                 if not self._uri or not self._sha256:
                     raise ModelUnavailable("MODEL_URI and MODEL_SHA256 must be set")
+                prefetch, self._prefetch = self._prefetch, None
                 self._model = load_model(
                     self._uri,
                     self._sha256,
@@ -466,5 +403,6 @@ class ModelCache:
                     self._cache_dir,
                     self._engine,
                     categories=self._recorded_categories(),
+                    prefetch=prefetch,
                 )
             return self._model

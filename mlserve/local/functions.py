@@ -24,6 +24,7 @@ from mlserve.local.aws import ACCOUNT_ID, REGION
 from mlserve.local.logs import function_log
 from runtime import contract
 from runtime.categories import UNKNOWN_ERROR
+from runtime.context import ENV_LAMBDA_FUNCTION_NAME
 
 Handler = Callable[[dict[str, Any], Any], Any]
 Configure = Callable[..., object]
@@ -126,7 +127,12 @@ class LocalFunction:
     def cold_start(self, scratch: Path) -> None:
         """Give the function its environment and a fresh execution environment (new /tmp)."""
         tmp = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=scratch))
-        env = {**self.environment, contract.ENV_MODEL_CACHE_DIR: str(tmp)}
+        # Lambda adds its reserved variables to the function's: the name is one the runtime reads
+        env = {
+            **self.environment,
+            ENV_LAMBDA_FUNCTION_NAME: self.name,
+            contract.ENV_MODEL_CACHE_DIR: str(tmp),
+        }
         with self._lock:
             self.configure(env=env)
             self.env = env

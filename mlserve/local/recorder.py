@@ -412,6 +412,28 @@ def _install(path: str) -> None:
         BaseClient._make_api_call = _make_api_call
         RequestSigner.generate_presigned_url = generate_presigned_url
         _install_transfer_sites()
+        _install_object_reader()
+
+
+def _install_object_reader() -> None:
+    """The predictor's GetObject without boto3 (runtime/s3object.py) is recorded like a boto3
+    call of the same operation, with the runtime/ site that made it."""
+    from mlserve.callsites import runtime_frames
+    from runtime.s3object import OPERATION, SERVICE, ObjectReader
+
+    original = ObjectReader.get_object
+    _installed["object_reader"] = original
+
+    def get_object(self: Any, **params: Any) -> Any:
+        stack = getattr(_state, "identity", None)
+        identity = dict(stack[-1]) if stack else _installed.get("process_identity")
+        if identity is not None:
+            found = next(runtime_frames(sys._getframe(1)), None)
+            site = {"path": found[0], "line": found[1]} if found else None
+            _write(_line(dict(identity), SERVICE, OPERATION, params, site=site))
+        return original(self, **params)
+
+    ObjectReader.get_object = get_object  # type: ignore[method-assign]
 
 
 _transfer_sites: dict[int, dict[str, Any]] = {}  # id(client) -> the running transfer's site
@@ -455,6 +477,11 @@ def uninstall() -> None:
 
             for name in ("upload_file", "download_file"):
                 setattr(S3Transfer, name, _installed.pop(f"transfer.{name}"))
+        reader = _installed.pop("object_reader", None)
+        if reader is not None:
+            from runtime.s3object import ObjectReader
+
+            ObjectReader.get_object = reader  # type: ignore[method-assign]
         original_presign = _installed.pop("original_presign", None)
         if original_presign is not None:
             RequestSigner.generate_presigned_url = original_presign

@@ -21,13 +21,20 @@ Two paths serve a request:
   when first needed: a cold start whose first request is a prediction never pays for it.
 """
 
+# ruff: noqa: E402 - the model's download starts before the imports below (see _context)
 from __future__ import annotations
 
-import contextlib
-import importlib
+from runtime.context import INTERACTIVE, RuntimeContext, in_lambda
+
+# The one runtime context (configure() replaces it). In Lambda it is built now, and the model's
+# download starts in a thread before this module imports numpy, Powertools and the engine, which
+# it then overlaps (runtime.context and runtime.modelfile import neither).
+_context: RuntimeContext | None = None
+if in_lambda():  # pragma: no cover - only inside Lambda
+    _context = RuntimeContext(budget=INTERACTIVE)
+    _context.prefetch_model()
+
 import json
-import sys
-import threading
 import time
 import warnings
 from collections.abc import Mapping
@@ -37,7 +44,6 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from runtime import capture, contract
-from runtime.context import INTERACTIVE, RuntimeContext, in_lambda
 from runtime.handlers.common import (
     MetricRecord,
     header,
@@ -67,7 +73,6 @@ _PREDICTION_METRICS = (
     (contract.METRIC_PREDICT_LATENCY, MetricUnit.Milliseconds),
 )
 
-_context: RuntimeContext | None = None
 _serving: Serving | None = None
 _app: APIGatewayRestResolver | None = None
 _invoked = False  # has this container's first invocation happened (Powertools' cold start)?
@@ -239,39 +244,11 @@ def serving() -> Serving:
     current = _serving
     if current is None:
         ctx = runtime_context()
-        _import_engine_while_downloading(ctx)
         canary = ctx.canary_models
         current = Serving(ctx, ctx.models.get(), canary.get() if canary is not None else None)
         if ctx is _context:  # not replaced by configure() meanwhile
             _serving = current
     return current
-
-
-# The library each engine's model is loaded with (runtime/model.py imports it when loading).
-_ENGINE_MODULES = {contract.ENGINE_XGBOOST: "xgboost", contract.ENGINE_ONNX: "onnxruntime"}
-
-
-def _import_engine_while_downloading(ctx: RuntimeContext) -> None:
-    """Cold start: import the engine's library in a thread while this one downloads the model.
-
-    Importing xgboost takes ~0.2 s of CPU and the download waits on the network, so doing both
-    at once saves the shorter of the two. The S3 client is created first, so the two threads
-    never import the same modules at the same time (boto3/botocore vs the engine's numpy, scipy,
-    ctypes ...). If the import fails here, the loader's own import raises the error again.
-    """
-    module = _ENGINE_MODULES.get(ctx.get(contract.ENV_MODEL_ENGINE) or contract.ENGINE_XGBOOST)
-    if module is None or module in sys.modules or not ctx.get(contract.ENV_MODEL_URI):
-        return
-    try:
-        ctx.client("s3")  # imports boto3 and builds the client now, before the thread starts
-    except Exception:  # the loader creates it again and reports the error
-        return
-    threading.Thread(target=_import_quietly, args=(module,), daemon=True).start()
-
-
-def _import_quietly(module: str) -> None:
-    with contextlib.suppress(Exception):
-        importlib.import_module(module)
 
 
 # --- the fast path --------------------------------------------------------------------------

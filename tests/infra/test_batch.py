@@ -94,6 +94,7 @@ def trigger_run() -> StackRun:
             JobConfigTriggerArgs(
                 code=pulumi.AssetArchive({}),
                 layer_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:deps:1",
+                runtime="python3.13",
                 table_name="jobs-abc",
                 table_arn=TABLE_ARN,
                 bucket_name=BUCKET,
@@ -512,6 +513,7 @@ def predictor_args(**overrides: Any) -> StepFunctionsBatchPredictorArgs:
     values: dict[str, Any] = {
         "code": pulumi.AssetArchive({}),
         "layer_arn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:deps:1",
+        "runtime": "python3.13",
         "table_name": "jobs-abc",
         "table_arn": TABLE_ARN,
         "bucket_name": BUCKET,

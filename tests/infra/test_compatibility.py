@@ -14,7 +14,7 @@ import pytest
 from components.compatibility import ModelRefused, model_metadata
 from mlserve.local.stores import ModelArtifact, ModelNotFound
 from runtime import contract
-from runtime.model import sha256_file
+from runtime.modelfile import sha256_file
 from tests import model_zoo
 from tests.infra.conftest import run_stack
 

@@ -20,7 +20,7 @@ from components.ecs import (
     job_api_timeout,
     task_family,
 )
-from components.settings import SettingsError
+from components.settings import SettingsError, default_lambda_runtime
 from runtime import contract
 from tests.infra.conftest import ACCOUNT, REGION, REPO, StackRun, run_stack
 
@@ -452,7 +452,7 @@ def test_job_api_function(ecs_run: StackRun, tiny_model: Path) -> None:
     metadata_key = ecs_run.named("model-store-metadata").inputs["key"]
     log_group = ecs_run.named("lambda-ecs-logs")
     assert inputs["handler"] == contract.HANDLER_JOBS == "runtime.handlers.jobs.handler"
-    assert inputs["runtime"] == "python3.12"
+    assert inputs["runtime"] == default_lambda_runtime()  # mlserve:lambdaRuntime empty
     assert inputs["architectures"] == ["arm64"]
     assert inputs["memorySize"] == 1024
     assert inputs["timeout"] == 29
@@ -674,6 +674,7 @@ def job_api_args(**overrides: Any) -> LambdaEcsPredictorArgs:
     arguments: dict[str, Any] = {
         "code": pulumi.AssetArchive({}),
         "layer_arn": "arn:aws:lambda:us-east-1:1:layer:l:1",
+        "runtime": "python3.13",
         "table_name": "t",
         "table_arn": "arn:aws:dynamodb:us-east-1:1:table/t",
         "bucket_name": "b",

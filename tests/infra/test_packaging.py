@@ -48,14 +48,13 @@ from components.packaging import (
     layer_name,
     pip_install_command,
 )
-from runtime.contract import (
-    ENGINE_ONNX,
-    LAMBDA_PYTHON_VERSION,
-    LAMBDA_RUNTIME,
-    LAMBDA_UNZIPPED_LIMIT_BYTES,
-)
+from components.settings import default_lambda_runtime
+from runtime.contract import ENGINE_ONNX, LAMBDA_UNZIPPED_LIMIT_BYTES
 
 REPO = Path(__file__).resolve().parents[2]
+# What the program deploys with an empty mlserve:lambdaRuntime (and the builders' default)
+LAMBDA_RUNTIME = default_lambda_runtime()
+LAMBDA_PYTHON_VERSION = LAMBDA_RUNTIME.removeprefix("python")
 REQUIREMENTS = REPO / "runtime" / "requirements.txt"
 CONSTRAINTS = REPO / "constraints.txt"
 SIZES_JSON = REPO / "build" / "package-sizes.json"
@@ -304,7 +303,7 @@ def test_layer_byte_code_is_used_read_only_without_the_sources(
 def test_layer_byte_code_of_another_interpreter_is_refused(
     requirements: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    other = "3.11" if LAMBDA_PYTHON_VERSION != "3.11" else "3.12"
+    other = "3.11" if LAMBDA_PYTHON_VERSION != "3.11" else "3.13"
     impostor = tmp_path / "python"
     impostor.write_text(f"#!/bin/sh\necho {other}\n")
     impostor.chmod(0o755)
@@ -350,6 +349,7 @@ def test_missing_runtime_interpreter_names_what_to_install(
     message = str(caught.value)
     assert "the Lambda runtime is python3.99" in message
     assert "Install Python 3.99" in message and ENV_LAMBDA_PYTHON in message
+    assert "mlserve:lambdaRuntime" in message  # or deploy to another runtime
 
 
 def test_the_deploying_interpreter_compiles_when_it_is_the_runtime_version(
@@ -557,7 +557,9 @@ def test_layer_name_is_valid_and_bounded() -> None:
 def test_package_args_accept_valid_input() -> None:
     args = LambdaPackageArgs("arm64", str(REQUIREMENTS), str(REPO))  # type: ignore[arg-type]
     assert args.requirements_file == REQUIREMENTS and args.source_root == REPO
-    assert args.python_version == LAMBDA_PYTHON_VERSION
+    assert (args.runtime, args.python_version) == (LAMBDA_RUNTIME, LAMBDA_PYTHON_VERSION)
+    other = LambdaPackageArgs("arm64", REQUIREMENTS, REPO, runtime="python3.14")
+    assert other.python_version == "3.14"
 
 
 @pytest.mark.parametrize(
@@ -566,7 +568,8 @@ def test_package_args_accept_valid_input() -> None:
         ({"architecture": "amd64"}, "architecture"),
         ({"requirements_file": Path("/nonexistent/requirements.txt")}, "requirements_file"),
         ({"source_root": Path("/")}, "source_root"),
-        ({"python_version": "python3.12"}, "python_version"),
+        ({"runtime": "3.12"}, "runtime"),
+        ({"runtime": "python3.11"}, "runtime"),  # Amazon Linux 2: the layer cannot run there
     ],
 )
 def test_package_args_name_the_bad_field(overrides: dict[str, Any], field: str) -> None:
@@ -952,3 +955,17 @@ def test_component_uploads_the_layer_through_s3_when_given_a_bucket(
         assert layer.inputs["compatibleArchitectures"] == ["x86_64"]
 
     return package.layer_arn.apply(check)
+
+
+@slow
+def test_a_layer_for_another_runtime_carries_its_wheels_and_byte_code() -> None:
+    """mlserve:lambdaRuntime picks the wheels (pip --python-version: the cp3X ABI) and the
+    byte code's version; python3.13 here, whatever this interpreter is."""
+    if find_python("3.13") is None and os.environ.get(ENV_LAMBDA_PYTHON) is None:
+        pytest.skip("no Python 3.13 here to compile the byte code with")
+    build = build_layer(REQUIREMENTS, "x86_64", "3.13")
+    names = zip_names(build.zip_path)
+    extensions = [n for n in names if n.endswith(".so") and ".cpython-" in n]
+    assert extensions and all(".cpython-313-" in n for n in extensions)
+    compiled = [n for n in names if n.endswith(".pyc")]
+    assert compiled and all(n.endswith(".cpython-313.pyc") for n in compiled)

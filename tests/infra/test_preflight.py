@@ -7,6 +7,7 @@ tests that function against simulated hosts).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from components import packaging
 from mlserve import preflight
 from mlserve.cli import main
 from mlserve.preflight import BLOCKER, Finding, StackConfig, read_stack_config
@@ -194,6 +196,8 @@ def test_a_model_larger_than_tmp_is_a_blocker(tiny_model: Path, tmp_path: Path) 
                 "model_path": big,
                 "lambda_memory": 1024,
                 "lambda_timeout": 29,
+                # this Python compiles the byte code: no other blocker
+                "lambda_runtime": f"python{sys.version_info[0]}.{sys.version_info[1]}",
             },
         )()
     )
@@ -209,10 +213,22 @@ def test_a_model_larger_than_tmp_is_a_blocker(tiny_model: Path, tmp_path: Path) 
                 "model_path": tiny_model,
                 "lambda_memory": 1024,
                 "lambda_timeout": 29,
+                "lambda_runtime": "python3.11",
             },
         )(),
-        runtime="python3.11",
     )[0].message.startswith("SnapStart needs python3.12")
+
+
+def test_a_runtime_without_a_python_to_compile_its_byte_code_is_a_blocker(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(packaging.ENV_LAMBDA_PYTHON, raising=False)
+    monkeypatch.setattr(packaging, "find_python", lambda version: None)
+    findings = preflight.preflight(config(tiny_model, lambdaRuntime="python3.14"), offline=True)
+    (blocker,) = blockers(findings)
+    assert blocker.check == "lambda"
+    assert "the Lambda runtime is python3.14" in blocker.message
+    assert "Install Python 3.14" in blocker.message
 
 
 def test_the_stack_file_and_overrides_are_read(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pulumi
 import pytest
 
 from components.api import LambdaTarget, RestApi, RestApiArgs
-from components.settings import SettingsError
+from components.settings import SettingsError, default_lambda_runtime
 from components.storage import ModelStore, ModelStoreArgs
 from runtime import contract
 from tests.infra.conftest import REGION, Registered, StackRun, run_program, run_stack
@@ -384,7 +384,8 @@ def test_predictor_function(default_run: StackRun, tiny_model: Path) -> None:
     inputs = fn.inputs
     log_group = default_run.one(LOG_GROUP)
     digest = hashlib.sha256(tiny_model.read_bytes()).hexdigest()
-    assert inputs["runtime"] == contract.LAMBDA_RUNTIME == "python3.12"
+    # mlserve:lambdaRuntime empty: the runtime of this Python when Lambda offers it
+    assert inputs["runtime"] == default_lambda_runtime()
     assert inputs["handler"] == contract.HANDLER_PREDICT
     assert inputs["architectures"] == ["arm64"]
     assert inputs["memorySize"] == 1024

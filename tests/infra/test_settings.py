@@ -15,10 +15,14 @@ import yaml
 
 from components.settings import (
     ARCHITECTURES,
+    FALLBACK_LAMBDA_RUNTIME,
+    LAMBDA_PYTHON_RUNTIMES,
     LOG_RETENTION_DAYS,
     PROJECT_FILE,
+    UNSUPPORTED_LAMBDA_RUNTIMES,
     Settings,
     SettingsError,
+    default_lambda_runtime,
     load_project_schema,
 )
 from runtime import contract
@@ -31,7 +35,7 @@ DESIGN_KEYS = {
     "batchComputeType", "batchMaxVcpus", "jobAttempts", "apiAuth", "throttleRate",
     "throttleBurst", "subnetIds", "securityGroupIds", "logRetentionDays", "protectData",
     "maxRows", "allowMissing", "engine", "presignedUrlSeconds",
-    "unknownCategory",
+    "unknownCategory", "lambdaRuntime",
     # issue 17: alarms and the dashboard
     "alarms", "alarmEmail", "latencyP99ThresholdMs", "api5xxRatePercent",
     # issue 17: canary and shadow rollouts, data capture
@@ -98,6 +102,7 @@ def test_project_file_declares_every_design_key_with_type_default_and_descriptio
         ("polling", "lambda"),
         ("batchComputeType", "FARGATE"),
         ("engine", "xgboost"),
+        ("lambdaRuntime", ""),
     ],
 )
 def test_design_defaults(key: str, default: Any) -> None:
@@ -379,6 +384,45 @@ def test_lambda_timeout_message_explains_the_api_gateway_limit(tiny_model: Path)
     (message,) = problems(tiny_model, lambdaTimeout="30")
     assert message.startswith("mlserve:lambdaTimeout: 30 is out of range; allowed: 1-29")
     assert "API Gateway's REST integration timeout is 29 s" in message
+
+
+# --- the Lambda runtime ---------------------------------------------------------------------------
+def test_the_runtimes_are_lambdas_python_runtimes_from_the_projects_floor_up() -> None:
+    from pulumi_aws.lambda_ import Runtime
+
+    offered = {r.value for r in Runtime if r.value.startswith("python3.")}
+    floor = tuple(
+        int(p)
+        for p in re.search(r">=\s*(3\.\d+)", (PROJECT_FILE.parent / "pyproject.toml").read_text())
+        .group(1)  # type: ignore[union-attr]
+        .split(".")
+    )
+    eligible = {r for r in offered if tuple(map(int, r[len("python") :].split("."))) >= floor}
+    assert set(LAMBDA_PYTHON_RUNTIMES) | set(UNSUPPORTED_LAMBDA_RUNTIMES) == eligible
+    assert not set(LAMBDA_PYTHON_RUNTIMES) & set(UNSUPPORTED_LAMBDA_RUNTIMES)
+    assert FALLBACK_LAMBDA_RUNTIME in LAMBDA_PYTHON_RUNTIMES
+
+
+def test_an_empty_runtime_follows_the_deploying_python_when_lambda_offers_it(
+    tiny_model: Path,
+) -> None:
+    assert default_lambda_runtime((3, 13, 1)) == "python3.13"
+    assert default_lambda_runtime((3, 14, 0)) == "python3.14"
+    # not a runtime mlserve deploys to: the fallback (its byte code needs a Python of it)
+    assert default_lambda_runtime((3, 11, 7)) == FALLBACK_LAMBDA_RUNTIME == "python3.12"
+    assert default_lambda_runtime((3, 15, 0)) == FALLBACK_LAMBDA_RUNTIME
+    assert settings(tiny_model).lambda_runtime == default_lambda_runtime()
+    explicit = settings(tiny_model, lambdaRuntime="python3.14")
+    assert (explicit.lambda_runtime, explicit.lambda_python_version) == ("python3.14", "3.14")
+
+
+def test_a_runtime_that_cannot_run_the_layer_is_refused_with_the_reason(tiny_model: Path) -> None:
+    (message,) = problems(tiny_model, lambdaRuntime="python3.11")
+    assert message.startswith("mlserve:lambdaRuntime: python3.11 cannot run the layer: ")
+    assert "Amazon Linux 2" in message and "glibc 2.26" in message
+    (message,) = problems(tiny_model, lambdaRuntime="3.12")
+    assert message.startswith("mlserve:lambdaRuntime: unknown runtime '3.12'; allowed: ")
+    assert "python3.12, python3.13, python3.14 or empty" in message
 
 
 def test_snap_start_and_provisioned_concurrency_exclude_each_other(tiny_model: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from components import workflows
 from components.ecs import JOB_API_OPERATIONS
+from components.settings import default_lambda_runtime
 from components.stepfunctions import (
     DEFAULT_EXECUTION_TIMEOUT_SECONDS,
     MAX_POLL_ROUNDS,
@@ -599,7 +600,7 @@ def test_job_api_function(sfn_run: StackRun, tiny_model: Path) -> None:
     bucket = sfn_run.one(BUCKET).outputs["bucket"]
     metadata_key = sfn_run.named("model-store-metadata").inputs["key"]
     assert inputs["handler"] == contract.HANDLER_JOBS
-    assert inputs["runtime"] == "python3.12"
+    assert inputs["runtime"] == default_lambda_runtime()  # mlserve:lambdaRuntime empty
     assert inputs["architectures"] == ["arm64"]
     assert inputs["memorySize"] == 1024
     assert inputs["timeout"] == 10  # never waits for the task
@@ -644,7 +645,7 @@ def test_step_functions(sfn_run: StackRun, prefix: str, handler: str) -> None:
     inputs = function.inputs
     assert inputs["handler"] == handler
     assert handler.startswith("runtime.handlers.steps.")
-    assert inputs["runtime"] == "python3.12"
+    assert inputs["runtime"] == default_lambda_runtime()  # mlserve:lambdaRuntime empty
     assert inputs["architectures"] == ["arm64"]
     assert inputs["memorySize"] == 256
     assert inputs["timeout"] == STEP_FUNCTION_TIMEOUT_SECONDS
@@ -797,6 +798,7 @@ def sfn_args(**overrides: Any) -> StepFunctionsEcsPredictorArgs:
     arguments: dict[str, Any] = {
         "code": pulumi.AssetArchive({}),
         "layer_arn": "arn:aws:lambda:us-east-1:1:layer:l:1",
+        "runtime": "python3.13",
         "table_name": "t",
         "table_arn": "arn:aws:dynamodb:us-east-1:1:table/t",
         "bucket_name": "b",

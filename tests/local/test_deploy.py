@@ -23,7 +23,7 @@ from components import batch as batch_component
 from components import ecs as ecs_component
 from components import packaging, realtime
 from components.packaging import VENV_LAYER_MARKER
-from components.settings import SettingsError, load_project_schema
+from components.settings import SettingsError, default_lambda_runtime, load_project_schema
 from mlserve.local.aws import MotoServer
 from mlserve.local.deploy import (
     Deployment,
@@ -38,7 +38,7 @@ from mlserve.local.deploy import (
 from mlserve.local.deploy.mapping import Context
 from mlserve.local.deploy.runner import REPO
 from runtime import contract
-from runtime.model import sha256_file
+from runtime.modelfile import sha256_file
 from tests.infra.conftest import train_tiny_model
 
 DEFAULTS = {key: spec["default"] for key, spec in load_project_schema().items()}
@@ -172,7 +172,7 @@ def test_lambda_predictor_is_deployed_with_the_declared_configuration(
     assert predictor["Timeout"] == DEFAULTS["lambdaTimeout"]
     assert predictor["MemorySize"] == DEFAULTS["lambdaMemory"]
     assert predictor["Architectures"] == [DEFAULTS["lambdaArchitecture"]]
-    assert predictor["Runtime"] == contract.LAMBDA_RUNTIME
+    assert predictor["Runtime"] == default_lambda_runtime()  # mlserve:lambdaRuntime empty
     variables = env(predictor)
     assert variables[contract.ENV_MODEL_URI] == d.outputs["modelUri"]
     assert variables[contract.ENV_MODEL_SHA256] == sha256_file(model)

@@ -73,6 +73,8 @@ def test_each_function_stand_in_runs_its_deployed_configuration(emulator: Emulat
         assert function.memory_mb == configuration["MemorySize"]
         env = dict(function.env)
         env.pop(contract.ENV_MODEL_CACHE_DIR)  # the execution environment's /tmp
+        # Lambda adds its reserved variables to the deployed ones: the function's name
+        assert env.pop("AWS_LAMBDA_FUNCTION_NAME") == configuration["FunctionName"]
         assert env == configuration["Environment"]["Variables"]
 
 

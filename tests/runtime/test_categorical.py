@@ -179,7 +179,7 @@ def encode(table: pa.Table, fmt: str) -> bytes:
 def deploy(s3: Any, model_dir: Path) -> dict[str, str]:
     """The model and the metadata.json the program computes, in moto; the scoring env."""
     path = model_dir / "model.json"
-    from runtime.model import sha256_file
+    from runtime.modelfile import sha256_file
 
     digest = sha256_file(path)
     key = contract.model_key("cat", digest[:12])

@@ -13,6 +13,7 @@ import xgboost as xgb
 from mlserve.train import TrainResult, sha256_file
 from runtime.contract import model_key, onnx_model_key
 from runtime.model import ModelCache, ModelUnavailable, detect_format, load_model
+from runtime.modelfile import Prefetch
 
 BUCKET = "mlserve-models-test"
 
@@ -298,3 +299,30 @@ def test_altered_onnx_object_is_refused(s3: Any, converted: Any, tmp_path: Path)
 
 def test_detect_format_knows_onnx(converted: Any) -> None:
     assert detect_format(converted.out_path.read_bytes()[:16]) == "onnx"
+
+
+def test_a_prefetched_download_is_loaded_without_reading_s3_again(
+    s3: Any, example_model: TrainResult, tmp_path: Path
+) -> None:
+    uri = upload(s3, example_model.model_path)
+    prefetch = Prefetch(s3, uri, example_model.sha256, tmp_path)
+
+    class NoS3:
+        def get_object(self, **_: Any) -> Any:
+            raise AssertionError("the prefetched file is the one loaded")
+
+    cache = ModelCache(uri, example_model.sha256, NoS3, tmp_path, prefetch=prefetch)
+    assert cache.get().info.num_features == 30
+
+
+def test_a_failed_prefetch_is_fetched_again_and_reported_by_the_load(
+    s3: Any, example_model: TrainResult, tmp_path: Path
+) -> None:
+    uri = f"s3://{BUCKET}/{model_key('example', 'later')}"
+    prefetch = Prefetch(s3, uri, example_model.sha256, tmp_path)  # not uploaded yet: fails
+    with pytest.raises(ModelUnavailable, match="cannot read the model object"):
+        load_model(uri, example_model.sha256, s3, tmp_path, prefetch=prefetch)
+    s3.upload_file(str(example_model.model_path), BUCKET, model_key("example", "later"))
+    failed = Prefetch(s3, f"s3://{BUCKET}/{model_key('example', 'gone')}", "0" * 64, tmp_path)
+    cache = ModelCache(uri, example_model.sha256, lambda: s3, tmp_path, prefetch=failed)
+    assert cache.get().info.num_features == 30  # a prefetch of another object is not used

@@ -91,7 +91,7 @@ CALLERS: Final[dict[str, tuple[str, ...]]] = {
     # --- data capture: the capture function writes the delivered records (issue 17) ---
     "runtime/handlers/capture.py::write_records::put_object": ("capture",),
     # --- the model (predictor; the scoring task and job load it too) ---
-    "runtime/model.py::_download::get_object": ("predictor", "ecs-task", "batch-job"),
+    "runtime/modelfile.py::_download::get_object": ("predictor", "ecs-task", "batch-job"),
     # --- the Batch scoring job (runtime/scoring/batch.py) ---
     "runtime/scoring/batch.py::list_input::head_object": ("batch-job",),
     "runtime/scoring/batch.py::list_input::list_objects_v2": ("batch-job",),
