@@ -240,6 +240,7 @@ def build_lambda(shared: Shared) -> Built:
                 source_log_group_arn=predictor.log_group_arn,
                 bucket_name=store.bucket_name,
                 bucket_arn=store.bucket_arn,
+                runtime=shared.package.runtime,
                 lambda_architecture=s.lambda_architecture,
                 log_retention_days=s.log_retention_days,
             ),

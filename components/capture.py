@@ -39,6 +39,7 @@ class DataCaptureArgs:
     source_log_group_arn: pulumi.Input[str] = field(compare=False)
     bucket_name: pulumi.Input[str] = field(compare=False)
     bucket_arn: pulumi.Input[str] = field(compare=False)
+    runtime: str  # the Lambda runtime the code and layer were built for (LambdaPackage)
     lambda_architecture: str = "arm64"
     log_retention_days: int = 14
 
@@ -78,6 +79,7 @@ class DataCapture(pulumi.ComponentResource):
             ),
             code=args.code,
             layer_arn=args.layer_arn,
+            runtime=args.runtime,
             architecture=args.lambda_architecture,
             memory=CAPTURE_MEMORY_MB,
             timeout=CAPTURE_TIMEOUT_SECONDS,

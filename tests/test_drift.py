@@ -26,7 +26,7 @@ from mlserve.cli import main
 from mlserve.local.aws import MotoServer
 from mlserve.train import TrainResult, load_example_data, split
 from runtime import contract
-from runtime.model import sha256_file
+from runtime.modelfile import sha256_file
 from tests.infra.conftest import train_tiny_model
 
 FEATURES = ("income", "age", "balance", "visits", "score")

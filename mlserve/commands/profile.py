@@ -73,7 +73,7 @@ def read_metadata(path: Path, sha256: str) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from components.compatibility import ModelRefused, inspect_model
     from mlserve import drift
-    from runtime.model import sha256_file
+    from runtime.modelfile import sha256_file
 
     model = model_file(args)
     try:
