@@ -271,12 +271,13 @@ class RuntimeContext:
         if self._canary_cache is None:
             with self._lock:
                 if self._canary_cache is None:
-                    cache_dir = self.get(contract.ENV_MODEL_CACHE_DIR)
+                    from runtime.model import ModelCache
+
                     self._canary_cache = ModelCache(
                         self.get(contract.ENV_CANARY_MODEL_URI),
                         self.get(contract.ENV_CANARY_MODEL_SHA256),
-                        lambda: self.client("s3"),
-                        Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR,
+                        self.object_reader,
+                        self._model_cache_dir(),
                         engine=self.get(contract.ENV_MODEL_ENGINE),
                         categories=self.get(contract.ENV_CANARY_MODEL_CATEGORIES),
                     )

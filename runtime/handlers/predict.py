@@ -66,12 +66,6 @@ warnings.filterwarnings("ignore", "No application metrics to publish", UserWarni
 
 logger = Logger(service=contract.SERVICE_NAME)
 metrics = Metrics(namespace=contract.METRICS_NAMESPACE, service=contract.SERVICE_NAME)
-# PredictRows and PredictLatency of one prediction, as one EMF record (common.MetricRecord), per
-# model version (ServedVersion).
-_PREDICTION_METRICS = (
-    (contract.METRIC_PREDICT_ROWS, MetricUnit.Count),
-    (contract.METRIC_PREDICT_LATENCY, MetricUnit.Milliseconds),
-)
 
 _serving: Serving | None = None
 _app: APIGatewayRestResolver | None = None
@@ -102,8 +96,13 @@ class ServedVersion:
             contract.METRIC_DIMENSION_MODEL_VERSION: self.version,
         }
         service_wide = ((contract.METRIC_DIMENSION_SERVICE,),)
+        # PredictRows and PredictLatency of one prediction, as one EMF record
         self.metrics = MetricRecord(
-            metrics, *_PREDICTION_METRICS, dimensions=dimensions, rollups=service_wide
+            metrics,
+            (contract.METRIC_PREDICT_ROWS, MetricUnit.Count),
+            (contract.METRIC_PREDICT_LATENCY, MetricUnit.Milliseconds),
+            dimensions=dimensions,
+            rollups=service_wide,
         )
         self.errors = MetricRecord(
             metrics,

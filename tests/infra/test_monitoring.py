@@ -391,7 +391,7 @@ def test_a_canary_alarms_when_its_error_rate_exceeds_the_stable_versions() -> No
     assert returned["expression"] == "ratec-rates"
     for tag, version in (("s", "v1"), ("c", "v2")):
         errors, successes = queries[f"e{tag}"]["metric"], queries[f"r{tag}"]["metric"]
-        assert (errors["metric_name"], errors["stat"]) == ("ServerErrors", "Sum")
+        assert (errors["metric_name"], errors["stat"]) == ("PredictErrors", "Sum")
         assert (successes["metric_name"], successes["stat"]) == ("PredictLatency", "SampleCount")
         for metric in (errors, successes):
             assert metric["namespace"] == contract.METRICS_NAMESPACE
@@ -452,7 +452,7 @@ def test_the_canary_alarm_is_declared_with_its_metric_queries() -> None:
     }
     assert queries["ec"]["metric"] == {
         "namespace": contract.METRICS_NAMESPACE,
-        "metricName": contract.METRIC_SERVER_ERRORS,
+        "metricName": contract.METRIC_PREDICT_ERRORS,
         "dimensions": {"service": contract.SERVICE_NAME, "model_version": "v2"},
         "stat": "Sum",
         "period": monitoring.PERIOD_SECONDS,
