@@ -221,7 +221,7 @@ class RuntimeContext:
         from runtime.s3object import MissingCredentials, ObjectReader
 
         try:
-            return ObjectReader()
+            return ObjectReader(budget=self.budget)
         except MissingCredentials:  # credentials from elsewhere (a profile): boto3 finds them
             return self.client("s3")
 

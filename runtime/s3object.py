@@ -38,12 +38,11 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
+from runtime.context import INTERACTIVE, ClientBudget
+
 SERVICE: Final = "s3"
 OPERATION: Final = "GetObject"
-MAX_ATTEMPTS: Final = 4  # boto3's standard retry mode, as RuntimeContext.client configures it
 MAX_BACKOFF_SECONDS: Final = 20.0
-CONNECT_TIMEOUT_SECONDS: Final = 3.0
-READ_TIMEOUT_SECONDS: Final = 20.0
 CONNECTION_ERROR: Final = "ConnectionError"  # no answer: retried, like botocore's
 _EMPTY_SHA256: Final = hashlib.sha256(b"").hexdigest()
 # What botocore's standard retry mode retries (botocore.retries.standard).
@@ -187,8 +186,10 @@ class ObjectReader:
         environ: Mapping[str, str] | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
-        max_attempts: int = MAX_ATTEMPTS,
+        budget: ClientBudget = INTERACTIVE,
     ) -> None:
+        """``budget``: attempts and timeouts, as RuntimeContext.client configures boto3 (the
+        predictor's: INTERACTIVE)."""
         env = os.environ if environ is None else environ
         self._access_key = env.get("AWS_ACCESS_KEY_ID", "")
         self._secret_key = env.get("AWS_SECRET_ACCESS_KEY", "")
@@ -200,7 +201,7 @@ class ObjectReader:
         self.region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
         self.endpoint = configured_endpoint(env)
         self._sleep = sleep
-        self._max_attempts = max_attempts
+        self._budget = budget
 
     def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
         """``{"Body": stream, "ContentLength": n}``, or :class:`S3Error` after the retries."""
@@ -216,7 +217,7 @@ class ObjectReader:
                     or error.code in _RETRY_CODES
                     or error.code == CONNECTION_ERROR
                 )
-                if not retryable or attempt >= self._max_attempts:
+                if not retryable or attempt >= self._budget.total_attempts:
                     if retryable:
                         raise S3Error(
                             str(error).replace(
@@ -245,16 +246,16 @@ class ObjectReader:
         connection: http.client.HTTPConnection
         if parts.scheme == "https":
             connection = http.client.HTTPSConnection(
-                parts.hostname or "", parts.port, timeout=CONNECT_TIMEOUT_SECONDS
+                parts.hostname or "", parts.port, timeout=self._budget.connect_timeout
             )
         else:
             connection = http.client.HTTPConnection(
-                parts.hostname or "", parts.port, timeout=CONNECT_TIMEOUT_SECONDS
+                parts.hostname or "", parts.port, timeout=self._budget.connect_timeout
             )
         try:
             connection.connect()
             if connection.sock is not None:
-                connection.sock.settimeout(READ_TIMEOUT_SECONDS)
+                connection.sock.settimeout(self._budget.read_timeout)
             connection.request("GET", parts.path, headers=headers)
             response = connection.getresponse()
         except (OSError, http.client.HTTPException) as exc:
