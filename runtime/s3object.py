@@ -14,8 +14,9 @@ What boto3 does that the predictor relies on is kept: credentials, session token
 the environment variables Lambda sets (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 ``AWS_SESSION_TOKEN``, ``AWS_REGION``); the endpoint override boto3 honours
 (``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``; the local emulator sets it); the standard
-retry mode's retries (4 attempts, jittered exponential backoff) on throttling, 5xx and
-connection errors; its timeouts (3 s to connect, 20 s per read); and its error messages
+retry mode's retries (jittered exponential backoff) on throttling, 5xx and connection errors,
+with the attempts and timeouts of the predictor's client budget (runtime/context.py
+``INTERACTIVE``: 3 attempts, 2 s to connect, 5 s per read); and its error messages
 (``An error occurred (NoSuchKey) when calling the GetObject operation: ...``).
 
 :meth:`ObjectReader.get_object` has boto3's signature (``Bucket=``, ``Key=``, a dict with a
