@@ -60,20 +60,7 @@ def model_metadata(model_path: Path, name: str, version: str, sha256: str) -> di
     sha256 describes another model: refused. Raises :class:`ModelRefused`.
     """
     local = model_path.parent / contract.MODEL_METADATA_NAME
-    given: dict[str, Any] = {}
-    if local.is_file():
-        try:
-            given = json.loads(local.read_text())
-        except ValueError as exc:
-            raise ModelRefused(f"{local} is not valid JSON: {exc}") from exc
-        if not isinstance(given, dict):
-            raise ModelRefused(f"{local} is not a JSON object")
-        recorded = given.get("sha256")
-        if recorded is not None and recorded != sha256:
-            raise ModelRefused(
-                f"{local} records sha256 {recorded} but {model_path} has sha256 {sha256}: "
-                "the metadata is stale; retrain (make model) or remove the metadata file"
-            )
+    given = read_metadata_file(local, model_path, sha256)
     described = inspect_model(model_path)
     metadata = {**given, **{key: described[key] for key in _FROM_MODEL}}
     metadata["categories"], metadata["categories_source"] = _categories(
@@ -85,6 +72,28 @@ def model_metadata(model_path: Path, name: str, version: str, sha256: str) -> di
     )
     metadata.update(name=name, version=version, sha256=sha256)
     return metadata
+
+
+def read_metadata_file(path: Path, model_path: Path, sha256: str) -> dict[str, Any]:
+    """The ``metadata.json`` at ``path`` ({} when there is none). Raises :class:`ModelRefused`
+    when it is not a JSON object, or when it records the sha256 of another model than
+    ``model_path``'s (``sha256``)."""
+    if not path.is_file():
+        return {}
+    try:
+        given = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ModelRefused(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(given, dict):
+        raise ModelRefused(f"{path} is not a JSON object")
+    recorded = given.get("sha256")
+    if recorded is not None and recorded != sha256:
+        raise ModelRefused(
+            f"{path} records sha256 {recorded} but {model_path} has sha256 {sha256}: it "
+            "describes another model, the metadata is stale; retrain (make model) or remove "
+            "the metadata file"
+        )
+    return given
 
 
 def inspect_model(model_path: Path) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from mlserve.commands.base import DEFAULT_MODEL_DIR, CliError, positive_int
 from runtime import contract
@@ -51,27 +50,8 @@ def model_file(args: argparse.Namespace) -> Path:
     raise CliError(f"no model in {args.model_dir} ({' or '.join(contract.MODEL_FILE_NAMES)})")
 
 
-def read_metadata(path: Path, sha256: str) -> dict[str, Any]:
-    """The metadata.json at ``path`` ({} when absent); refused when it describes another model."""
-    if not path.is_file():
-        return {}
-    try:
-        metadata = json.loads(path.read_text())
-    except ValueError as exc:
-        raise CliError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(metadata, dict):
-        raise CliError(f"{path} is not a JSON object")
-    recorded = metadata.get("sha256")
-    if recorded is not None and recorded != sha256:
-        raise CliError(
-            f"{path} records sha256 {recorded}, but the model has {sha256}: it describes "
-            "another model; remove it or retrain"
-        )
-    return metadata
-
-
 def run(args: argparse.Namespace) -> int:
-    from components.compatibility import ModelRefused, inspect_model
+    from components.compatibility import ModelRefused, inspect_model, read_metadata_file
     from mlserve import drift
     from runtime.modelfile import sha256_file
 
@@ -89,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"{model} has no numeric feature to profile")
     sha256 = sha256_file(model)
     metadata_path = model.parent / contract.MODEL_METADATA_NAME
-    metadata = read_metadata(metadata_path, sha256)
+    try:
+        metadata = read_metadata_file(metadata_path, model, sha256)
+    except ModelRefused as exc:
+        raise CliError(str(exc)) from None
     try:
         matrix = drift.read_table(args.data, feature_names)
         reference = drift.profile(matrix, feature_names, bins=args.bins)
