@@ -15,7 +15,8 @@ field                     meaning
 ========================  ==================================================================
 ``schema``                :data:`SCHEMA_VERSION` (1)
 ``request_id``            API Gateway's request id of the request
-``time``                  when the request was answered, ISO 8601 UTC (``...T12:00:00.123Z``)
+``time``                  when the request was answered, ISO 8601 UTC (``...T12:00:00.123Z``):
+                          the log event's timestamp, written by the capture function
 ``model``                 the model name (the stable model's; a canary's may differ)
 ``versions``              ``{version: predictions}`` of every version that scored the request
                           (a number per row, or a list per row for multi-output models)
@@ -72,6 +73,7 @@ MARKER_VALUE: Final = contract.CAPTURE_MARKER_VALUE
 # are not captured (``rows`` says how many there were).
 MAX_CAPTURED_ROWS: Final = 200
 _ORJSON_OPTIONS: Final = orjson.OPT_SERIALIZE_NUMPY
+_dumps: Final = orjson.dumps
 OBJECT_SUFFIX: Final = ".jsonl"
 
 
@@ -97,32 +99,38 @@ def _head(values: Any) -> Any:
     return list(values)[:MAX_CAPTURED_ROWS]
 
 
-class _Clock:
-    """ISO 8601 UTC with milliseconds; the text up to the second is formatted once a second."""
-
-    __slots__ = ("prefix", "second")
-
-    def __init__(self) -> None:
-        self.second = -1
-        self.prefix = ""
-
-    def iso(self, now: float) -> str:
-        second = int(now)
-        if second != self.second:
-            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self.second = second
-        return f"{self.prefix}.{int((now - second) * 1000):03d}Z"
+def _predictions_json(predictions: str | np.ndarray | Sequence[Any], rows: int) -> str:
+    """One version's predictions as JSON text, at most :data:`MAX_CAPTURED_ROWS` of them. A
+    ``str`` is the JSON text the response already carries: spliced as it is (re-read and cut
+    only for a request of more rows than a record keeps)."""
+    if isinstance(predictions, str):
+        if rows <= MAX_CAPTURED_ROWS:
+            return predictions
+        predictions = json.loads(predictions)
+    return orjson.dumps(_head(predictions), option=_ORJSON_OPTIONS).decode()
 
 
-_clock = _Clock()
+def iso_time(epoch_ms: int) -> str:
+    """A record's ``time`` from a log event's timestamp (ms since the epoch): ISO 8601 UTC
+    with milliseconds (``...T12:00:00.123Z``)."""
+    second, millis = divmod(epoch_ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + f".{millis:03d}Z"
 
 
 class Recorder:
-    """The capture lines of one model. What never changes between its requests (the marker,
-    the schema version, the model name, the feature names) is serialized once; each request
-    serializes only its own fields (one ``orjson.dumps``: ~2 us for a one-row request)."""
+    """The capture lines of one model, built on the request path as cheaply as it can be: the
+    warm handler's budget for capture is a few microseconds (``make bench``, issue 17).
 
-    __slots__ = ("_prefix",)
+    - What never changes between requests (the marker, the schema version, the model name, the
+      feature names, each version's JSON key) is serialized once.
+    - The predictions are the JSON text the response already carries, spliced in, not
+      serialized again; the features are one ``orjson.dumps`` of the parsed rows.
+    - The line has no ``time``: CloudWatch Logs stamps every log event with the time it was
+      printed, and the capture function (:func:`records_of`) writes that stamp as the record's
+      ``time``, off the request path.
+    """
+
+    __slots__ = ("_keys", "_prefix")
 
     def __init__(self, model: str, feature_names: Sequence[str]) -> None:
         fixed = {
@@ -131,66 +139,80 @@ class Recorder:
             "model": model,
             "feature_names": list(feature_names),
         }
-        self._prefix = orjson.dumps(fixed)[:-1] + b","
+        self._prefix = orjson.dumps(fixed).decode()[:-1] + ',"request_id":'
+        self._keys: dict[str, str] = {}
+
+    def _key(self, version: str) -> str:
+        """A version's name as JSON text (escaped once per version)."""
+        quoted = self._keys.get(version)
+        if quoted is None:
+            quoted = self._keys[version] = json.dumps(version)
+        return quoted
 
     def line(
         self,
-        *,
         request_id: str,
-        versions: Mapping[str, Any],
+        versions: Mapping[str, str | np.ndarray | Sequence[Any]],
         served_version: str,
         features: np.ndarray,
         latency_ms: float,
+        *,
         errors: Mapping[str, str] | None = None,
-        now: float | None = None,
-    ) -> bytes:
-        """One request's log line (the record, see the module's table, plus the marker):
-        ``versions`` maps a version to its predictions (an array or a list); features and
-        predictions keep their first :data:`MAX_CAPTURED_ROWS` rows."""
+    ) -> str:
+        """One request's log line (the record, see the module's table, without ``time``; plus
+        the marker). ``versions`` maps a version to its predictions: the JSON text of all of
+        them (what the response carries) or an array/list. Features and predictions keep their
+        first :data:`MAX_CAPTURED_ROWS` rows."""
         total = features.shape[0]
         if total > MAX_CAPTURED_ROWS or not features.flags.c_contiguous:
             features = _head(features)
-        own: dict[str, Any] = {
-            "request_id": request_id,
-            "time": _clock.iso(time.time() if now is None else now),
-            "versions": {version: _head(p) for version, p in versions.items()},
-            "served_version": served_version,
-            "features": features,
-            "latency_ms": round(latency_ms, 3),
-            "rows": total,
-        }
+        key = self._key
+        parts = [self._prefix, _dumps(request_id).decode(), ',"versions":{']
+        for version, predictions in versions.items():
+            parts += (key(version), ":", _predictions_json(predictions, total), ",")
+        if versions:
+            parts.pop()
+        parts += (
+            '},"served_version":',
+            key(served_version),
+            ',"features":',
+            _dumps(features, option=_ORJSON_OPTIONS).decode(),
+            ',"latency_ms":%.3f,"rows":%d' % (latency_ms, total),  # noqa: UP031 - the fastest
+        )
         if errors:
-            own["errors"] = errors
-        return self._prefix + orjson.dumps(own, option=_ORJSON_OPTIONS)[1:]
+            parts += (',"errors":', _dumps(errors).decode())
+        parts.append("}")
+        return "".join(parts)  # one allocation of the line (concatenation copies it each time)
 
     def emit(
         self,
-        *,
         request_id: str,
-        versions: Mapping[str, Any],
+        versions: Mapping[str, str | np.ndarray | Sequence[Any]],
         served_version: str,
         features: np.ndarray,
         latency_ms: float,
+        *,
         errors: Mapping[str, str] | None = None,
     ) -> None:
         """Print the request's line to stdout: Lambda sends it to the function's log group."""
-        line = self.line(
-            request_id=request_id,
-            versions=versions,
-            served_version=served_version,
-            features=features,
-            latency_ms=latency_ms,
-            errors=errors,
-        )
-        sys.stdout.write(line.decode() + "\n")
+        line = self.line(request_id, versions, served_version, features, latency_ms, errors=errors)
+        sys.stdout.write(line + "\n")
 
 
-def record(*, model: str, feature_names: Sequence[str], **fields: Any) -> dict[str, Any]:
+def _ordered(line: Mapping[str, Any]) -> dict[str, Any]:
+    """A record with its fields in :data:`FIELDS` order."""
+    return {name: line[name] for name in FIELDS if name in line}
+
+
+def record(
+    *, model: str, feature_names: Sequence[str], now: float | None = None, **fields: Any
+) -> dict[str, Any]:
     """One capture record as the capture function stores it (plain JSON values): the line of
-    :meth:`Recorder.line` without the marker."""
+    :meth:`Recorder.line` without the marker, stamped ``now`` (default: the current time) as
+    CloudWatch Logs stamps the log event."""
     line: dict[str, Any] = json.loads(Recorder(model, feature_names).line(**fields))
-    del line[MARKER_FIELD]
-    return line
+    line["time"] = iso_time(round((time.time() if now is None else now) * 1000))
+    return _ordered(line)
 
 
 def log_line(captured: Mapping[str, Any]) -> str:
@@ -215,10 +237,12 @@ def encode_subscription_event(payload: Mapping[str, Any]) -> dict[str, Any]:
     return {"awslogs": {"data": data}}
 
 
-def records_of(messages: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """The capture records among log messages (lines without the marker are skipped)."""
-    for message in messages:
-        text = message.strip()
+def records_of(events: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The capture records among delivered log events (``{id, timestamp, message}``; lines
+    without the marker are skipped). A record's ``time`` is its event's timestamp (ms), unless
+    its line carries one."""
+    for event in events:
+        text = str(event.get("message", "")).strip()
         if not text.startswith("{"):
             continue
         try:
@@ -226,7 +250,9 @@ def records_of(messages: Iterable[str]) -> Iterator[dict[str, Any]]:
         except ValueError:
             continue
         if isinstance(line, dict) and line.pop(MARKER_FIELD, None) == MARKER_VALUE:
-            yield line
+            if "time" not in line:
+                line["time"] = iso_time(int(event.get("timestamp") or 0))
+            yield _ordered(line)
 
 
 def object_groups(

@@ -44,8 +44,7 @@ def write_records(
     ctx: RuntimeContext, payload: Mapping[str, Any], batch_id: str
 ) -> list[dict[str, Any]]:
     """Write the capture records of one delivered batch; what was written (key, records)."""
-    messages = [str(e.get("message", "")) for e in payload.get("logEvents") or []]
-    groups = capture.object_groups(capture.records_of(messages))
+    groups = capture.object_groups(capture.records_of(payload.get("logEvents") or []))
     bucket = ctx.data_bucket
     written: list[dict[str, Any]] = []
     for n, ((model, version, day), records) in enumerate(sorted(groups.items())):

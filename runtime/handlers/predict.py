@@ -111,13 +111,16 @@ class ServedVersion:
             rollups=service_wide,
         )
 
-    def body(self, predictions: np.ndarray) -> str:
+    def encode(self, predictions: np.ndarray) -> str:
+        """The predictions as JSON text: the response's array, and the capture line's."""
         try:
-            return (
-                '{"predictions": ' + json.dumps(predictions.tolist(), allow_nan=False) + self.tail
-            )
+            return json.dumps(predictions.tolist(), allow_nan=False)
         except ValueError:  # JSON cannot carry NaN or Infinity
             raise non_finite_prediction(predictions) from None
+
+    def body(self, encoded: str) -> str:
+        """The 200 body around :meth:`encode`'s text."""
+        return '{"predictions": ' + encoded + self.tail
 
 
 class Serving:
@@ -156,66 +159,47 @@ class Serving:
         plan = self.rollout.plan(key or request_id, pinned)
         served = self.versions[plan.answer]
         try:
-            predictions = served.model.predict(rows)
-            body = served.body(predictions)
+            encoded = served.encode(served.model.predict(rows))
         except Exception as exc:
             if count_errors and not isinstance(exc, PayloadError):
                 served.errors.emit(1)
                 if plan.capture:  # the failure is part of the version's record too
                     elapsed_ms = (time.perf_counter() - started) * 1000
-                    self.recorder.emit(
-                        request_id=request_id,
-                        versions={},
-                        served_version=served.version,
-                        features=rows,
-                        latency_ms=elapsed_ms,
-                        errors={served.version: _code(exc)},
-                    )
+                    failed = {served.version: _code(exc)}
+                    recorder = self.recorder
+                    recorder.emit(request_id, {}, served.version, rows, elapsed_ms, errors=failed)
             raise
         elapsed_ms = (time.perf_counter() - started) * 1000
         served.metrics.emit(len(rows), elapsed_ms)
         if plan.capture:
             self._capture(
-                rows,
-                request_id=request_id,
-                served=served,
-                predictions=predictions,
-                shadow=plan.shadow,
-                elapsed_ms=elapsed_ms,
+                rows, request_id, served, encoded, shadow=plan.shadow, elapsed_ms=elapsed_ms
             )
-        return body
+        return served.body(encoded)
 
     def _capture(
         self,
         rows: np.ndarray,
-        *,
         request_id: str,
         served: ServedVersion,
-        predictions: np.ndarray,
+        encoded: str,
+        *,
         shadow: int | None,
         elapsed_ms: float,
     ) -> None:
         """Score the shadow version (its failure is recorded, never raised) and print the
-        capture line (runtime/capture.py)."""
-        versions: dict[str, Any] = {served.version: predictions}
+        capture line (runtime/capture.py): each version's predictions as the JSON text a
+        response carries (the served one's is the response's own)."""
+        versions = {served.version: encoded}
         errors: dict[str, str] = {}
         if shadow is not None:
             other = self.versions[shadow]
-            try:
-                shadowed = other.model.predict(rows)
-                other.body(shadowed)  # the check a served answer gets (finite predictions)
-                versions[other.version] = shadowed
+            try:  # encode(): the check a served answer gets (finite predictions)
+                versions[other.version] = other.encode(other.model.predict(rows))
             except Exception as exc:
                 errors[other.version] = _code(exc)
                 other.errors.emit(1)
-        self.recorder.emit(
-            request_id=request_id,
-            versions=versions,
-            served_version=served.version,
-            features=rows,
-            latency_ms=elapsed_ms,
-            errors=errors,
-        )
+        self.recorder.emit(request_id, versions, served.version, rows, elapsed_ms, errors=errors)
 
 
 def _code(exc: BaseException) -> str:

@@ -165,3 +165,27 @@ def test_the_capture_function_writes_one_object_per_model_version_and_day(s3: An
     assert stored() == first
     control = capture.encode_subscription_event({"messageType": "CONTROL_MESSAGE"})
     assert capture_handler.handler(control, Context("invocation-2")) == {"written": []}
+
+
+def test_a_line_splices_the_response_text_and_is_stamped_with_its_log_event_time() -> None:
+    recorder = capture.Recorder("m", ["a"])
+    rows = capture.MAX_CAPTURED_ROWS + 3
+    features = np.arange(rows, dtype=np.float32).reshape(-1, 1)
+    answers = [i / 4 for i in range(rows)]
+    line = recorder.line('r"1', {"v1": json.dumps(answers[:2])}, "v1", features[:2], 0.25)
+    long = recorder.line("r2", {"v1": json.dumps(answers)}, "v1", features, 0.25)
+    events = [
+        {"id": "1", "timestamp": 1_764_849_600_123, "message": line},  # 2025-12-04T12:00:00.123Z
+        {"id": "2", "timestamp": 0, "message": long},
+    ]
+    first, second = capture.records_of(events)
+    assert list(first) == [f for f in capture.FIELDS if f != "errors"]
+    assert first["time"] == "2025-12-04T12:00:00.123Z"
+    assert first["request_id"] == 'r"1'
+    assert first["versions"] == {"v1": [0.0, 0.25]}
+    assert first["features"] == [[0.0], [1.0]]
+    # a request of more rows than a record keeps: both its features and predictions are cut
+    assert second["versions"]["v1"] == answers[: capture.MAX_CAPTURED_ROWS]
+    assert len(second["features"]) == capture.MAX_CAPTURED_ROWS
+    assert second["rows"] == rows
+    assert second["time"] == "1970-01-01T00:00:00.000Z"
