@@ -94,9 +94,13 @@ ARTIFACT_REFERENCE_TARGET_RATIO = 1.3
 LAMBDA_MEMORY_MB = int(load_project_schema()["lambdaMemory"]["default"])
 # What one interleaved round runs from the artifacts: (key, engine, with byte code)
 REFERENCE = "reference"
+# The same bare process with onnxruntime: no handler, no S3, no Powertools. Its ratio to the
+# xgboost reference is the floor of "onnx engine / xgboost engine": what no handler can beat.
+ONNX_REFERENCE = "onnx reference"
 IMPORTTIME = "importtime"  # not a timed variant: the -X importtime breakdown
 ARTIFACT_VARIANTS: tuple[tuple[str, str, bool], ...] = (
     (REFERENCE, contract.ENGINE_XGBOOST, True),
+    (ONNX_REFERENCE, contract.ENGINE_ONNX, True),
     ("xgboost stripped", contract.ENGINE_XGBOOST, False),
     (contract.ENGINE_XGBOOST, contract.ENGINE_XGBOOST, True),
     ("onnx stripped", contract.ENGINE_ONNX, False),
@@ -174,6 +178,21 @@ import xgboost as xgb
 booster = xgb.Booster(model_file=sys.argv[1])
 booster.set_param({"nthread": 1})  # as the handler serves (runtime/handlers/predict.py Serving)
 booster.inplace_predict(np.asarray(json.loads(sys.argv[2]), dtype=np.float32))
+print("\\n" + json.dumps({"done": time.monotonic()}))
+"""
+)
+
+ONNX_REFERENCE_CHILD = (
+    _PRELUDE
+    + """
+import numpy as np
+import onnxruntime as ort
+
+options = ort.SessionOptions()  # as the handler's (runtime/model.py onnx_session_options)
+options.intra_op_num_threads = options.inter_op_num_threads = 1
+session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
+rows = np.asarray(json.loads(sys.argv[2]), dtype=np.float32)
+session.run(None, {session.get_inputs()[0].name: rows})
 print("\\n" + json.dumps({"done": time.monotonic()}))
 """
 )
@@ -423,6 +442,10 @@ def measure_from_artifacts(
                 )
                 if key == REFERENCE:
                     argv = ["-c", reference_code, str(model.model_path), json.dumps([row])]
+                elif key == ONNX_REFERENCE:
+                    onnx_file = str(onnx_model_file(model))
+                    code = ONNX_REFERENCE_CHILD.replace("{blocked}", "()")
+                    argv = ["-c", code, onnx_file, json.dumps([row])]
                 elif key == IMPORTTIME:  # the handler's imports one after the other, no init
                     del env["AWS_LAMBDA_FUNCTION_NAME"]
                     steps = [*IMPORT_STEPS, (f"{engine} engine", (ENGINE_MODULES[engine],))]
@@ -445,10 +468,11 @@ def measure_from_artifacts(
         for _ in range(repeats):
             for key, engine, bytecode in ARTIFACT_VARIANTS:
                 elapsed, report, _ = run(key, engine, bytecode)
-                if key != REFERENCE and report["engine"] != engine:
+                handler = key not in (REFERENCE, ONNX_REFERENCE)
+                if handler and report["engine"] != engine:
                     raise RuntimeError(f"asked for engine {engine}, served {report['engine']}")
                 result.samples[key].append(elapsed)
-                if key != REFERENCE:
+                if handler:
                     result.init_s[key].append(report["init"])
         if importtime:  # one more process per engine, not timed: what each package costs
             for engine in contract.ENGINES:
@@ -543,6 +567,11 @@ def _artifact_rows(result: ArtifactResult, *, targets: bool) -> list[Row]:
             ONNX_TARGET_RATIO,
         ),
     )
+    floor = (
+        "  floor of that ratio: bare onnxruntime process (import numpy + onnxruntime, session, "
+        "predict 1 row) / the xgboost reference, no handler in either"
+    )
+    floor_ratio = result.ratio(ONNX_REFERENCE, REFERENCE)
     for index, (figure, ratio, target) in enumerate(ratios):
         # issue 14's targets: the 19 MB model for the first two, the example for the onnx one
         judged = (targets and index < 2) or (index == 2 and not targets and not result.share)
@@ -550,6 +579,10 @@ def _artifact_rows(result: ArtifactResult, *, targets: bool) -> list[Row]:
             out.append(check(figure, f"{ratio:.2f}x", f"<= {target}x", ratio <= target))
         else:
             out.append(Row(figure, f"{ratio:.2f}x"))
+    out.append(
+        Row(floor, f"{_ms(result.median(ONNX_REFERENCE))} / {_ms(result.median(REFERENCE))} = "
+            f"{floor_ratio:.2f}x")
+    )  # fmt: skip
     return out
 
 
