@@ -7,6 +7,8 @@ ARCH   ?= lambda
 # make demo CANARY=25 [CANARY_MODE=shadow]: a canary rollout, ending with the rollout status table
 CANARY ?=
 CANARY_MODE ?= split
+# make test runs the suite on every core (pytest-xdist; one worker per test file)
+TEST_WORKERS ?= auto
 
 .PHONY: demo test lint bench verify venv model clean
 
@@ -26,7 +28,7 @@ demo: $(STAMP)
 	$(BIN)/python -m mlserve demo --architecture $(ARCH) $(if $(CANARY),--canary $(CANARY) --canary-mode $(CANARY_MODE))
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
