@@ -867,6 +867,11 @@ def exercise_paths_beyond_the_e2e_suite(model_dir: Path) -> None:
         _batch_paths(emu)
 
 
+# The recorded e2e run uses every core, one worker per test file, as make test runs the suite:
+# each worker process records its calls to a file of its own (mlserve.local.recorder).
+E2E_WORKERS = ("-n", "auto", "--dist", "loadfile")
+
+
 @pytest.mark.verify
 def test_every_recorded_call_is_allowed_and_every_grant_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, verify_model_dir: Path
@@ -876,7 +881,7 @@ def test_every_recorded_call_is_allowed_and_every_grant_used(
     env = {**os.environ, RECORD_ENV: str(calls_dir)}
     env.pop("MLSERVE_VERIFY_REPORT", None)
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/e2e", "-q", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", "tests/e2e", "-q", "-p", "no:cacheprovider", *E2E_WORKERS],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
