@@ -46,12 +46,8 @@ def realtime_predictor_policy(
     log streams live under ``{log_group_arn}:*``. Data capture adds nothing here: the
     predictor only writes capture lines to its own log.
     """
-    _require_arn(model_object_arn, "model_object_arn")
+    models = _model_objects(model_object_arn, canary_object_arn)
     _require_arn(log_group_arn, "log_group_arn")
-    models = [model_object_arn]
-    if canary_object_arn is not None:
-        _require_arn(canary_object_arn, "canary_object_arn")
-        models.append(canary_object_arn)
     return _document(
         {
             "Sid": "ReadModel",
@@ -114,16 +110,28 @@ def ecs_tasks_assume_role_policy() -> PolicyDocument:
     )
 
 
-def scoring_task_policy(table_arn: str, bucket_arn: str, model_object_arn: str) -> PolicyDocument:
+def _model_objects(model_object_arn: str, canary_object_arn: str | None) -> list[str]:
+    """The model object, and the canary's when one is deployed (issue 17)."""
+    _require_arn(model_object_arn, "model_object_arn")
+    if canary_object_arn is None:
+        return [model_object_arn]
+    _require_arn(canary_object_arn, "canary_object_arn")
+    return [model_object_arn, canary_object_arn]
+
+
+def scoring_task_policy(
+    table_arn: str, bucket_arn: str, model_object_arn: str, canary_object_arn: str | None = None
+) -> PolicyDocument:
     """The scoring container's grants (``python -m runtime.scoring``, job mode).
 
-    It reads and conditionally updates its job record, reads the model object and the job's
+    It reads and conditionally updates its job record, reads the model object (and the
+    canary's, when one is deployed: a job names the version that scores it) and the job's
     input under ``inputs/``, and writes predictions under ``results/``. Nothing else: no
     ``PutItem`` (the job API creates records), no listing, no other prefix.
     """
     _require_arn(table_arn, "table_arn")
     _require_arn(bucket_arn, "bucket_arn")
-    _require_arn(model_object_arn, "model_object_arn")
+    models = _model_objects(model_object_arn, canary_object_arn)
     return _document(
         {
             "Sid": "JobRecord",
@@ -135,7 +143,7 @@ def scoring_task_policy(table_arn: str, bucket_arn: str, model_object_arn: str) 
             "Sid": "ReadModelAndInputs",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [model_object_arn, _prefix_arn(bucket_arn, INPUTS_PREFIX)],
+            "Resource": [*models, _prefix_arn(bucket_arn, INPUTS_PREFIX)],
         },
         {
             "Sid": "WriteResults",
@@ -615,12 +623,14 @@ def batch_job_policy(
     model_object_arn: str,
     input_prefixes: list[str] | tuple[str, ...] = (INPUTS_PREFIX,),
     output_prefixes: list[str] | tuple[str, ...] = (RESULTS_PREFIX,),
+    canary_object_arn: str | None = None,
 ) -> PolicyDocument:
     """The Batch scoring job's grants (``python -m runtime.scoring --mode batch``).
 
     * its job record: ``UpdateItem`` only (its ``ALL_NEW`` answer is the job's config: the
       attempt count is incremented and the record read in one conditional call; then rows);
-    * the model object and every object under the input prefixes: ``GetObject``;
+    * the model object (and the canary's, when one is deployed) and every object under the
+      input prefixes: ``GetObject``;
     * ``ListBucket`` on the bucket, only for keys under the input prefixes (an input given as a
       prefix is listed) and the output prefixes (the last shard checks every part exists);
     * ``PutObject`` under the output prefixes (the parts, uploaded multipart, and
@@ -630,7 +640,8 @@ def batch_job_policy(
 
     Every prefix must end in ``/`` and lie inside the stack's bucket.
     """
-    _require_arns(table_arn=table_arn, bucket_arn=bucket_arn, model_object_arn=model_object_arn)
+    _require_arns(table_arn=table_arn, bucket_arn=bucket_arn)
+    models = _model_objects(model_object_arn, canary_object_arn)
     inputs = _require_prefixes(input_prefixes, "input_prefixes")
     outputs = _require_prefixes(output_prefixes, "output_prefixes")
     listed = list(dict.fromkeys([*inputs, *outputs]))
@@ -645,7 +656,7 @@ def batch_job_policy(
             "Sid": "ReadModelAndInputs",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [model_object_arn, *(_prefix_arn(bucket_arn, p) for p in inputs)],
+            "Resource": [*models, *(_prefix_arn(bucket_arn, p) for p in inputs)],
         },
         {
             "Sid": "ListInputsAndParts",
