@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pytest
 import xgboost as xgb
 
@@ -335,3 +338,123 @@ def test_the_demo_shows_a_canary_rollout(
     agreement = re.search(r"prediction agreement: ([0-9.]+) % of (\d+) rows", out)
     assert agreement is not None, out
     assert int(agreement.group(2)) > 0
+
+
+# --- the job architectures (one stack of lambda-ecs and stepfunctions-batch) ----------------------
+
+
+@pytest.fixture
+def job_stack(
+    emulators: Emulators, trained: TrainResult, canary_model: TrainResult
+) -> tuple[Emulator, dict[str, xgb.Booster]]:
+    """lambda-ecs serves the API (POST /jobs runs an ECS task), stepfunctions-batch the job
+    configs uploaded to S3 (a Batch job): both hold the canary and score half of the jobs."""
+    emu = emulators.get(
+        "lambda-ecs,stepfunctions-batch",
+        config={"canaryModelPath": str(canary_model.model_path), "canaryPercent": "50"},
+    )
+    return emu, _boosters(emu, trained, canary_model)
+
+
+def _job_when_done(api: Api, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while True:
+        job: dict[str, Any] = api.get(f"/jobs/{job_id}").json()
+        if job["status"] not in ("PENDING", "RUNNING"):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"
+        time.sleep(0.2)
+
+
+def test_job_api_jobs_are_split_and_scored_by_the_version_they_record(
+    job_stack: tuple[Emulator, dict[str, xgb.Booster]], example: Example
+) -> None:
+    emu, boosters = job_stack
+    stable, canary = boosters
+    rows = example.rows(4)
+    expected = {version: reference(b, rows) for version, b in boosters.items()}
+    with Api(emu.url, emu.api_key) as api:
+        health = api.get("/health").json()
+        assert health["rollout"]["versions"] == [stable, canary]
+        submitted = []
+        for i in range(10):
+            r = api.post(
+                "/jobs",
+                json={"instances": rows.tolist()},
+                headers={contract.REQUEST_ID_HEADER: f"job-client-{i}"},
+            )
+            assert r.status_code == 202, r.text
+            submitted.append(r.json()["job_id"])
+        pinned = api.post(
+            "/jobs",
+            json={"instances": rows.tolist()},
+            headers={contract.MODEL_VERSION_HEADER: canary},
+        ).json()["job_id"]
+        scored: Counter[str] = Counter()
+        for job_id in [*submitted, pinned]:
+            job = _job_when_done(api, job_id)
+            assert job["status"] == "SUCCEEDED", job
+            version = job["model_version"]
+            scored[version] += 1
+            np.testing.assert_allclose(job["predictions"], expected[version], rtol=1e-6)
+        assert _job_when_done(api, pinned)["model_version"] == canary
+        assert set(scored) == {stable, canary}, scored  # 50 %: both among 10, surely
+        listed = {j["job_id"] for j in api.get("/jobs", params={"limit": 100}).json()["jobs"]}
+        r = api.post(
+            "/jobs",
+            json={"instances": rows.tolist()},
+            headers={contract.MODEL_VERSION_HEADER: "v-unknown"},
+        )
+        assert_error(r, 400, "unknown_model_version", "v-unknown", stable, canary)
+        after = {j["job_id"] for j in api.get("/jobs", params={"limit": 100}).json()["jobs"]}
+        assert after == listed  # nothing created
+
+
+def test_batch_configs_are_scored_by_the_version_they_record(
+    job_stack: tuple[Emulator, dict[str, xgb.Booster]], example: Example
+) -> None:
+    from .test_stepfunctions_batch import record, upload_config, wait_terminal
+
+    emu, boosters = job_stack
+    rows = example.rows(30)
+    body = ",".join(example.names) + "\n"
+    body += "\n".join(",".join(f"{v:.6g}" for v in row) for row in rows.tolist())
+    emu.client("s3").put_object(Bucket=emu.bucket, Key="inputs/canary.csv", Body=body.encode())
+    sent = np.asarray([[float(f"{v:.6g}") for v in row] for row in rows.tolist()], np.float32)
+    for version in boosters:
+        job_id = upload_config(
+            emu,
+            f"canary-{version}",
+            {
+                "input_uri": f"s3://{emu.bucket}/inputs/canary.csv",
+                "output_uri": f"s3://{emu.bucket}/results/canary-{version}/",
+                "format": "csv",
+                "model_version": version,
+            },
+        )
+        assert record(emu, job_id)["model_version"] == version
+        job = wait_terminal(emu, job_id)
+        assert job["status"] == "SUCCEEDED", job
+        s3 = emu.client("s3")
+        prefix = f"results/canary-{version}/"
+        manifest = json.loads(
+            s3.get_object(Bucket=emu.bucket, Key=prefix + contract.MANIFEST_NAME)["Body"].read()
+        )
+        assert manifest["model_version"] == version
+        part = s3.get_object(Bucket=emu.bucket, Key=prefix + contract.part_name(0, "csv"))
+        table = pacsv.read_csv(pa.BufferReader(part["Body"].read()))
+        predictions = table.column("prediction").to_numpy()
+        np.testing.assert_allclose(predictions, reference(boosters[version], sent), rtol=1e-5)
+    rejected = upload_config(
+        emu,
+        "canary-unknown",
+        {
+            "input_uri": f"s3://{emu.bucket}/inputs/canary.csv",
+            "output_uri": f"s3://{emu.bucket}/results/canary-unknown/",
+            "format": "csv",
+            "model_version": "v-unknown",
+        },
+    )
+    failed = record(emu, rejected)
+    assert failed["status"] == "FAILED"
+    assert "model_version: 'v-unknown' is not a version" in failed["error"]["message"]
