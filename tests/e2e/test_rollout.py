@@ -458,3 +458,31 @@ def test_batch_configs_are_scored_by_the_version_they_record(
     failed = record(emu, rejected)
     assert failed["status"] == "FAILED"
     assert "model_version: 'v-unknown' is not a version" in failed["error"]["message"]
+
+
+def test_rollout_status_counts_each_versions_jobs_from_the_job_records(
+    job_stack: tuple[Emulator, dict[str, xgb.Booster]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    emu, boosters = job_stack
+    stable, canary = boosters
+    read = TypeDeserializer().deserialize
+    items = emu.client("dynamodb").scan(TableName=emu.table)["Items"]
+    records = [{k: read(v) for k, v in item.items()} for item in items]
+    assert records, "the tests above created jobs"
+    args = ["rollout", "status", "--bucket", emu.bucket, "--table", emu.table]
+    args += ["--endpoint-url", emu.endpoint_url, "--url", emu.url, "--api-key", str(emu.api_key)]
+    capsys.readouterr()
+    assert main([*args, "--json"]) == 0
+    shown = {j["version"]: j for j in json.loads(capsys.readouterr().out)["jobs"]}
+    assert list(shown) == [stable, canary]
+    assert (shown[stable]["role"], shown[canary]["role"]) == ("stable", "canary")
+    for version in (stable, canary):
+        mine = [r for r in records if r["model_version"] == version]
+        assert shown[version]["jobs"] == len(mine)
+        for status in ("succeeded", "failed"):
+            assert shown[version][status] == sum(r["status"] == status.upper() for r in mine)
+    assert main(args) == 0  # the table, without a captured request (no lambda here)
+    table = capsys.readouterr().out
+    assert "jobs by model version" in table and stable in table and canary in table
