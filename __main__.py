@@ -619,6 +619,12 @@ def main() -> None:
                     if settings.has_canary
                     else (settings.model_version,)
                 ),
+                # the versions jobs are scored with (a shadow canary is the predictor's alone)
+                job_versions=(
+                    (settings.model_version, settings.canary_model_version)
+                    if job_canary is not None
+                    else (settings.model_version,)
+                ),
             ),
             thresholds=Thresholds(
                 latency_p99_ms=settings.latency_p99_threshold_ms,

@@ -22,6 +22,7 @@ ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 PERMISSION = "aws:lambda/permission:Permission"
 SUBSCRIPTION = "aws:cloudwatch/logSubscriptionFilter:LogSubscriptionFilter"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +261,11 @@ def test_the_job_architectures_hold_the_canary_and_assign_it(
         if function.inputs["handler"] not in JOB_CREATORS:
             assert contract.ENV_CANARY_MODEL_URI not in function.inputs["environment"]["variables"]
     assert run.exports["canaryModelUri"] == f"s3://{bucket}/{canary_key}"
+    # the canary's jobs failing more than the stable version's alarms (no predictor: no
+    # predictor alarm)
+    alarms = {a.name for a in run.of_type(ALARM)}
+    assert "monitoring-canary-jobs-failed-rate" in alarms
+    assert "monitoring-canary-error-rate" not in alarms
 
 
 def test_a_shadow_canary_stays_with_the_lambda_predictor(
@@ -287,3 +293,6 @@ def test_a_shadow_canary_stays_with_the_lambda_predictor(
     assert contract.ENV_CANARY_MODEL_URI not in job_api.inputs["environment"]["variables"]
     predictor = by_handler(run, contract.HANDLER_PREDICT)
     assert predictor.inputs["environment"]["variables"][contract.ENV_CANARY_MODE] == "shadow"
+    alarms = {a.name for a in run.of_type(ALARM)}
+    assert "monitoring-canary-error-rate" in alarms
+    assert "monitoring-canary-jobs-failed-rate" not in alarms
