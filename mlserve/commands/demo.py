@@ -239,12 +239,14 @@ def _demo_canary_jobs(
         labels = [_label(p) for p in _job_predictions(emulator, job)]
         scored[version] += len(labels)
         correct[version] += sum(int(a == int(b)) for a, b in zip(labels, data.y[rows], strict=True))
-    for version, role in ((stable, "stable"), (canary, "canary")):
-        if jobs[version]:
-            console.print(
-                f"  {role} {version}: scored {jobs[version]} jobs ({scored[version]} rows), "
-                f"accuracy {correct[version] / scored[version]:.1%}"
-            )
+    _print_accuracy(
+        console,
+        {v: f"scored {jobs[v]} jobs ({scored[v]} rows)" for v in jobs},
+        scored,
+        correct,
+        stable=stable,
+        canary=canary,
+    )
     pinned = _wait_for_job(
         console, emulator, submit(chunks[0], {contract.MODEL_VERSION_HEADER: canary})
     )
@@ -288,12 +290,14 @@ def _demo_canary(console: Console, emulator: Emulator, data: ExampleData, test_i
             version = response.body["model_version"]
             served[version] += 1
             correct[version] += _label(_predictions(response)[0]) == int(data.y[i])
-    for version, role in ((stable, "stable"), (canary, "canary")):
-        if served[version]:
-            console.print(
-                f"  {role} {version}: answered {served[version]} requests, accuracy "
-                f"{correct[version] / served[version]:.1%}"
-            )
+    _print_accuracy(
+        console,
+        {v: f"answered {served[v]} requests" for v in served},
+        served,
+        correct,
+        stable=stable,
+        canary=canary,
+    )
     pinned = call_api(
         "POST",
         f"{url}/predict",
@@ -317,6 +321,24 @@ def _demo_canary(console: Console, emulator: Emulator, data: ExampleData, test_i
         "{version}/dt=.../ · mlserve rollout status:"
     )
     rollout.print_status(status, {stable: "stable", canary: "canary"}, console)
+
+
+def _print_accuracy(
+    console: Console,
+    did: dict[str, str],
+    rows: Any,
+    correct: Any,
+    *,
+    stable: str,
+    canary: str,
+) -> None:
+    """One line per version that served: what it did and its accuracy over its ``rows``."""
+    for version, role in ((stable, "stable"), (canary, "canary")):
+        if rows[version]:
+            console.print(
+                f"  {role} {version}: {did[version]}, accuracy "
+                f"{correct[version] / rows[version]:.1%}"
+            )
 
 
 USER_MODEL_ROWS = 10  # rows generated for a model not trained on the example data set
