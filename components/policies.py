@@ -46,14 +46,14 @@ def realtime_predictor_policy(
     log streams live under ``{log_group_arn}:*``. Data capture adds nothing here: the
     predictor only writes capture lines to its own log.
     """
-    models = _model_objects(model_object_arn, canary_object_arn)
+    _require_arn(model_object_arn, "model_object_arn")
     _require_arn(log_group_arn, "log_group_arn")
     return _document(
         {
             "Sid": "ReadModel",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": models,
+            "Resource": [model_object_arn, *_canary_objects(canary_object_arn)],
         },
         {
             "Sid": "WriteOwnLogs",
@@ -110,13 +110,13 @@ def ecs_tasks_assume_role_policy() -> PolicyDocument:
     )
 
 
-def _model_objects(model_object_arn: str, canary_object_arn: str | None) -> list[str]:
-    """The model object, and the canary's when one is deployed (issue 17)."""
-    _require_arn(model_object_arn, "model_object_arn")
+def _canary_objects(canary_object_arn: str | None) -> list[str]:
+    """The canary's model object when one is deployed (issue 17), else nothing. Listed after
+    a statement's other resources, so theirs keep their places whether or not a canary is."""
     if canary_object_arn is None:
-        return [model_object_arn]
+        return []
     _require_arn(canary_object_arn, "canary_object_arn")
-    return [model_object_arn, canary_object_arn]
+    return [canary_object_arn]
 
 
 def scoring_task_policy(
@@ -131,7 +131,7 @@ def scoring_task_policy(
     """
     _require_arn(table_arn, "table_arn")
     _require_arn(bucket_arn, "bucket_arn")
-    models = _model_objects(model_object_arn, canary_object_arn)
+    _require_arn(model_object_arn, "model_object_arn")
     return _document(
         {
             "Sid": "JobRecord",
@@ -143,7 +143,11 @@ def scoring_task_policy(
             "Sid": "ReadModelAndInputs",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [*models, _prefix_arn(bucket_arn, INPUTS_PREFIX)],
+            "Resource": [
+                model_object_arn,
+                _prefix_arn(bucket_arn, INPUTS_PREFIX),
+                *_canary_objects(canary_object_arn),
+            ],
         },
         {
             "Sid": "WriteResults",
@@ -640,8 +644,7 @@ def batch_job_policy(
 
     Every prefix must end in ``/`` and lie inside the stack's bucket.
     """
-    _require_arns(table_arn=table_arn, bucket_arn=bucket_arn)
-    models = _model_objects(model_object_arn, canary_object_arn)
+    _require_arns(table_arn=table_arn, bucket_arn=bucket_arn, model_object_arn=model_object_arn)
     inputs = _require_prefixes(input_prefixes, "input_prefixes")
     outputs = _require_prefixes(output_prefixes, "output_prefixes")
     listed = list(dict.fromkeys([*inputs, *outputs]))
@@ -656,7 +659,11 @@ def batch_job_policy(
             "Sid": "ReadModelAndInputs",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [*models, *(_prefix_arn(bucket_arn, p) for p in inputs)],
+            "Resource": [
+                model_object_arn,
+                *(_prefix_arn(bucket_arn, p) for p in inputs),
+                *_canary_objects(canary_object_arn),
+            ],
         },
         {
             "Sid": "ListInputsAndParts",

@@ -244,8 +244,8 @@ def test_the_job_architectures_hold_the_canary_and_assign_it(
     for role_arn in (task.inputs["taskRoleArn"], properties["jobRoleArn"]):
         assert scoring_reads(run, role_name_of(run, role_arn)) == [
             f"{bucket_arn}/{stable_key}",
-            f"{bucket_arn}/{canary_key}",
             inputs,
+            f"{bucket_arn}/{canary_key}",
         ]
 
     creators = [f for f in run.of_type(FUNCTION) if f.inputs["handler"] in JOB_CREATORS]
