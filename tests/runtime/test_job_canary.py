@@ -367,3 +367,24 @@ def test_a_batch_job_naming_a_version_it_does_not_hold_fails_at_once(batch: Batc
     assert f"model version {CANARY!r}" in failed.error.message
     listed = env.s3.list_objects_v2(Bucket=BUCKET, Prefix="results/x/")
     assert listed.get("KeyCount", 0) == 0  # no part was written by another model
+
+
+def test_the_predictions_document_names_the_version_that_scored(
+    jobs_api: Api, canary_model: TrainResult
+) -> None:
+    header = ",".join(load_example_data().feature_names)
+    rows = ROWS[:7]
+    csv = header + "\n" + "\n".join(",".join(map(str, row)) for row in rows.tolist())
+    jobs_api.s3.put_object(Bucket=BUCKET, Key="inputs/doc.csv", Body=csv.encode())
+    _, accepted, _ = jobs_api.call(
+        "POST",
+        "/jobs",
+        {"input_uri": f"s3://{BUCKET}/inputs/doc.csv", "output_uri": f"s3://{BUCKET}/results/doc/"},
+        headers={contract.MODEL_VERSION_HEADER: CANARY},
+    )
+    assert jobs_api.score(accepted["job_id"]) == 0
+    _, job, _ = jobs_api.call("GET", f"/jobs/{accepted['job_id']}")
+    bucket, key = parse_s3_uri(job["output_uri"])
+    document = json.loads(jobs_api.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert (document["job_id"], document["model_version"]) == (accepted["job_id"], CANARY)
+    np.testing.assert_allclose(document["predictions"], reference(canary_model, rows), rtol=1e-6)
