@@ -340,20 +340,36 @@ def test_the_demo_shows_a_canary_rollout(
     assert int(agreement.group(2)) > 0
 
 
-# --- the job architectures (one stack of lambda-ecs and stepfunctions-batch) ----------------------
+# --- the job architectures: lambda-ecs (ECS tasks) and stepfunctions-batch (Batch jobs) -------
 
 
-@pytest.fixture
-def job_stack(
-    emulators: Emulators, trained: TrainResult, canary_model: TrainResult
+def _job_stack(
+    emulators: Emulators, architecture: str, trained: TrainResult, canary_model: TrainResult
 ) -> tuple[Emulator, dict[str, xgb.Booster]]:
-    """lambda-ecs serves the API (POST /jobs runs an ECS task), stepfunctions-batch the job
-    configs uploaded to S3 (a Batch job): both hold the canary and score half of the jobs."""
     emu = emulators.get(
-        "lambda-ecs,stepfunctions-batch",
+        architecture,
         config={"canaryModelPath": str(canary_model.model_path), "canaryPercent": "50"},
     )
     return emu, _boosters(emu, trained, canary_model)
+
+
+# One architecture per stack: the emulator imports a handler module once per process, so two
+# job API functions of one stack (lambda-ecs beside stepfunctions-batch) would share one
+# configuration (the last one deployed).
+@pytest.fixture
+def ecs_jobs(
+    emulators: Emulators, trained: TrainResult, canary_model: TrainResult
+) -> tuple[Emulator, dict[str, xgb.Booster]]:
+    """lambda-ecs with a canary scoring half of the jobs (POST /jobs runs an ECS task)."""
+    return _job_stack(emulators, contract.ARCH_LAMBDA_ECS, trained, canary_model)
+
+
+@pytest.fixture
+def batch_jobs(
+    emulators: Emulators, trained: TrainResult, canary_model: TrainResult
+) -> tuple[Emulator, dict[str, xgb.Booster]]:
+    """stepfunctions-batch with a canary: job configs uploaded to S3 run as Batch jobs."""
+    return _job_stack(emulators, contract.ARCH_STEPFUNCTIONS_BATCH, trained, canary_model)
 
 
 def _job_when_done(api: Api, job_id: str) -> dict[str, Any]:
@@ -367,9 +383,9 @@ def _job_when_done(api: Api, job_id: str) -> dict[str, Any]:
 
 
 def test_job_api_jobs_are_split_and_scored_by_the_version_they_record(
-    job_stack: tuple[Emulator, dict[str, xgb.Booster]], example: Example
+    ecs_jobs: tuple[Emulator, dict[str, xgb.Booster]], example: Example
 ) -> None:
-    emu, boosters = job_stack
+    emu, boosters = ecs_jobs
     stable, canary = boosters
     rows = example.rows(4)
     expected = {version: reference(b, rows) for version, b in boosters.items()}
@@ -411,11 +427,11 @@ def test_job_api_jobs_are_split_and_scored_by_the_version_they_record(
 
 
 def test_batch_configs_are_scored_by_the_version_they_record(
-    job_stack: tuple[Emulator, dict[str, xgb.Booster]], example: Example
+    batch_jobs: tuple[Emulator, dict[str, xgb.Booster]], example: Example
 ) -> None:
     from .test_stepfunctions_batch import record, upload_config, wait_terminal
 
-    emu, boosters = job_stack
+    emu, boosters = batch_jobs
     rows = example.rows(30)
     body = ",".join(example.names) + "\n"
     body += "\n".join(",".join(f"{v:.6g}" for v in row) for row in rows.tolist())
@@ -461,11 +477,11 @@ def test_batch_configs_are_scored_by_the_version_they_record(
 
 
 def test_rollout_status_counts_each_versions_jobs_from_the_job_records(
-    job_stack: tuple[Emulator, dict[str, xgb.Booster]], capsys: pytest.CaptureFixture[str]
+    batch_jobs: tuple[Emulator, dict[str, xgb.Booster]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from boto3.dynamodb.types import TypeDeserializer
 
-    emu, boosters = job_stack
+    emu, boosters = batch_jobs
     stable, canary = boosters
     read = TypeDeserializer().deserialize
     items = emu.client("dynamodb").scan(TableName=emu.table)["Items"]
