@@ -40,7 +40,14 @@ from components.stepfunctions import (
     StepFunctionsEcsPredictor,
     StepFunctionsEcsPredictorArgs,
 )
-from components.storage import CanaryModel, JobTable, JobTableArgs, ModelStore, ModelStoreArgs
+from components.storage import (
+    CanaryModel,
+    JobTable,
+    JobTableArgs,
+    ModelStore,
+    ModelStoreArgs,
+    ServedCanary,
+)
 from runtime import contract
 
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -56,12 +63,18 @@ class Containers:
     """
 
     def __init__(
-        self, settings: Settings, store: ModelStore, table: JobTable, model_categories: str
+        self,
+        settings: Settings,
+        store: ModelStore,
+        table: JobTable,
+        model_categories: str,
+        canary: ServedCanary | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._table = table
         self._model_categories = model_categories
+        self._canary = canary
 
     @cached_property
     def network(self) -> Network:
@@ -106,6 +119,7 @@ class Containers:
                 unknown_category=s.unknown_category,
                 model_categories=self._model_categories,
                 log_retention_days=s.log_retention_days,
+                canary=self._canary,
             ),
         )
 
@@ -137,6 +151,7 @@ class Containers:
                 unknown_category=s.unknown_category,
                 model_categories=self._model_categories,
                 log_retention_days=s.log_retention_days,
+                canary=self._canary,
             ),
         )
 
@@ -152,6 +167,8 @@ class Shared:
     containers: Containers
     model_categories: str = ""  # MODEL_CATEGORIES (components/compatibility.py)
     canary_categories: str = ""  # CANARY_MODEL_CATEGORIES, the canary's
+    # The canary as the job architectures serve it (None: none, or a shadow canary)
+    job_canary: ServedCanary | None = None
 
 
 @dataclass(frozen=True)
@@ -249,8 +266,6 @@ def build_lambda(shared: Shared) -> Built:
         outputs["captureUri"] = pulumi.Output.concat(
             "s3://", store.bucket_name, "/", contract.CAPTURE_PREFIX
         )
-    if s.has_canary:
-        outputs["canaryModelUri"] = store.canary_uri
     return Built(
         routes=predictor.routes,
         outputs=outputs,
@@ -293,6 +308,7 @@ def job_api_args(shared: Shared) -> dict[str, Any]:
         "presigned_url_seconds": s.presigned_url_seconds,
         "unknown_category": s.unknown_category,
         "log_retention_days": s.log_retention_days,
+        "canary": shared.job_canary,
     }
 
 
@@ -370,6 +386,7 @@ def build_stepfunctions_batch(shared: Shared) -> Built:
             log_retention_days=s.log_retention_days,
             polling=s.polling,
             poll_interval_seconds=s.poll_interval_seconds,
+            canary=shared.job_canary,
         ),
     )
     return Built(
@@ -489,6 +506,31 @@ def describe_canary(settings: Settings, stable: dict[str, Any]) -> CanaryModel |
     )
 
 
+def served_canary(settings: Settings, store: ModelStore, categories: str) -> ServedCanary | None:
+    """The canary as the job architectures serve it: in ``split`` mode, its model.ubj (the
+    scoring containers score with XGBoost, whatever mlserve:engine) and the share of new jobs.
+    A ``shadow`` canary beside lambda is the predictor's alone: said at deploy, not silently."""
+    if not settings.has_canary or all(a == contract.ARCH_LAMBDA for a in settings.architectures):
+        return None
+    if not settings.jobs_serve_canary:
+        pulumi.log.warn(
+            "mlserve:canaryMode shadow: only the lambda architecture's POST /predict shadows the "
+            "canary; the job architectures ("
+            + ", ".join(a for a in settings.architectures if a != contract.ARCH_LAMBDA)
+            + ") score every job with the stable model (docs/configuration.md, canaryMode)"
+        )
+        return None
+    if store.canary_uri is None or store.canary_sha256 is None or store.canary_object_arn is None:
+        raise RuntimeError("a canary needs its model object in the model store")
+    return ServedCanary(
+        uri=store.canary_uri,
+        sha256=store.canary_sha256,
+        object_arn=store.canary_object_arn,
+        categories=categories,
+        percent=settings.canary_percent,
+    )
+
+
 def main() -> None:
     settings = load_settings()
     metadata = describe_model(settings)
@@ -522,14 +564,17 @@ def main() -> None:
             artifact_bucket=store.bucket_name,
         ),
     )
+    canary_categories = model_categories_env(dict(canary.metadata)) if canary else ""
+    job_canary = served_canary(settings, store, canary_categories)
     shared = Shared(
         settings=settings,
         store=store,
         table=table,
         package=package,
-        containers=Containers(settings, store, table, model_categories_env(metadata)),
+        containers=Containers(settings, store, table, model_categories_env(metadata), job_canary),
         model_categories=model_categories_env(metadata),
-        canary_categories=model_categories_env(dict(canary.metadata)) if canary else "",
+        canary_categories=canary_categories,
+        job_canary=job_canary,
     )
 
     # Architectures in the configured order; the first one serving an operation gets it.
@@ -574,6 +619,12 @@ def main() -> None:
                     if settings.has_canary
                     else (settings.model_version,)
                 ),
+                # the versions jobs are scored with (a shadow canary is the predictor's alone)
+                job_versions=(
+                    (settings.model_version, settings.canary_model_version)
+                    if job_canary is not None
+                    else (settings.model_version,)
+                ),
             ),
             thresholds=Thresholds(
                 latency_p99_ms=settings.latency_p99_threshold_ms,
@@ -593,6 +644,8 @@ def main() -> None:
         pulumi.export("engine", settings.engine)
     if store.onnx_uri is not None:
         pulumi.export("onnxModelUri", store.onnx_uri)
+    if store.canary_uri is not None:
+        pulumi.export("canaryModelUri", store.canary_uri)
     pulumi.export("jobTable", table.name)
     pulumi.export("architecture", list(settings.architectures))
     pulumi.export("dashboardUrl", monitoring.dashboard_url)

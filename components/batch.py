@@ -45,6 +45,11 @@ from components.settings import (
     LOG_RETENTION_DAYS,
     describe_fargate_memory,
 )
+from components.storage import (
+    ServedCanary,
+    canary_assignment_environment,
+    canary_container_environment,
+)
 from runtime import contract
 
 BATCH_COMMAND: Final = ("--mode", "batch")
@@ -165,6 +170,8 @@ class BatchScoringArgs:
     # MODEL_CATEGORIES: categories recorded in metadata.json for a model that stores none
     model_categories: str = ""
     log_retention_days: int = 14
+    # The canary (issue 17): the job may load it too, for the jobs whose record names it.
+    canary: ServedCanary | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         problems = self._size_problems() + self._batch_problems()
@@ -218,7 +225,7 @@ class BatchScoringArgs:
                     table_arn="arn:check",
                     bucket_arn="arn:check",
                     model_object_arn="arn:check",
-                    **{f"{what}_prefixes": prefixes},
+                    **{f"{what}_prefixes": prefixes},  # type: ignore[arg-type]
                 )
             except ValueError as error:
                 problems.append(str(error))
@@ -239,6 +246,7 @@ class BatchScoringArgs:
             **contract.input_environment(
                 self.allow_missing, self.unknown_category, self.model_categories
             ),
+            **canary_container_environment(self.canary),
         }
 
 
@@ -328,6 +336,7 @@ class BatchScoring(pulumi.ComponentResource):
                 table_arn=args.table_arn,
                 bucket_arn=args.bucket_arn,
                 model_object_arn=args.model_object_arn,
+                canary_object_arn=args.canary.object_arn if args.canary is not None else None,
             ).apply(
                 lambda r: json.dumps(
                     policies.batch_job_policy(
@@ -433,6 +442,8 @@ class JobConfigTriggerArgs:
     lambda_architecture: str = "arm64"
     job_ttl_days: int = contract.DEFAULT_JOB_TTL_DAYS
     log_retention_days: int = 14
+    # The canary (issue 17): the trigger decides which version scores a config's job.
+    canary: ServedCanary | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -457,6 +468,7 @@ class JobConfigTriggerArgs:
             contract.ENV_MODEL_URI: self.model_uri,
             contract.ENV_STATE_MACHINE_ARN: self.state_machine_arn,
             contract.ENV_JOB_TTL_DAYS: str(self.job_ttl_days),
+            **canary_assignment_environment(self.canary),
             **POWERTOOLS_ENVIRONMENT,
         }
 

@@ -36,6 +36,11 @@ from components.settings import (
     LOG_RETENTION_DAYS,
     describe_fargate_memory,
 )
+from components.storage import (
+    ServedCanary,
+    canary_assignment_environment,
+    canary_container_environment,
+)
 from runtime import contract
 
 # Lambda architecture name -> ECS runtime platform CPU architecture (same CPU as the image).
@@ -119,6 +124,8 @@ class EcsScoringArgs:
     # MODEL_CATEGORIES: categories recorded in metadata.json for a model that stores none
     model_categories: str = ""
     log_retention_days: int = 14
+    # The canary (issue 17): the task may load it too, for the jobs whose record names it.
+    canary: ServedCanary | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -150,6 +157,7 @@ class EcsScoringArgs:
             **contract.input_environment(
                 self.allow_missing, self.unknown_category, self.model_categories
             ),
+            **canary_container_environment(self.canary),
         }
 
 
@@ -218,9 +226,12 @@ class EcsScoring(pulumi.ComponentResource):
         task_policy = aws.iam.RolePolicy(
             f"{name}-task-policy",
             role=task_role.id,
-            policy=pulumi.Output.all(args.table_arn, args.bucket_arn, args.model_object_arn).apply(
-                lambda arns: json.dumps(policies.scoring_task_policy(arns[0], arns[1], arns[2]))
-            ),
+            policy=pulumi.Output.all(
+                args.table_arn,
+                args.bucket_arn,
+                args.model_object_arn,
+                args.canary.object_arn if args.canary is not None else None,
+            ).apply(lambda arns: json.dumps(policies.scoring_task_policy(*arns))),
             opts=child,
         )
 
@@ -319,6 +330,8 @@ class JobApiArgs:
     job_ttl_days: int = contract.DEFAULT_JOB_TTL_DAYS
     presigned_url_seconds: int = contract.DEFAULT_PRESIGNED_URL_SECONDS
     log_retention_days: int = 14
+    # The canary (issue 17): which version scores a new job is decided by the job API.
+    canary: ServedCanary | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -386,6 +399,7 @@ class JobApiArgs:
             **contract.input_environment(self.allow_missing, self.unknown_category),
             contract.ENV_JOB_TTL_DAYS: str(self.job_ttl_days),
             contract.ENV_PRESIGNED_URL_SECONDS: str(self.presigned_url_seconds),
+            **canary_assignment_environment(self.canary),
             **self.ecs_environment(),
             **POWERTOOLS_ENVIRONMENT,
         }

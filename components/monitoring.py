@@ -48,7 +48,8 @@ class Monitored:
     ``functions`` maps a short label (``predictor``, ``lambda-ecs-api`` ...) to the function's
     name; ``state_machines`` a label to the state machine's ARN; ``log_groups`` are the
     functions' log groups (cold starts are read from their platform reports). ``versions`` are
-    the model versions served, the stable one first (a canary second).
+    the model versions served, the stable one first (a canary second); ``job_versions`` those
+    the job architectures score jobs with (a shadow canary is the predictor's alone).
     """
 
     api_name: Any
@@ -60,12 +61,18 @@ class Monitored:
     jobs: bool = False  # a job API (lambda-ecs, stepfunctions-ecs, stepfunctions-batch)
     batch: bool = False  # stepfunctions-batch (BatchJobsFailed)
     versions: Sequence[str] = ()
+    job_versions: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if not self.stage:
             raise ValueError("Monitored: stage is empty")
         if len(set(self.versions)) != len(self.versions):
             raise ValueError(f"Monitored: versions repeat: {list(self.versions)}")
+        if not set(self.job_versions) <= set(self.versions):
+            raise ValueError(
+                f"Monitored: job_versions {list(self.job_versions)} not among the versions "
+                f"{list(self.versions)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -233,6 +240,8 @@ def alarm_specs(m: Monitored, t: Thresholds) -> list[AlarmSpec]:
         )
     if m.realtime and len(m.versions) >= 2:
         specs.append(_canary_alarm(m.versions[0], m.versions[1]))
+    if m.jobs and len(m.job_versions) >= 2:
+        specs.append(_canary_jobs_alarm(m.job_versions[0], m.job_versions[1]))
     return specs
 
 
@@ -260,12 +269,45 @@ def _canary_alarm(stable: str, canary: str) -> AlarmSpec:
     A version's rate is PredictErrors / (PredictErrors + successful predictions), the latter the
     sample count of PredictLatency (one per successful prediction), both per model_version.
     """
+    return _excess_rate_alarm(
+        "canary-error-rate",
+        f"The canary version {canary} answers more server errors than the stable version "
+        f"{stable} (error rate more than {CANARY_ERROR_RATE_MARGIN:.0%} above it)",
+        (stable, canary),
+        (contract.METRIC_PREDICT_ERRORS, "Sum"),
+        (contract.METRIC_PREDICT_LATENCY, "SampleCount"),
+    )
+
+
+def _canary_jobs_alarm(stable: str, canary: str) -> AlarmSpec:
+    """The job architectures' twin of :func:`_canary_alarm`: the share of the canary's jobs
+    recorded FAILED above the stable version's by CANARY_ERROR_RATE_MARGIN, a version's share
+    being JobsFailed / (JobsFailed + JobsSucceeded) per model_version (runtime/jobs.py counts
+    each with the version the job record names)."""
+    return _excess_rate_alarm(
+        "canary-jobs-failed-rate",
+        f"More of the canary version {canary}'s jobs fail than of the stable version {stable}'s "
+        f"(a FAILED share more than {CANARY_ERROR_RATE_MARGIN:.0%} above it)",
+        (stable, canary),
+        (contract.METRIC_JOBS_FAILED, "Sum"),
+        (contract.METRIC_JOBS_SUCCEEDED, "Sum"),
+    )
+
+
+def _excess_rate_alarm(
+    key: str,
+    description: str,
+    versions: tuple[str, str],
+    errors: tuple[str, str],
+    successes: tuple[str, str],
+) -> AlarmSpec:
+    """errors / (errors + successes) of the second version minus the first's, per model_version,
+    above CANARY_ERROR_RATE_MARGIN (``errors``/``successes``: metric name and statistic)."""
+    stable, canary = versions
     queries = []
     for tag, version in (("s", stable), ("c", canary)):
-        queries.append(_metric_query(f"e{tag}", contract.METRIC_PREDICT_ERRORS, "Sum", version))
-        queries.append(
-            _metric_query(f"r{tag}", contract.METRIC_PREDICT_LATENCY, "SampleCount", version)
-        )
+        queries.append(_metric_query(f"e{tag}", *errors, version))
+        queries.append(_metric_query(f"r{tag}", *successes, version))
         queries.append(
             {
                 "id": f"rate{tag}",
@@ -283,9 +325,8 @@ def _canary_alarm(stable: str, canary: str) -> AlarmSpec:
         }
     )
     return _alarm(
-        "canary-error-rate",
-        f"The canary version {canary} answers more server errors than the stable version "
-        f"{stable} (error rate more than {CANARY_ERROR_RATE_MARGIN:.0%} above it)",
+        key,
+        description,
         threshold=CANARY_ERROR_RATE_MARGIN,
         comparison=GREATER,
         evaluation_periods=3,

@@ -48,16 +48,12 @@ def realtime_predictor_policy(
     """
     _require_arn(model_object_arn, "model_object_arn")
     _require_arn(log_group_arn, "log_group_arn")
-    models = [model_object_arn]
-    if canary_object_arn is not None:
-        _require_arn(canary_object_arn, "canary_object_arn")
-        models.append(canary_object_arn)
     return _document(
         {
             "Sid": "ReadModel",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": models,
+            "Resource": [model_object_arn, *_canary_objects(canary_object_arn)],
         },
         {
             "Sid": "WriteOwnLogs",
@@ -114,10 +110,22 @@ def ecs_tasks_assume_role_policy() -> PolicyDocument:
     )
 
 
-def scoring_task_policy(table_arn: str, bucket_arn: str, model_object_arn: str) -> PolicyDocument:
+def _canary_objects(canary_object_arn: str | None) -> list[str]:
+    """The canary's model object when one is deployed (issue 17), else nothing. Listed after
+    a statement's other resources, so theirs keep their places whether or not a canary is."""
+    if canary_object_arn is None:
+        return []
+    _require_arn(canary_object_arn, "canary_object_arn")
+    return [canary_object_arn]
+
+
+def scoring_task_policy(
+    table_arn: str, bucket_arn: str, model_object_arn: str, canary_object_arn: str | None = None
+) -> PolicyDocument:
     """The scoring container's grants (``python -m runtime.scoring``, job mode).
 
-    It reads and conditionally updates its job record, reads the model object and the job's
+    It reads and conditionally updates its job record, reads the model object (and the
+    canary's, when one is deployed: a job names the version that scores it) and the job's
     input under ``inputs/``, and writes predictions under ``results/``. Nothing else: no
     ``PutItem`` (the job API creates records), no listing, no other prefix.
     """
@@ -135,7 +143,11 @@ def scoring_task_policy(table_arn: str, bucket_arn: str, model_object_arn: str) 
             "Sid": "ReadModelAndInputs",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [model_object_arn, _prefix_arn(bucket_arn, INPUTS_PREFIX)],
+            "Resource": [
+                model_object_arn,
+                _prefix_arn(bucket_arn, INPUTS_PREFIX),
+                *_canary_objects(canary_object_arn),
+            ],
         },
         {
             "Sid": "WriteResults",
@@ -615,12 +627,14 @@ def batch_job_policy(
     model_object_arn: str,
     input_prefixes: list[str] | tuple[str, ...] = (INPUTS_PREFIX,),
     output_prefixes: list[str] | tuple[str, ...] = (RESULTS_PREFIX,),
+    canary_object_arn: str | None = None,
 ) -> PolicyDocument:
     """The Batch scoring job's grants (``python -m runtime.scoring --mode batch``).
 
     * its job record: ``UpdateItem`` only (its ``ALL_NEW`` answer is the job's config: the
       attempt count is incremented and the record read in one conditional call; then rows);
-    * the model object and every object under the input prefixes: ``GetObject``;
+    * the model object (and the canary's, when one is deployed) and every object under the
+      input prefixes: ``GetObject``;
     * ``ListBucket`` on the bucket, only for keys under the input prefixes (an input given as a
       prefix is listed) and the output prefixes (the last shard checks every part exists);
     * ``PutObject`` under the output prefixes (the parts, uploaded multipart, and
@@ -645,7 +659,11 @@ def batch_job_policy(
             "Sid": "ReadModelAndInputs",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": [model_object_arn, *(_prefix_arn(bucket_arn, p) for p in inputs)],
+            "Resource": [
+                model_object_arn,
+                *(_prefix_arn(bucket_arn, p) for p in inputs),
+                *_canary_objects(canary_object_arn),
+            ],
         },
         {
             "Sid": "ListInputsAndParts",

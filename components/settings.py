@@ -338,6 +338,12 @@ class Settings:
         return self.canary_model_path is not None
 
     @property
+    def jobs_serve_canary(self) -> bool:
+        """The job architectures serve the canary too: a canary in ``split`` mode (a shadow
+        canary is the lambda predictor's alone; without lambda it is refused at load)."""
+        return self.has_canary and self.canary_mode == contract.CANARY_SPLIT
+
+    @property
     def model_metadata_key(self) -> str:
         return contract.model_metadata_key(self.model_name, self.model_version)
 
@@ -381,12 +387,16 @@ def _rollout_values(r: _Reader, project_dir: Path, values: Mapping[str, Any]) ->
                 "allowed: another version (a canary is a second model version)",
             )
         architectures = values.get("architectures") or ()
-        if contract.ARCH_LAMBDA not in architectures:
+        if mode == contract.CANARY_SHADOW and contract.ARCH_LAMBDA not in architectures:
+            # A job has one result: its version is chosen once and scores it (split). Scoring
+            # every sampled request twice and recording the canary's answer beside the stable
+            # one is the lambda predictor's capture path; a job architecture has none.
             r.problem(
-                "canaryModelPath",
-                "a canary is served by the lambda architecture's POST /predict; allowed: "
-                f"mlserve:architecture including lambda (now {', '.join(architectures)}), or "
-                "an empty canaryModelPath",
+                "canaryMode",
+                "shadow is served by the lambda architecture's POST /predict only (a job is "
+                "scored once, by the version recorded in it); allowed: split (the canary "
+                f"scores canaryPercent % of the jobs), or mlserve:architecture including "
+                f"lambda (now {', '.join(architectures)})",
             )
     else:
         if percent:

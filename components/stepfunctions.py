@@ -35,6 +35,7 @@ from components.batch import JobConfigTrigger, JobConfigTriggerArgs
 from components.ecs import JOB_API_OPERATIONS, POWERTOOLS_ENVIRONMENT, JobApiArgs, job_api_timeout
 from components.functions import FunctionParts, lambda_function
 from components.settings import LAMBDA_ARCHITECTURES, LOG_RETENTION_DAYS, POLLING
+from components.storage import ServedCanary, canary_assignment_environment
 from runtime import contract
 
 POLL_INTERVAL_MAX_SECONDS: Final = 3600
@@ -442,6 +443,8 @@ class StepFunctionsBatchPredictorArgs:
     polling: str = "lambda"
     poll_interval_seconds: int = 30
     execution_timeout_seconds: int = DEFAULT_EXECUTION_TIMEOUT_SECONDS
+    # The canary (issue 17): the job API and the trigger decide which version scores a job.
+    canary: ServedCanary | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -533,6 +536,7 @@ class StepFunctionsBatchPredictorArgs:
             contract.ENV_JOB_TTL_DAYS: str(self.job_ttl_days),
             contract.ENV_PRESIGNED_URL_SECONDS: str(self.presigned_url_seconds),
             contract.ENV_STATE_MACHINE_ARN: state_machine_arn,
+            **canary_assignment_environment(self.canary),
             **POWERTOOLS_ENVIRONMENT,
         }
 
@@ -683,6 +687,7 @@ class StepFunctionsBatchPredictor(pulumi.ComponentResource):
                 lambda_architecture=args.lambda_architecture,
                 job_ttl_days=args.job_ttl_days,
                 log_retention_days=args.log_retention_days,
+                canary=args.canary,
             ),
             opts=child,
         )

@@ -52,6 +52,53 @@ class CanaryModel:
 
 
 @dataclass(frozen=True)
+class ServedCanary:
+    """The canary as the job architectures serve it (lambda-ecs, stepfunctions-ecs,
+    stepfunctions-batch; issue 17): its model.ubj (the scoring containers score with XGBoost),
+    digest and ARN, its MODEL_CATEGORIES-style categories, and the share of new jobs it scores.
+
+    The scoring task/job definitions get the object (:meth:`container_environment`: they load
+    the version a job record names); the functions that create jobs get what assigns it
+    (:meth:`assignment_environment`: the version, from the URI, and the percent)."""
+
+    uri: pulumi.Input[str] = field(compare=False)
+    sha256: str
+    object_arn: pulumi.Input[str] = field(compare=False)
+    categories: str = ""  # CANARY_MODEL_CATEGORIES, as model_categories
+    percent: int = 0  # CANARY_PERCENT: the share of new jobs the canary scores
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.percent <= 100:
+            raise ValueError(f"ServedCanary.percent {self.percent} not in 0-100")
+
+    def container_environment(self) -> dict[str, pulumi.Input[str]]:
+        env: dict[str, pulumi.Input[str]] = {
+            contract.ENV_CANARY_MODEL_URI: self.uri,
+            contract.ENV_CANARY_MODEL_SHA256: self.sha256,
+        }
+        if self.categories:
+            env[contract.ENV_CANARY_MODEL_CATEGORIES] = self.categories
+        return env
+
+    def assignment_environment(self) -> dict[str, pulumi.Input[str]]:
+        return {
+            contract.ENV_CANARY_MODEL_URI: self.uri,
+            contract.ENV_CANARY_MODEL_SHA256: self.sha256,
+            contract.ENV_CANARY_PERCENT: str(self.percent),
+        }
+
+
+def canary_container_environment(canary: ServedCanary | None) -> dict[str, pulumi.Input[str]]:
+    """A scoring container's canary variables; none without a canary."""
+    return canary.container_environment() if canary is not None else {}
+
+
+def canary_assignment_environment(canary: ServedCanary | None) -> dict[str, pulumi.Input[str]]:
+    """A job-creating function's canary variables; none without a canary."""
+    return canary.assignment_environment() if canary is not None else {}
+
+
+@dataclass(frozen=True)
 class ModelStoreArgs:
     model_path: Path
     model_name: str

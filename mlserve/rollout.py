@@ -237,3 +237,105 @@ def print_status(status: RolloutStatus, labels: Mapping[str, str], console: Any 
         table.add_row(figure, *cells)
     console.print(table)
     console.print(agreement_line(status))
+
+
+# --- the job architectures: their job records ----------------------------------------------
+
+
+@dataclass
+class JobStats:
+    """A version's jobs (lambda-ecs, stepfunctions-ecs, stepfunctions-batch), from the job
+    table: every job records the version that scores it (``model_version``)."""
+
+    version: str
+    jobs: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    @property
+    def active(self) -> int:
+        return self.jobs - self.succeeded - self.failed - self.cancelled
+
+    @property
+    def failure_rate(self) -> float | None:
+        """FAILED among the finished jobs (SUCCEEDED or FAILED); None before any finished."""
+        finished = self.succeeded + self.failed
+        return self.failed / finished if finished else None
+
+
+def read_jobs(dynamodb: Any, table: str, days: Sequence[str]) -> Iterator[dict[str, str]]:
+    """``{model_version, status}`` of every job created on ``days`` (UTC, oldest first)."""
+    paginator = dynamodb.get_paginator("scan")
+    pages = paginator.paginate(
+        TableName=table,
+        ProjectionExpression="model_version, #s",
+        FilterExpression="#c >= :since",
+        ExpressionAttributeNames={"#s": "status", "#c": contract.JOB_TABLE_CREATED_ATTRIBUTE},
+        ExpressionAttributeValues={":since": {"S": days[0]}},
+    )
+    for page in pages:
+        for item in page.get("Items", []):
+            yield {
+                "model_version": str((item.get("model_version") or {}).get("S", "")),
+                "status": str((item.get("status") or {}).get("S", "")),
+            }
+
+
+def summarize_jobs(
+    records: Iterable[Mapping[str, str]], order: Sequence[str] = ()
+) -> list[JobStats]:
+    """The versions' job counts; ``order`` lists versions first, the others follow by jobs."""
+    stats: dict[str, JobStats] = {version: JobStats(version) for version in order}
+    for record in records:
+        version = stats.setdefault(record["model_version"], JobStats(record["model_version"]))
+        version.jobs += 1
+        status = record["status"]
+        if status == contract.STATUS_SUCCEEDED:
+            version.succeeded += 1
+        elif status == contract.STATUS_FAILED:
+            version.failed += 1
+        elif status == contract.STATUS_CANCELLED:
+            version.cancelled += 1
+    ranked = [stats[v] for v in order]
+    ranked += sorted(
+        (s for v, s in stats.items() if v not in order), key=lambda s: (-s.jobs, s.version)
+    )
+    return ranked
+
+
+def job_rows(stats: Sequence[JobStats], labels: Mapping[str, str]) -> list[tuple[str, list[str]]]:
+    """The jobs table: (figure, a cell per version)."""
+    total = sum(s.jobs for s in stats) or 1
+    return [
+        ("role", [labels.get(s.version, "") for s in stats]),
+        ("jobs", [f"{s.jobs} ({100 * s.jobs / total:.1f} %)" for s in stats]),
+        ("succeeded", [str(s.succeeded) for s in stats]),
+        (
+            "failed",
+            [
+                f"{s.failed} ({'-' if s.failure_rate is None else f'{100 * s.failure_rate:.1f} %'})"
+                for s in stats
+            ],
+        ),
+        ("cancelled", [str(s.cancelled) for s in stats]),
+        ("pending or running", [str(s.active) for s in stats]),
+    ]
+
+
+def print_jobs(
+    stats: Sequence[JobStats], labels: Mapping[str, str], days: Sequence[str], console: Any = None
+) -> None:
+    """The versions' jobs side by side, with rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    total = sum(s.jobs for s in stats)
+    table = Table(title=f"jobs by model version: {total} created, {days[0]} to {days[-1]}")
+    table.add_column("")
+    for version in stats:
+        table.add_column(version.version, justify="right")
+    for figure, cells in job_rows(stats, labels):
+        table.add_row(figure, *cells)
+    console.print(table)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from runtime.jobs import JobStore
     from runtime.model import ModelCache, ModelInfo
     from runtime.payload import FeatureSchema, Limits
+    from runtime.rollout import Rollout
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 DEFAULT_SYNC_WAIT_SECONDS = 25.0  # the mlserve:syncWaitSeconds default (DESIGN.md §3)
@@ -44,6 +45,30 @@ def in_lambda() -> bool:
 
 class ConfigurationError(Exception):
     """The function was deployed with a missing or invalid environment variable."""
+
+
+class VersionNotServed(ModelUnavailable):
+    """A job names a model version this task or job definition does not hold (a job created
+    before a promotion or a rollback, or a record edited by hand): it fails with this reason,
+    never scored by another version."""
+
+    code = "model_version_unavailable"
+
+    def __init__(self, asked: str, served: Mapping[str, str]) -> None:
+        held = ", ".join(f"{v} ({role})" for v, role in served.items()) or "none"
+        super().__init__(
+            f"the job names model version {asked!r}, which this scoring task does not hold "
+            f"(it holds {held}); the stack was redeployed with other versions after the job "
+            "was created: submit the job again"
+        )
+
+
+def version_of_uri(uri: str) -> str:
+    """The version in a model object's URI (s3://bucket/models/{name}/{version}/model.ubj)."""
+    try:
+        return contract.parse_model_key(parse_s3_uri(uri)[1])[1]
+    except ValueError as exc:
+        raise ConfigurationError(f"not a model location: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -282,6 +307,48 @@ class RuntimeContext:
                         categories=self.get(contract.ENV_CANARY_MODEL_CATEGORIES),
                     )
         return self._canary_cache
+
+    @property
+    def stable_version(self) -> str:
+        """The stable model's version, from MODEL_URI (no S3 read)."""
+        return version_of_uri(self.require(contract.ENV_MODEL_URI))
+
+    @property
+    def canary_version(self) -> str | None:
+        """The canary's version, from CANARY_MODEL_URI; None without a canary."""
+        uri = self.get(contract.ENV_CANARY_MODEL_URI)
+        return version_of_uri(uri) if uri else None
+
+    def models_for(self, version: str) -> ModelCache:
+        """The model of ``version`` (the stable one or the canary), as a job record names it;
+        :class:`VersionNotServed` for any other version."""
+        served = {self.stable_version: "stable"}
+        canary = self.canary_version
+        if canary is not None:
+            served[canary] = "canary"
+        if served.get(version) == "stable":
+            return self.models
+        if served.get(version) == "canary":
+            cache = self.canary_models
+            assert cache is not None
+            return cache
+        raise VersionNotServed(version, served)
+
+    @property
+    def job_rollout(self) -> Rollout:
+        """Who scores a new job (the job API, the S3 trigger): the stable model and, when one is
+        deployed (CANARY_MODEL_URI), the canary for CANARY_PERCENT % of the jobs; always a split
+        (the job architectures get no canary under canaryMode shadow: components/settings.py)."""
+        from runtime.rollout import Rollout
+
+        canary = self.canary_version
+        if canary is None:
+            return Rollout((self.stable_version,))
+        return Rollout(
+            (self.stable_version, canary),
+            canary_percent=self.percent(contract.ENV_CANARY_PERCENT),
+            mode=contract.CANARY_SPLIT,
+        )
 
     def percent(self, name: str) -> int:
         """A 0-100 share (CANARY_PERCENT, CAPTURE_SAMPLE_PERCENT); unset: 0."""

@@ -319,13 +319,14 @@ def fits_inline(job: Job, **attributes: Any) -> bool:
 # --- the store ----------------------------------------------------------------------------------
 
 
-def _count_status(status: str, job_id: str) -> None:
+def _count_status(status: str, job: Job) -> None:
     """Count a job that reached SUCCEEDED or FAILED where that is written (the dashboard's jobs
-    by status, the jobs-FAILED alarm). CANCELLED is counted by the job API that cancels."""
+    by status, the jobs-FAILED alarm), per the model version its record names (a canary's jobs
+    beside the stable version's). CANCELLED is counted by the job API that cancels."""
     if status == contract.STATUS_FAILED:
-        metrics.count(contract.METRIC_JOBS_FAILED, job_id)
+        metrics.count(contract.METRIC_JOBS_FAILED, job.job_id, job.model_version or None)
     elif status == contract.STATUS_SUCCEEDED:
-        metrics.count(contract.METRIC_JOBS_SUCCEEDED, job_id)
+        metrics.count(contract.METRIC_JOBS_SUCCEEDED, job.job_id, job.model_version or None)
 
 
 class JobStore:
@@ -379,7 +380,7 @@ class JobStore:
             )
         except self.dynamodb.exceptions.ConditionalCheckFailedException:
             raise JobExists(job.job_id) from None
-        _count_status(job.status, job.job_id)  # created FAILED: an invalid job config
+        _count_status(job.status, job)  # created FAILED: an invalid job config
         return job
 
     def get(self, job_id: str, *, consistent: bool = True) -> Job | None:
@@ -419,7 +420,7 @@ class JobStore:
         if error is not None:
             assignments["error"] = error.as_dict()
         job = self._update(job_id, target, assignments, statuses=sorted(sources), remove=remove)
-        _count_status(target, job_id)
+        _count_status(target, job)
         return job
 
     def update(
@@ -560,6 +561,8 @@ class JobRequest:
     id_column: str | None = None
     # an upload job: the client PUTs the input to a presigned URL, then starts the job
     upload: bool = False
+    # the model version the client pinned (the x-model-version header); None: the rollout's
+    model_version: str | None = None
 
     @property
     def sha256(self) -> str:
@@ -573,7 +576,7 @@ class JobRequest:
         }
         if self.upload:
             canonical["upload"] = True
-        for name in ("shards", "priority", "id_column"):
+        for name in ("shards", "priority", "id_column", "model_version"):
             if getattr(self, name) is not None:
                 canonical[name] = getattr(self, name)
         text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
@@ -788,8 +791,10 @@ def age_seconds(job: Job, now: float) -> float:
 # --- batch job configs (stepfunctions-batch) ----------------------------------------------------
 
 CONFIG_KEYS: Final = frozenset(
-    {"input_uri", "output_uri", "format", "shards", "priority", "id_column"}
+    {"input_uri", "output_uri", "format", "shards", "priority", "id_column", "model_version"}
 )
+# A job config's field pinning the model version that scores it (as POST's x-model-version).
+CONFIG_MODEL_VERSION: Final = "model_version"
 PRIORITIES: Final = (contract.PRIORITY_HIGH, contract.PRIORITY_LOW)
 DEFAULT_PRIORITY: Final = contract.PRIORITY_LOW
 # Prefixes of the stack bucket a batch job never reads from or writes to: the deployed models and
@@ -808,6 +813,7 @@ class JobConfig:
     shards: int = 1
     priority: str = DEFAULT_PRIORITY
     id_column: str | None = None
+    model_version: str | None = None  # pinned (CONFIG_MODEL_VERSION); None: the rollout's
 
     @property
     def input_is_prefix(self) -> bool:
@@ -828,7 +834,10 @@ class JobConfig:
 
     @property
     def sha256(self) -> str:
-        text = json.dumps(self.record_values(), sort_keys=True, separators=(",", ":"))
+        values = self.record_values()
+        if self.model_version is not None:
+            values[CONFIG_MODEL_VERSION] = self.model_version
+        text = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -905,7 +914,12 @@ def parse_job_config(doc: Any, data_bucket: str) -> JobConfig:
     id_column = doc.get("id_column")
     if id_column is not None and (not isinstance(id_column, str) or not id_column.strip()):
         raise _config_error("id_column must be a non-empty string")
-    return JobConfig(input_uri, output_uri, fmt, shards, priority, id_column)
+    version = doc.get(CONFIG_MODEL_VERSION)
+    if version is not None and (not isinstance(version, str) or not version.strip()):
+        raise _config_error(
+            f"{CONFIG_MODEL_VERSION} must be a non-empty string (a version GET /health lists)"
+        )
+    return JobConfig(input_uri, output_uri, fmt, shards, priority, id_column, version)
 
 
 def parse_job_config_bytes(body: bytes | str, data_bucket: str) -> JobConfig:
@@ -936,6 +950,12 @@ def _batch_request(doc: Mapping[str, Any], data_bucket: str) -> JobRequest:
     for output_uri (default results/{job_id}/, set when the job starts) or format (suffix)."""
     if "instances" in doc:
         raise PayloadError("invalid_body", "send either instances or input_uri, not both")
+    if CONFIG_MODEL_VERSION in doc:
+        raise PayloadError(
+            "invalid_body",
+            f"{CONFIG_MODEL_VERSION} belongs to a job config uploaded to S3; on POST /jobs pin "
+            f"the version with the {contract.MODEL_VERSION_HEADER} header",
+        )
     full = dict(doc)
     if "format" not in full and isinstance(full.get("input_uri"), str):
         suffix = "." + full["input_uri"].rsplit(".", 1)[-1].lower()

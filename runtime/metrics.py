@@ -10,9 +10,10 @@ no IAM grant beyond writing logs. Nothing is printed while metrics are disabled
 
 from __future__ import annotations
 
+import json
 from typing import Final
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import Metrics, MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from runtime import contract
@@ -20,17 +21,39 @@ from runtime import contract
 JOB_ID_PROPERTY: Final = "job_id"  # the key every log line of a job carries (append_keys)
 
 
-def count(name: str, job_id: str) -> None:
+def count(name: str, job_id: str, model_version: str | None = None) -> None:
     """One record of ``name`` = 1 (Count) about the job ``job_id``, printed now. The job id is
     a property of the record, not a dimension: like every log line of a job, the record can be
-    found by it (Logs Insights), and it adds no metric series per job."""
+    found by it (Logs Insights), and it adds no metric series per job.
+
+    With ``model_version`` (the version the job record names) the record is published under two
+    dimension sets, as the predictor's metrics are: ``service`` (what the jobs alarms read) and
+    ``service`` + ``model_version`` (a canary's jobs beside the stable version's)."""
     if is_metrics_disabled():
         return
-    with single_metric(
-        name=name,
-        unit=MetricUnit.Count,
-        value=1,
-        namespace=contract.METRICS_NAMESPACE,
-        default_dimensions={contract.METRIC_DIMENSION_SERVICE: contract.SERVICE_NAME},
-    ) as metric:
-        metric.add_metadata(key=JOB_ID_PROPERTY, value=job_id)
+    if model_version is None:
+        with single_metric(
+            name=name,
+            unit=MetricUnit.Count,
+            value=1,
+            namespace=contract.METRICS_NAMESPACE,
+            default_dimensions={contract.METRIC_DIMENSION_SERVICE: contract.SERVICE_NAME},
+        ) as metric:
+            metric.add_metadata(key=JOB_ID_PROPERTY, value=job_id)
+        return
+    dimensions = {
+        contract.METRIC_DIMENSION_SERVICE: contract.SERVICE_NAME,
+        contract.METRIC_DIMENSION_MODEL_VERSION: model_version,
+    }
+    record = _EMF.serialize_metric_set(
+        metrics={name: {"Unit": MetricUnit.Count.value, "StorageResolution": 60, "Value": [1.0]}},
+        dimensions=dimensions,
+        metadata={JOB_ID_PROPERTY: job_id},
+    )
+    (directive,) = record["_aws"]["CloudWatchMetrics"]
+    directive["Dimensions"] = [list(dimensions), [contract.METRIC_DIMENSION_SERVICE]]
+    print(json.dumps(record, separators=(",", ":")), flush=True)
+
+
+# Serializes the versioned records (Powertools' EMF layout); holds no metrics of its own.
+_EMF: Final = Metrics(namespace=contract.METRICS_NAMESPACE, service=contract.SERVICE_NAME)

@@ -10,7 +10,13 @@ client sends one, so its retries keep their version; else API Gateway's request 
 key always lands on the same side. The ``x-model-version`` header pins a version (the stable or
 the canary one): that version alone answers, whatever the mode. The capture sample
 (``CAPTURE_SAMPLE_PERCENT``) hashes the same key with another salt, independently of the canary
-assignment. Nothing here imports Pulumi or touches AWS.
+assignment.
+
+The job architectures (lambda-ecs, stepfunctions-ecs, stepfunctions-batch) decide once, when a job
+is created, which version scores it (:meth:`Rollout.version`, keyed by the job: see
+runtime/handlers/jobs.py and runtime/handlers/trigger.py) and record it in the job record; their
+rollout is always ``split`` (a shadow canary is the lambda predictor's alone). Nothing here imports
+Pulumi or touches AWS.
 """
 
 from __future__ import annotations
@@ -27,13 +33,19 @@ CANARY_SALT: Final = "canary"
 CAPTURE_SALT: Final = "capture"
 
 
-class UnknownVersion(PayloadError):
-    """An ``x-model-version`` header naming no version this endpoint serves: a 400."""
+UNKNOWN_MODEL_VERSION: Final = "unknown_model_version"
 
-    def __init__(self, asked: str, versions: Sequence[str]) -> None:
+
+class UnknownVersion(PayloadError):
+    """A pinned version (the ``x-model-version`` header; a batch job config's ``model_version``:
+    ``where``) naming no version this endpoint serves: a 400 (a rejected job config)."""
+
+    def __init__(
+        self, asked: str, versions: Sequence[str], where: str = contract.MODEL_VERSION_HEADER
+    ) -> None:
         super().__init__(
-            "unknown_model_version",
-            f"{contract.MODEL_VERSION_HEADER}: {asked!r} is not a version this endpoint serves; "
+            UNKNOWN_MODEL_VERSION,
+            f"{where}: {asked!r} is not a version this endpoint serves; "
             f"allowed: {', '.join(versions)}",
         )
 
@@ -73,6 +85,15 @@ class Rollout:
         if in_canary and self.mode == contract.CANARY_SHADOW:
             return _PLANS[0, 1, True]  # a shadow score is recorded: always captured
         return _PLANS[1 if in_canary else 0, None, self._captured(key)]
+
+    def version(
+        self, key: str, pinned: str | None = None, where: str = contract.MODEL_VERSION_HEADER
+    ) -> str:
+        """The version that answers (a job: scores) the request ``key``: the pinned one, else
+        the split's choice (a shadow canary never answers). Raises :class:`UnknownVersion`."""
+        if pinned is not None and pinned not in self.versions:
+            raise UnknownVersion(pinned, self.versions, where)
+        return self.versions[self.plan(key, pinned).answer]
 
     def _captured(self, key: str) -> bool:
         return sampled(key, self.capture_percent, CAPTURE_SALT)

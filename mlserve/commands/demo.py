@@ -9,11 +9,15 @@ With ``stepfunctions-batch`` a generated CSV (``--batch-rows``, 100,000 by defau
 a job config uploaded to ``jobs/``: an AWS Batch array job of ``--shards`` shards (local
 processes), with live progress (shards succeeded/running), then the parts are checked.
 
-``--canary PERCENT`` (architecture ``lambda``) deploys a second version of the example model (more
-trees; ``--canary-model`` for another) beside the first as a canary (``--canary-mode split``) or
-a shadow (``shadow``), captures every request, sends the held-out rows one request each, prints
-which version answered with its accuracy, and ends with ``mlserve rollout status``'s table read
-from the captured records in the emulator's bucket.
+``--canary PERCENT`` deploys a second version of the example model (more trees;
+``--canary-model`` for another) beside the first as a canary (``--canary-mode split``) or a
+shadow (``shadow``, architecture ``lambda`` only). With ``lambda`` it captures every request,
+sends the held-out rows one request each, prints which version answered with its accuracy, and
+ends with ``mlserve rollout status``'s table read from the captured records in the emulator's
+bucket. On a job architecture it submits the held-out rows as ``CANARY_JOBS`` jobs (POST /jobs),
+waits for them, prints which version each job recorded and scored with, that version's
+accuracy, a job pinned to the canary, and ends with the rollout status table of the jobs, read
+from the job table.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ def _shards(value: str) -> int:
 
 CANARY_MODEL = Path("models/example-canary/model.ubj")
 CANARY_TREES = 300  # the example model has 100
+CANARY_JOBS = 12  # jobs the canary demo of a job architecture submits
 
 
 def _percent(value: str) -> int:
@@ -75,15 +80,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--canary",
         type=_percent,
         metavar="PERCENT",
-        help="lambda: serve a second model version to PERCENT %% of the requests (canaryPercent) "
-        "and end with the rollout status table",
+        help="serve a second model version to PERCENT %% of the requests (lambda) or jobs (the "
+        "job architectures) (canaryPercent) and end with the rollout status table",
     )
     parser.add_argument(
         "--canary-mode",
         choices=contract.CANARY_MODES,
         default=contract.CANARY_SPLIT,
-        help="with --canary: split (the canary answers its share) or shadow (it only scores "
-        "its share beside the stable model) (default: %(default)s)",
+        help="with --canary: split (the canary answers its share) or shadow (lambda only: it "
+        "only scores its share beside the stable model) (default: %(default)s)",
     )
     parser.add_argument(
         "--canary-model",
@@ -133,7 +138,10 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     options = emulator_options(args)
     if args.canary is not None:
-        options["config"] = {**options["config"], **_canary_config(args)}
+        chosen = options["architecture"] or options["config"].get("architecture")
+        # None: the stack's (a stack file, or the default lambda): capture, in case it serves
+        predictor = chosen is None or contract.ARCH_LAMBDA in str(chosen).split(",")
+        options["config"] = {**options["config"], **_canary_config(args, predictor)}
     data = load_example_data()
     _, test_idx = split(data)
     shown = test_idx[: min(args.rows, len(test_idx))]
@@ -147,8 +155,10 @@ def run(args: argparse.Namespace) -> int:
         model = call_api("GET", f"{emulator.url}/health", api_key=emulator.api_key).body["model"]
         if list(model["feature_names"]) != data.feature_names:
             _demo_other_model(console, emulator, model, rows=min(args.rows, USER_MODEL_ROWS))
-        elif args.canary is not None:
+        elif args.canary is not None and contract.ARCH_LAMBDA in emulator.architectures:
             _demo_canary(console, emulator, data, test_idx)
+        elif args.canary is not None:
+            _demo_canary_jobs(console, emulator, data, test_idx)
         elif contract.ARCH_STEPFUNCTIONS_BATCH in emulator.architectures:
             _demo_batch(console, emulator, data, test_idx, rows=args.batch_rows, shards=args.shards)
         else:
@@ -163,8 +173,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _canary_config(args: argparse.Namespace) -> dict[str, str]:
-    """The stack settings of a canary rollout with every request captured."""
+def _canary_config(args: argparse.Namespace, predictor: bool) -> dict[str, str]:
+    """The stack settings of a canary rollout, with every request captured when the lambda
+    predictor serves it (``predictor``)."""
     path = args.canary_model
     if path is None:
         path = CANARY_MODEL
@@ -175,12 +186,81 @@ def _canary_config(args: argparse.Namespace) -> dict[str, str]:
                 f"No canary model at {path}: training one ({CANARY_TREES} trees).", file=sys.stderr
             )
             train_example(out_dir=path.parent, n_estimators=CANARY_TREES)
-    return {
+    config = {
         "canaryModelPath": str(Path(path).resolve()),
         "canaryPercent": str(args.canary),
         "canaryMode": args.canary_mode,
-        "captureSamplePercent": "100",
     }
+    if predictor:
+        config["captureSamplePercent"] = "100"
+    return config
+
+
+def _demo_canary_jobs(
+    console: Console, emulator: Emulator, data: ExampleData, test_idx: Any
+) -> None:
+    """The held-out rows as CANARY_JOBS jobs: the version each recorded and scored with, each
+    version's accuracy, a job pinned to the canary, and the jobs' rollout table."""
+    from collections import Counter
+
+    import numpy as np
+
+    from mlserve import rollout
+
+    url, key = emulator.url, emulator.api_key
+    health = call_api("GET", f"{url}/health", api_key=key).body
+    stable, canary = health["model"]["version"], health["canary"]["version"]
+    console.print(f"[bold]mlserve demo[/] · canary rollout of jobs · API {url}")
+    console.print(
+        f"GET /health → stable [cyan]{stable}[/], canary [magenta]{canary}[/]: the canary scores "
+        f"{health['rollout']['canary_percent']} % of the jobs, chosen when each is created"
+    )
+    chunks = np.array_split(np.asarray(test_idx), CANARY_JOBS)
+
+    def submit(rows: Any, headers: dict[str, str] | None = None) -> ApiResponse:
+        body = json.dumps({"instances": data.x[rows].tolist()}).encode()
+        return call_api(
+            "POST",
+            f"{url}/jobs",
+            body=body,
+            content_type="application/json",
+            api_key=key,
+            headers=headers,
+        )
+
+    accepted = [submit(rows) for rows in chunks]
+    jobs: Counter[str] = Counter()
+    scored: Counter[str] = Counter()
+    correct: Counter[str] = Counter()
+    for rows, response in zip(chunks, accepted, strict=True):
+        job = _wait_for_job(console, emulator, response)
+        version = str(job["model_version"])
+        jobs[version] += 1
+        labels = [_label(p) for p in _job_predictions(emulator, job)]
+        scored[version] += len(labels)
+        correct[version] += sum(int(a == int(b)) for a, b in zip(labels, data.y[rows], strict=True))
+    _print_accuracy(
+        console,
+        {v: f"scored {jobs[v]} jobs ({scored[v]} rows)" for v in jobs},
+        scored,
+        correct,
+        stable=stable,
+        canary=canary,
+    )
+    pinned = _wait_for_job(
+        console, emulator, submit(chunks[0], {contract.MODEL_VERSION_HEADER: canary})
+    )
+    console.print(
+        f"  {contract.MODEL_VERSION_HEADER}: {canary} → job {pinned['job_id']} scored by "
+        f"{pinned['model_version']}"
+    )
+    days = rollout.capture_days(1)
+    stats = rollout.summarize_jobs(
+        rollout.read_jobs(emulator.client("dynamodb"), emulator.table, days),
+        order=[stable, canary],
+    )
+    console.print(f"from the job table {emulator.table} · mlserve rollout status --table:")
+    rollout.print_jobs(stats, {stable: "stable", canary: "canary"}, days, console)
 
 
 def _demo_canary(console: Console, emulator: Emulator, data: ExampleData, test_idx: Any) -> None:
@@ -210,12 +290,14 @@ def _demo_canary(console: Console, emulator: Emulator, data: ExampleData, test_i
             version = response.body["model_version"]
             served[version] += 1
             correct[version] += _label(_predictions(response)[0]) == int(data.y[i])
-    for version, role in ((stable, "stable"), (canary, "canary")):
-        if served[version]:
-            console.print(
-                f"  {role} {version}: answered {served[version]} requests, accuracy "
-                f"{correct[version] / served[version]:.1%}"
-            )
+    _print_accuracy(
+        console,
+        {v: f"answered {served[v]} requests" for v in served},
+        served,
+        correct,
+        stable=stable,
+        canary=canary,
+    )
     pinned = call_api(
         "POST",
         f"{url}/predict",
@@ -239,6 +321,24 @@ def _demo_canary(console: Console, emulator: Emulator, data: ExampleData, test_i
         "{version}/dt=.../ · mlserve rollout status:"
     )
     rollout.print_status(status, {stable: "stable", canary: "canary"}, console)
+
+
+def _print_accuracy(
+    console: Console,
+    did: dict[str, str],
+    rows: Any,
+    correct: Any,
+    *,
+    stable: str,
+    canary: str,
+) -> None:
+    """One line per version that served: what it did and its accuracy over its ``rows``."""
+    for version, role in ((stable, "stable"), (canary, "canary")):
+        if rows[version]:
+            console.print(
+                f"  {role} {version}: {did[version]}, accuracy "
+                f"{correct[version] / rows[version]:.1%}"
+            )
 
 
 USER_MODEL_ROWS = 10  # rows generated for a model not trained on the example data set

@@ -8,6 +8,11 @@ ARCHITECTURE variable. The function never loads the model: the feature schema co
 MODEL_METADATA_URI.
 
 - Bad input is a 4xx and changes nothing (no record, no task).
+- With a canary deployed (CANARY_MODEL_URI, CANARY_PERCENT), each new job is assigned the model
+  version that scores it, once, by runtime/rollout.py's hash of its key (``x-request-id`` when
+  given, else the job id, which an Idempotency-Key derives), or the ``x-model-version`` header
+  (an unknown version: a 400 that creates nothing); the record's ``model_version`` names it and
+  the scoring task loads that version (runtime/scoring).
 - ``Idempotency-Key``: the same key and the same request give the same job (no second task);
   the same key with another request is a 422.
 - POST /predict waits up to SYNC_WAIT_SECONDS (never past the Lambda deadline) and answers 200
@@ -39,6 +44,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from runtime import contract
+from runtime import metrics as job_metrics
 from runtime.context import INTERACTIVE, RuntimeContext
 from runtime.handlers.common import (
     ApiError,
@@ -66,6 +72,7 @@ from runtime.jobs import (
 from runtime.launchers import Launcher, LaunchFailed, launcher_for
 from runtime.model import parse_s3_uri
 from runtime.payload import Limits, PayloadError, parse_body
+from runtime.rollout import rollout_headers
 
 warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
 
@@ -112,7 +119,26 @@ def launcher() -> Launcher:
 
 @app.get("/health")
 def health() -> Response[str]:
-    return json_response({"status": "ok", "model": runtime_context().model_info.as_dict()})
+    ctx = runtime_context()
+    answer: dict[str, Any] = {"status": "ok", "model": ctx.model_info.as_dict()}
+    rollout = ctx.job_rollout
+    if len(rollout.versions) > 1:
+        name = ctx.model_info.name
+        uri = ctx.get(contract.ENV_CANARY_MODEL_URI)
+        if uri:
+            name = contract.parse_model_key(parse_s3_uri(uri)[1])[0]
+        answer["canary"] = {
+            "name": name,
+            "version": rollout.versions[1],
+            "sha256": ctx.get(contract.ENV_CANARY_MODEL_SHA256) or "",
+        }
+    answer["rollout"] = {
+        "versions": list(rollout.versions),
+        "mode": rollout.mode,
+        "canary_percent": rollout.canary_percent,
+        "capture_sample_percent": 0,
+    }
+    return json_response(answer)
 
 
 @app.post("/predict")
@@ -257,6 +283,11 @@ def _submit(ctx: RuntimeContext, request: JobRequest) -> Job:
     store = ctx.jobs
     key = _idempotency_key()
     job_id = idempotent_job_id(_principal(), key) if key is not None else new_job_id()
+    request_id, pinned = rollout_headers(app.current_event.headers)
+    if pinned is not None:
+        request = replace(request, model_version=pinned)
+    # Who scores the job, decided once (an unknown pinned version: a 400, nothing created).
+    version = ctx.job_rollout.version(request_id or job_id, pinned)
     upload: dict[str, Any] = {}
     if request.upload:
         assert request.format is not None
@@ -274,7 +305,7 @@ def _submit(ctx: RuntimeContext, request: JobRequest) -> Job:
     job = store.new_job(
         job_id,
         architecture=ctx.architecture,
-        model_version=ctx.model_info.version,
+        model_version=version,
         request_sha256=request.sha256,
         caller=_caller(),
         rows=request.rows,
@@ -296,8 +327,11 @@ def _submit(ctx: RuntimeContext, request: JobRequest) -> Job:
         store.create(job)
     except JobExists:  # a concurrent retry with the same key created it first
         return _replay(store.require(job_id), request, key or "")
-    logger.info("job created", extra={"rows": job.rows, "input_uri": job.input_uri})
-    metric(metrics, contract.METRIC_JOBS_SUBMITTED, MetricUnit.Count, 1)
+    logger.info(
+        "job created",
+        extra={"rows": job.rows, "input_uri": job.input_uri, "model_version": job.model_version},
+    )
+    job_metrics.count(contract.METRIC_JOBS_SUBMITTED, job_id, job.model_version)
     if job.awaiting_upload:
         return job  # started by POST /jobs/{id}/start once the input is there
     return _launch(job)

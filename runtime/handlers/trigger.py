@@ -12,6 +12,10 @@ For every record of the S3 event:
      started (the stepfunctions-batch launcher's ``start``).
    - invalid: a FAILED record (``invalid_job_config`` with the reason) is put the same way and
      the object is moved to ``jobs/rejected/<name>.json`` (copy + delete).
+4. With a canary deployed (CANARY_MODEL_URI, CANARY_PERCENT), the model version that scores the
+   job is chosen once, here, by runtime/rollout.py's hash of the job id (so a duplicate event
+   keeps it), or pinned by the config's ``model_version``; a version the stack does not serve
+   rejects the config as in 3. The record's ``model_version`` names it; the Batch job loads it.
 
 An object that is gone (a duplicate of an already rejected config, or a config deleted before the
 trigger ran: S3 answers 403 AccessDenied, not 404, to a role without ``s3:ListBucket``) is done
@@ -19,8 +23,8 @@ with outcome ``ignored`` and the reason, logged as a warning. Any other read err
 Lambda's asynchronous retries try again.
 
 Environment: JOB_TABLE, DATA_BUCKET, STATE_MACHINE_ARN, MODEL_URI (or MODEL_METADATA_URI) for the
-model version, POWERTOOLS_*. Clients (injectable with :func:`configure`): dynamodb, s3,
-stepfunctions.
+model version, CANARY_MODEL_URI and CANARY_PERCENT with a canary, POWERTOOLS_*. Clients
+(injectable with :func:`configure`): dynamodb, s3, stepfunctions.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from aws_lambda_powertools import Logger
 from runtime import contract, metrics
 from runtime.context import RuntimeContext
 from runtime.jobs import (
+    CONFIG_MODEL_VERSION,
     INVALID_JOB_CONFIG,
     Job,
     JobError,
@@ -131,19 +136,26 @@ def handle_object(  # noqa: PLR0911 - one return per outcome
                 INVALID_JOB_CONFIG, f"the job config is larger than {MAX_CONFIG_BYTES} bytes"
             )
         config = parse_job_config_bytes(body, ctx.data_bucket)
-    except PayloadError as exc:
+        version = ctx.job_rollout.version(job_id, config.model_version, CONFIG_MODEL_VERSION)
+    except PayloadError as exc:  # an invalid config, or an unknown pinned model_version
         return _reject(ctx, job, bucket, key, exc.message)
-    job = job.with_values(request_sha256=config.sha256, **config.record_values())
+    job = job.with_values(
+        request_sha256=config.sha256, model_version=version, **config.record_values()
+    )
     try:
         store.create(job)
     except JobExists:
         logger.info("duplicate event: the job exists already")
         return {"key": key, "job_id": job_id, "outcome": DUPLICATE}
-    metrics.count(contract.METRIC_JOBS_SUBMITTED, job_id)  # as the job API counts POST /jobs
+    # as the job API counts POST /jobs
+    metrics.count(contract.METRIC_JOBS_SUBMITTED, job_id, job.model_version)
     not_started = _start(ctx, job, key)
     if not_started is not None:
         return not_started
-    logger.info("job started", extra={"shards": config.shards, "priority": config.priority})
+    logger.info(
+        "job started",
+        extra={"shards": config.shards, "priority": config.priority, "model_version": version},
+    )
     return {"key": key, "job_id": job_id, "outcome": STARTED}
 
 

@@ -29,8 +29,14 @@ its rows and sha256 in its S3 metadata; the shard that finds every part present 
 ``output_uri/_manifest.json`` ``{rows, model_version, parts: [{key, rows, sha256}]}`` and the
 total ``rows`` on the record (the workflow records SUCCEEDED).
 
+The model is the version the record names (``model_version``: the stable model or the canary,
+chosen when the job was created), so every shard of a job scores with the same one; the manifest
+names it.
+
 Every attempt adds 1 to the record's ``attempts``. Exit 0 only when this shard's part is written;
-any failure exits 1 (AWS Batch retries per the job definition) without touching the status.
+any failure exits 1 (AWS Batch retries per the job definition) without touching the status, but
+one: a record naming a version the job definition does not hold is recorded FAILED
+(``model_version_unavailable``) at once, with that reason.
 """
 
 from __future__ import annotations
@@ -60,10 +66,12 @@ from aws_lambda_powertools import Logger
 
 from runtime import contract
 from runtime.categories import UNKNOWN_MISSING, Categories
-from runtime.context import RuntimeContext
+from runtime.context import RuntimeContext, VersionNotServed
 from runtime.jobs import (
     ACTIVE_STATUSES,
     Job,
+    JobError,
+    JobStore,
     TransitionRejected,
     encode_predictions,
     fits_inline,
@@ -793,6 +801,17 @@ def _shard_index(ctx: RuntimeContext, job: Job) -> int:
         raise BatchFailure(f"{contract.ENV_BATCH_ARRAY_INDEX}={raw!r} is not an integer") from None
 
 
+def _fail_job(store: JobStore, job_id: str, error: JobError) -> int:
+    """Record FAILED with ``error`` now: a failure no retry of the Batch job could mend (its
+    record then says why, not only Batch's exit code); a record already final stays as it is."""
+    logger.error("batch scoring failed", extra={"code": error.code, "reason": error.message})
+    try:
+        store.transition(job_id, contract.STATUS_FAILED, expected=ACTIVE_STATUSES, error=error)
+    except TransitionRejected as exc:
+        logger.warning("the job is already final", extra={"status": exc.current})
+    return EXIT_FAILED
+
+
 def run_batch(job_id: str, ctx: RuntimeContext) -> int:
     """Score this process's shard of job ``job_id``; the process exit code."""
     logger.append_keys(job_id=job_id)
@@ -807,10 +826,14 @@ def run_batch(job_id: str, ctx: RuntimeContext) -> int:
         logger.append_keys(
             shard=shard, shards=job.shards, attempt=ctx.get(contract.ENV_BATCH_ATTEMPT)
         )
+        try:
+            models = ctx.models_for(job.model_version)  # the version chosen at creation
+        except VersionNotServed as exc:
+            return _fail_job(store, job_id, JobError(exc.code, str(exc)))
         started = time.monotonic()
         s3 = ctx.client("s3")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model") as pool:
-            loading = pool.submit(ctx.models.get)  # importing XGBoost and loading take a while
+            loading = pool.submit(models.get)  # importing XGBoost and loading take a while
             result = score_shard(
                 job,
                 loading.result,

@@ -1,7 +1,9 @@
 """Job mode of the scoring entrypoint: score the job ``JOB_ID`` and record the result.
 
 1. Read the record; move it PENDING -> RUNNING (a record already RUNNING is fine: a retried task).
-2. Load the model (runtime/model.py: sha256-checked, never pickle).
+2. Load the model version the record names (``model_version``: the stable model or the canary,
+   chosen when the job was created; runtime/model.py: sha256-checked, never pickle). A version
+   this task does not hold fails the job (``model_version_unavailable``): never another model.
 3. Read the rows: the record's inline ``instances``, or its ``input_uri`` object (csv with an
    optional header, json ``{"instances": [...]}``, or jsonl: one row array/object per line),
    validated by runtime/payload.py like /predict (without its row limit).
@@ -30,7 +32,7 @@ import numpy as np
 from aws_lambda_powertools import Logger
 
 from runtime import contract
-from runtime.context import ConfigurationError, RuntimeContext
+from runtime.context import ConfigurationError, RuntimeContext, VersionNotServed
 from runtime.jobs import (
     ACTIVE_STATUSES,
     Job,
@@ -165,6 +167,8 @@ def _record_failure(store: JobStore, job_id: str, error: JobError) -> int:
 def _job_error(exc: BaseException) -> JobError:
     if isinstance(exc, JobFailure):
         return JobError(exc.code, exc.message)
+    if isinstance(exc, VersionNotServed):
+        return JobError(exc.code, str(exc))
     if isinstance(exc, PayloadError):
         return JobError("invalid_input", f"{exc.code}: {exc.message}")
     if isinstance(exc, ModelUnavailable):
@@ -181,7 +185,7 @@ def _job_error(exc: BaseException) -> JobError:
 
 def _score(job: Job, ctx: RuntimeContext) -> dict[str, Any]:
     """Score the job's rows; the attributes to record with SUCCEEDED."""
-    model = ctx.models.get()
+    model = ctx.models_for(job.model_version).get()
     schema = FeatureSchema.of_model(model.info)
     limits = replace(ctx.limits, max_rows=sys.maxsize, max_body_bytes=sys.maxsize)
     rows = load_rows(job, ctx, schema, limits)

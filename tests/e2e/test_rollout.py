@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pytest
 import xgboost as xgb
 
@@ -335,3 +338,167 @@ def test_the_demo_shows_a_canary_rollout(
     agreement = re.search(r"prediction agreement: ([0-9.]+) % of (\d+) rows", out)
     assert agreement is not None, out
     assert int(agreement.group(2)) > 0
+
+
+# --- the job architectures: lambda-ecs (ECS tasks) and stepfunctions-batch (Batch jobs) -------
+
+
+def _job_stack(
+    emulators: Emulators, architecture: str, trained: TrainResult, canary_model: TrainResult
+) -> tuple[Emulator, dict[str, xgb.Booster]]:
+    emu = emulators.get(
+        architecture,
+        config={"canaryModelPath": str(canary_model.model_path), "canaryPercent": "50"},
+    )
+    return emu, _boosters(emu, trained, canary_model)
+
+
+# One architecture per stack: the emulator imports a handler module once per process, so two
+# job API functions of one stack (lambda-ecs beside stepfunctions-batch) would share one
+# configuration (the last one deployed).
+@pytest.fixture
+def ecs_jobs(
+    emulators: Emulators, trained: TrainResult, canary_model: TrainResult
+) -> tuple[Emulator, dict[str, xgb.Booster]]:
+    """lambda-ecs with a canary scoring half of the jobs (POST /jobs runs an ECS task)."""
+    return _job_stack(emulators, contract.ARCH_LAMBDA_ECS, trained, canary_model)
+
+
+@pytest.fixture
+def batch_jobs(
+    emulators: Emulators, trained: TrainResult, canary_model: TrainResult
+) -> tuple[Emulator, dict[str, xgb.Booster]]:
+    """stepfunctions-batch with a canary: job configs uploaded to S3 run as Batch jobs."""
+    return _job_stack(emulators, contract.ARCH_STEPFUNCTIONS_BATCH, trained, canary_model)
+
+
+def _job_when_done(api: Api, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while True:
+        job: dict[str, Any] = api.get(f"/jobs/{job_id}").json()
+        if job["status"] not in ("PENDING", "RUNNING"):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"
+        time.sleep(0.2)
+
+
+def test_job_api_jobs_are_split_and_scored_by_the_version_they_record(
+    ecs_jobs: tuple[Emulator, dict[str, xgb.Booster]], example: Example
+) -> None:
+    emu, boosters = ecs_jobs
+    stable, canary = boosters
+    rows = example.rows(4)
+    expected = {version: reference(b, rows) for version, b in boosters.items()}
+    with Api(emu.url, emu.api_key) as api:
+        health = api.get("/health").json()
+        assert health["rollout"]["versions"] == [stable, canary]
+        submitted = []
+        for i in range(10):
+            r = api.post(
+                "/jobs",
+                json={"instances": rows.tolist()},
+                headers={contract.REQUEST_ID_HEADER: f"job-client-{i}"},
+            )
+            assert r.status_code == 202, r.text
+            submitted.append(r.json()["job_id"])
+        pinned = api.post(
+            "/jobs",
+            json={"instances": rows.tolist()},
+            headers={contract.MODEL_VERSION_HEADER: canary},
+        ).json()["job_id"]
+        scored: Counter[str] = Counter()
+        for job_id in [*submitted, pinned]:
+            job = _job_when_done(api, job_id)
+            assert job["status"] == "SUCCEEDED", job
+            version = job["model_version"]
+            scored[version] += 1
+            np.testing.assert_allclose(job["predictions"], expected[version], rtol=1e-6)
+        assert _job_when_done(api, pinned)["model_version"] == canary
+        assert set(scored) == {stable, canary}, scored  # 50 %: both among 10, surely
+        listed = {j["job_id"] for j in api.get("/jobs", params={"limit": 100}).json()["jobs"]}
+        r = api.post(
+            "/jobs",
+            json={"instances": rows.tolist()},
+            headers={contract.MODEL_VERSION_HEADER: "v-unknown"},
+        )
+        assert_error(r, 400, "unknown_model_version", "v-unknown", stable, canary)
+        after = {j["job_id"] for j in api.get("/jobs", params={"limit": 100}).json()["jobs"]}
+        assert after == listed  # nothing created
+
+
+def test_batch_configs_are_scored_by_the_version_they_record(
+    batch_jobs: tuple[Emulator, dict[str, xgb.Booster]], example: Example
+) -> None:
+    from .test_stepfunctions_batch import record, upload_config, wait_terminal
+
+    emu, boosters = batch_jobs
+    rows = example.rows(30)
+    body = ",".join(example.names) + "\n"
+    body += "\n".join(",".join(f"{v:.6g}" for v in row) for row in rows.tolist())
+    emu.client("s3").put_object(Bucket=emu.bucket, Key="inputs/canary.csv", Body=body.encode())
+    sent = np.asarray([[float(f"{v:.6g}") for v in row] for row in rows.tolist()], np.float32)
+    for version in boosters:
+        job_id = upload_config(
+            emu,
+            f"canary-{version}",
+            {
+                "input_uri": f"s3://{emu.bucket}/inputs/canary.csv",
+                "output_uri": f"s3://{emu.bucket}/results/canary-{version}/",
+                "format": "csv",
+                "model_version": version,
+            },
+        )
+        assert record(emu, job_id)["model_version"] == version
+        job = wait_terminal(emu, job_id)
+        assert job["status"] == "SUCCEEDED", job
+        s3 = emu.client("s3")
+        prefix = f"results/canary-{version}/"
+        manifest = json.loads(
+            s3.get_object(Bucket=emu.bucket, Key=prefix + contract.MANIFEST_NAME)["Body"].read()
+        )
+        assert manifest["model_version"] == version
+        part = s3.get_object(Bucket=emu.bucket, Key=prefix + contract.part_name(0, "csv"))
+        table = pacsv.read_csv(pa.BufferReader(part["Body"].read()))
+        predictions = table.column("prediction").to_numpy()
+        np.testing.assert_allclose(predictions, reference(boosters[version], sent), rtol=1e-5)
+    rejected = upload_config(
+        emu,
+        "canary-unknown",
+        {
+            "input_uri": f"s3://{emu.bucket}/inputs/canary.csv",
+            "output_uri": f"s3://{emu.bucket}/results/canary-unknown/",
+            "format": "csv",
+            "model_version": "v-unknown",
+        },
+    )
+    failed = record(emu, rejected)
+    assert failed["status"] == "FAILED"
+    assert "model_version: 'v-unknown' is not a version" in failed["error"]["message"]
+
+
+def test_rollout_status_counts_each_versions_jobs_from_the_job_records(
+    batch_jobs: tuple[Emulator, dict[str, xgb.Booster]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    emu, boosters = batch_jobs
+    stable, canary = boosters
+    read = TypeDeserializer().deserialize
+    items = emu.client("dynamodb").scan(TableName=emu.table)["Items"]
+    records = [{k: read(v) for k, v in item.items()} for item in items]
+    assert records, "the tests above created jobs"
+    args = ["rollout", "status", "--bucket", emu.bucket, "--table", emu.table]
+    args += ["--endpoint-url", emu.endpoint_url, "--url", emu.url, "--api-key", str(emu.api_key)]
+    capsys.readouterr()
+    assert main([*args, "--json"]) == 0
+    shown = {j["version"]: j for j in json.loads(capsys.readouterr().out)["jobs"]}
+    assert list(shown) == [stable, canary]
+    assert (shown[stable]["role"], shown[canary]["role"]) == ("stable", "canary")
+    for version in (stable, canary):
+        mine = [r for r in records if r["model_version"] == version]
+        assert shown[version]["jobs"] == len(mine)
+        for status in ("succeeded", "failed"):
+            assert shown[version][status] == sum(r["status"] == status.upper() for r in mine)
+    assert main(args) == 0  # the table, without a captured request (no lambda here)
+    table = capsys.readouterr().out
+    assert "jobs by model version" in table and stable in table and canary in table

@@ -117,7 +117,8 @@ def emitted_metric_names() -> set[str]:
                 called == "count"
                 and isinstance(func, ast.Attribute)
                 and isinstance(func.value, ast.Name)
-                and func.value.id == "metrics"  # runtime/metrics.py's count
+                # runtime/metrics.py's count (job_metrics where a handler's Metrics is metrics)
+                and func.value.id in ("metrics", "job_metrics")
                 and node.args
             ):
                 candidates = [node.args[0]]
@@ -399,6 +400,31 @@ def test_a_canary_alarms_when_its_error_rate_exceeds_the_stable_versions() -> No
             assert metric["metric_name"] in emitted_metric_names()
     # rate = errors / (errors + successful predictions), per version
     assert queries["ratec"]["expression"] == "FILL(ec,0)/(FILL(ec,0)+FILL(rc,0))"
+
+
+def test_a_canary_of_jobs_alarms_when_its_failed_share_exceeds_the_stable_versions() -> None:
+    jobs = Monitored(api_name="api-1", stage="v1", jobs=True, versions=("v1", "v2"))
+    assert "canary-jobs-failed-rate" not in {
+        s.key for s in monitoring.alarm_specs(jobs, Thresholds())
+    }
+    both = Monitored(
+        api_name="api-1", stage="v1", jobs=True, versions=("v1", "v2"), job_versions=("v1", "v2")
+    )
+    specs = {s.key: s.args for s in monitoring.alarm_specs(both, Thresholds())}
+    assert "canary-error-rate" not in specs  # no predictor: its alarm would read nothing
+    alarm = specs["canary-jobs-failed-rate"]
+    assert alarm["threshold"] == monitoring.CANARY_ERROR_RATE_MARGIN
+    queries = {q["id"]: q for q in alarm["metric_queries"]}
+    (returned,) = [q for q in queries.values() if q["return_data"]]
+    assert returned["expression"] == "ratec-rates"
+    for tag, version in (("s", "v1"), ("c", "v2")):
+        failed, succeeded = queries[f"e{tag}"]["metric"], queries[f"r{tag}"]["metric"]
+        assert (failed["metric_name"], failed["stat"]) == ("JobsFailed", "Sum")
+        assert (succeeded["metric_name"], succeeded["stat"]) == ("JobsSucceeded", "Sum")
+        for metric in (failed, succeeded):
+            assert metric["dimensions"] == {"service": "mlserve", "model_version": version}
+            assert metric["metric_name"] in emitted_metric_names()
+    assert queries["rates"]["expression"] == "FILL(es,0)/(FILL(es,0)+FILL(rs,0))"
 
 
 def test_the_dashboard_shows_a_server_error_rate_per_version_with_two_versions() -> None:

@@ -717,6 +717,42 @@ def test_the_predictor_of_a_canary_reads_both_model_objects_only() -> None:
         policies.realtime_predictor_policy(MODEL_ARN, LOG_GROUP_ARN, "bucket/key")
 
 
+def test_the_scoring_containers_of_a_canary_read_both_model_objects_only() -> None:
+    """The ECS task and the Batch job score a job with the version its record names: they may
+    read the canary's object too, nothing else more (the canary listed last)."""
+    plain = policies.scoring_task_policy(TABLE_ARN, BUCKET_ARN, MODEL_ARN)
+    with_canary = policies.scoring_task_policy(TABLE_ARN, BUCKET_ARN, MODEL_ARN, CANARY_ARN)
+    (read,) = [s for s in with_canary["Statement"] if s["Sid"] == "ReadModelAndInputs"]
+    assert read["Resource"] == [MODEL_ARN, f"{BUCKET_ARN}/inputs/*", CANARY_ARN]
+    others = [s for s in with_canary["Statement"] if s["Sid"] != "ReadModelAndInputs"]
+    assert others == [s for s in plain["Statement"] if s["Sid"] != "ReadModelAndInputs"]
+
+    batch = policies.batch_job_policy(
+        table_arn=TABLE_ARN,
+        bucket_arn=BUCKET_ARN,
+        model_object_arn=MODEL_ARN,
+        canary_object_arn=CANARY_ARN,
+    )
+    plain = policies.batch_job_policy(
+        table_arn=TABLE_ARN, bucket_arn=BUCKET_ARN, model_object_arn=MODEL_ARN
+    )
+    (read,) = [s for s in batch["Statement"] if s["Sid"] == "ReadModelAndInputs"]
+    assert read["Resource"] == [MODEL_ARN, f"{BUCKET_ARN}/inputs/*", CANARY_ARN]
+    others = [s for s in batch["Statement"] if s["Sid"] != "ReadModelAndInputs"]
+    assert others == [s for s in plain["Statement"] if s["Sid"] != "ReadModelAndInputs"]
+    for bad in (
+        lambda: policies.scoring_task_policy(TABLE_ARN, BUCKET_ARN, MODEL_ARN, "bucket/key"),
+        lambda: policies.batch_job_policy(
+            table_arn=TABLE_ARN,
+            bucket_arn=BUCKET_ARN,
+            model_object_arn=MODEL_ARN,
+            canary_object_arn="*",
+        ),
+    ):
+        with pytest.raises(ValueError, match="canary_object_arn"):
+            bad()
+
+
 def test_capture_writer_policy_writes_under_capture_only() -> None:
     bucket = "arn:aws:s3:::bucket-123"
     assert policies.capture_writer_policy(bucket, LOG_GROUP_ARN) == {

@@ -22,6 +22,7 @@ ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 PERMISSION = "aws:lambda/permission:Permission"
 SUBSCRIPTION = "aws:cloudwatch/logSubscriptionFilter:LogSubscriptionFilter"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +179,120 @@ def test_a_canary_of_other_features_stops_the_deployment(
     other.save_model(str(path))
     with pytest.raises(Exception, match="canary's feature names"):
         run_stack({**base_config, "canaryModelPath": str(path)})
+
+
+# --- the canary on the job architectures -------------------------------------------------------
+
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+JOB_DEFINITION = "aws:batch/jobDefinition:JobDefinition"
+JOB_CREATORS = (contract.HANDLER_JOBS, contract.HANDLER_TRIGGER)
+CANARY_CONTAINER_ENV = (contract.ENV_CANARY_MODEL_URI, contract.ENV_CANARY_MODEL_SHA256)
+
+
+def container_env(definition: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in definition["environment"]}
+
+
+def scoring_reads(run: StackRun, role_name: str) -> list[str]:
+    """The model objects and prefixes a scoring role may GetObject (its ReadModelAndInputs)."""
+    (policy,) = [p for p in run.of_type(ROLE_POLICY) if p.inputs["role"] == role_name]
+    (read,) = [
+        s
+        for s in json.loads(policy.inputs["policy"])["Statement"]
+        if s["Sid"] == "ReadModelAndInputs"
+    ]
+    assert read["Action"] == ["s3:GetObject"]
+    resources: list[str] = read["Resource"]
+    return resources
+
+
+def role_name_of(run: StackRun, role_arn: str) -> str:
+    (role,) = [r for r in run.of_type(ROLE) if r.outputs["arn"] == role_arn]
+    name: str = role.outputs["name"]
+    return name
+
+
+def test_the_job_architectures_hold_the_canary_and_assign_it(
+    base_config: dict[str, str], canary: Path
+) -> None:
+    """Every scoring task and job definition holds both versions (declared once, by the
+    program), its role reads exactly both objects, and every function that creates jobs knows
+    the canary's version and share: the job API of each architecture and the S3 trigger."""
+    run = run_stack(
+        {
+            **base_config,
+            "architecture": "lambda-ecs,stepfunctions-ecs,stepfunctions-batch",
+            "canaryModelPath": str(canary),
+            "canaryPercent": 30,
+        }
+    )
+    bucket, bucket_arn = run.one(BUCKET).outputs["bucket"], run.one(BUCKET).outputs["arn"]
+    stable_key = run.named("model-store-model").inputs["key"]
+    canary_key = run.named("model-store-canary-model").inputs["key"]
+    digest = hashlib.sha256(canary.read_bytes()).hexdigest()
+    inputs = f"{bucket_arn}/{contract.INPUTS_PREFIX}*"
+
+    (task,) = run.of_type(TASK_DEFINITION)  # one, shared by lambda-ecs and stepfunctions-ecs
+    (container,) = json.loads(task.inputs["containerDefinitions"])
+    (job_definition,) = run.of_type(JOB_DEFINITION)
+    properties = json.loads(job_definition.inputs["containerProperties"])
+    for env in (container_env(container), container_env(properties)):
+        assert env[contract.ENV_CANARY_MODEL_URI] == f"s3://{bucket}/{canary_key}"
+        assert env[contract.ENV_CANARY_MODEL_SHA256] == digest
+        # who scores a job is in its record: the containers get no share to decide with
+        assert contract.ENV_CANARY_PERCENT not in env
+    for role_arn in (task.inputs["taskRoleArn"], properties["jobRoleArn"]):
+        assert scoring_reads(run, role_name_of(run, role_arn)) == [
+            f"{bucket_arn}/{stable_key}",
+            inputs,
+            f"{bucket_arn}/{canary_key}",
+        ]
+
+    creators = [f for f in run.of_type(FUNCTION) if f.inputs["handler"] in JOB_CREATORS]
+    assert len(creators) == 4  # three job APIs and the trigger
+    for function in creators:
+        env = function.inputs["environment"]["variables"]
+        assert env[contract.ENV_CANARY_MODEL_URI] == f"s3://{bucket}/{canary_key}"
+        assert env[contract.ENV_CANARY_PERCENT] == "30"
+        # they never read the canary's object: its version is in its key
+        assert f"{bucket_arn}/{canary_key}" not in json.dumps(policy_of(run, function))
+    # the steps and the state machines know nothing of versions
+    for function in run.of_type(FUNCTION):
+        if function.inputs["handler"] not in JOB_CREATORS:
+            assert contract.ENV_CANARY_MODEL_URI not in function.inputs["environment"]["variables"]
+    assert run.exports["canaryModelUri"] == f"s3://{bucket}/{canary_key}"
+    # the canary's jobs failing more than the stable version's alarms (no predictor: no
+    # predictor alarm)
+    alarms = {a.name for a in run.of_type(ALARM)}
+    assert "monitoring-canary-jobs-failed-rate" in alarms
+    assert "monitoring-canary-error-rate" not in alarms
+
+
+def test_a_shadow_canary_stays_with_the_lambda_predictor(
+    base_config: dict[str, str], canary: Path
+) -> None:
+    run = run_stack(
+        {
+            **base_config,
+            "architecture": "lambda,lambda-ecs",
+            "canaryModelPath": str(canary),
+            "canaryMode": "shadow",
+            "canaryPercent": 20,
+        }
+    )
+    bucket_arn = run.one(BUCKET).outputs["arn"]
+    stable_key = run.named("model-store-model").inputs["key"]
+    (task,) = run.of_type(TASK_DEFINITION)
+    (container,) = json.loads(task.inputs["containerDefinitions"])
+    assert not set(CANARY_CONTAINER_ENV) & set(container_env(container))
+    assert scoring_reads(run, role_name_of(run, task.inputs["taskRoleArn"])) == [
+        f"{bucket_arn}/{stable_key}",
+        f"{bucket_arn}/{contract.INPUTS_PREFIX}*",
+    ]
+    job_api = by_handler(run, contract.HANDLER_JOBS)
+    assert contract.ENV_CANARY_MODEL_URI not in job_api.inputs["environment"]["variables"]
+    predictor = by_handler(run, contract.HANDLER_PREDICT)
+    assert predictor.inputs["environment"]["variables"][contract.ENV_CANARY_MODE] == "shadow"
+    alarms = {a.name for a in run.of_type(ALARM)}
+    assert "monitoring-canary-error-rate" in alarms
+    assert "monitoring-canary-jobs-failed-rate" not in alarms

@@ -540,11 +540,37 @@ def test_canary_values_are_checked(tiny_model: Path) -> None:
     assert any("canaryModelVersion:" in p and "stable model's version" in p for p in found)
 
 
-def test_a_canary_needs_the_lambda_architecture(tiny_model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "architecture", ["lambda-ecs", "stepfunctions-ecs", "stepfunctions-batch", "lambda,lambda-ecs"]
+)
+def test_a_split_canary_is_served_by_every_architecture(
+    tiny_model: Path, tmp_path: Path, architecture: str
+) -> None:
     canary = tmp_path / "canary.json"
     canary.write_bytes(tiny_model.read_bytes() + b" ")
-    found = problems(tiny_model, canaryModelPath=str(canary), architecture="lambda-ecs")
-    assert any("canaryModelPath: a canary is served by the lambda architecture" in p for p in found)
+    s = settings(
+        tiny_model, canaryModelPath=str(canary), canaryPercent=30, architecture=architecture
+    )
+    assert s.has_canary and s.jobs_serve_canary and s.canary_percent == 30
+
+
+def test_a_shadow_canary_needs_the_lambda_architecture(tiny_model: Path, tmp_path: Path) -> None:
+    canary = tmp_path / "canary.json"
+    canary.write_bytes(tiny_model.read_bytes() + b" ")
+    found = problems(
+        tiny_model, canaryModelPath=str(canary), canaryMode="shadow", architecture="lambda-ecs"
+    )
+    (problem,) = [p for p in found if p.startswith("mlserve:canaryMode:")]
+    assert "shadow is served by the lambda architecture's POST /predict only" in problem
+    assert "allowed: split" in problem and "now lambda-ecs" in problem
+    # beside lambda it is the predictor's alone: the job architectures get no canary
+    s = settings(
+        tiny_model,
+        canaryModelPath=str(canary),
+        canaryMode="shadow",
+        architecture="lambda,stepfunctions-batch",
+    )
+    assert s.has_canary and not s.jobs_serve_canary
 
 
 def test_canary_percent_without_a_canary_is_refused(tiny_model: Path) -> None:

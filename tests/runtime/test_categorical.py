@@ -23,6 +23,7 @@ import xgboost as xgb
 from components.compatibility import model_metadata
 from runtime import contract, jobs
 from runtime.categories import Categories, model_categories
+from runtime.context import version_of_uri
 from runtime.jobs import JobStore, parse_job_request
 from runtime.model import describe_booster, model_info
 from runtime.payload import FeatureSchema, Limits, PayloadError, parse_body
@@ -211,7 +212,7 @@ def test_batch_files_score_categories_like_xgboost(s3: Any, tmp_path: Path, fmt:
     job = store.new_job(
         jobs.new_job_id(),
         architecture=contract.ARCH_STEPFUNCTIONS_BATCH,
-        model_version="v",
+        model_version=version_of_uri(env[contract.ENV_MODEL_URI]),  # the deployed one
         input_uri=f"s3://{BUCKET}/{key}",
         output_uri=f"s3://{BUCKET}/results/cat/",
         format=fmt,

@@ -325,7 +325,13 @@ def emf_counts(
 def test_a_job_recorded_failed_or_succeeded_is_counted_once(
     store: JobStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    service = (contract.METRICS_NAMESPACE, [["service"]], {"service": contract.SERVICE_NAME})
+    # per model version (the record's: a canary's jobs beside the stable version's), and
+    # service-wide (what the jobs alarms read)
+    service = (
+        contract.METRICS_NAMESPACE,
+        [["service", "model_version"], ["service"]],
+        {"service": contract.SERVICE_NAME, "model_version": "abc123"},
+    )
     pending(store, "f" * 32)
     store.transition("f" * 32, contract.STATUS_RUNNING)
     assert emf_counts(capsys.readouterr().out) == []  # PENDING, RUNNING: not counted
