@@ -30,6 +30,27 @@ Handler = Callable[[dict[str, Any], Any], Any]
 Configure = Callable[..., object]
 
 
+@dataclass
+class HandlerModule:
+    """A handler module imported into this process. Its globals (the runtime context, caches)
+    hold one function's environment at a time, while in AWS every function has its own: two
+    functions of a stack with the same module (the job APIs of two architectures, the step
+    functions) take turns, and a function whose deployed variables differ from those the module
+    holds configures it again before it runs (a cold start of its own environment)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    environment: Mapping[str, str] | None = None  # the deployed variables its globals hold
+
+
+_modules: dict[str, HandlerModule] = {}
+_modules_lock = threading.Lock()
+
+
+def handler_module(name: str) -> HandlerModule:
+    with _modules_lock:
+        return _modules.setdefault(name, HandlerModule())
+
+
 @dataclass(frozen=True)
 class RuntimeSettings:
     """The deployed stack settings the runtime reads (``pulumi config set`` changes them; the
@@ -88,7 +109,8 @@ class LocalFunction:
     """One deployed function: its deployed handler, environment, memory and timeout.
     Invocations are serialised, like one warm execution environment: the handler modules keep
     per-container state (the Powertools resolver's current event, the loaded model) in module
-    globals, exactly as they may inside Lambda."""
+    globals, exactly as they may inside Lambda. Functions of the same handler module take turns
+    (:class:`HandlerModule`)."""
 
     name: str
     handler: Handler
@@ -101,7 +123,8 @@ class LocalFunction:
     # what the handler writes to stdout goes (mlserve/local/logs.py)
     log_group: str = ""
     env: dict[str, str] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # the module its handler lives in, shared with every function of the same module
+    module: HandlerModule = field(default_factory=HandlerModule, repr=False)
 
     @classmethod
     def deployed(cls, configuration: Mapping[str, Any]) -> LocalFunction:
@@ -118,6 +141,7 @@ class LocalFunction:
             memory_mb=int(configuration["MemorySize"]),
             timeout_seconds=int(configuration["Timeout"]),
             arn=str(configuration["FunctionArn"]),
+            module=handler_module(module_name),
             log_group=str(
                 (configuration.get("LoggingConfig") or {}).get("LogGroup")
                 or f"/aws/lambda/{configuration['FunctionName']}"
@@ -133,9 +157,10 @@ class LocalFunction:
             ENV_LAMBDA_FUNCTION_NAME: self.name,
             contract.ENV_MODEL_CACHE_DIR: str(tmp),
         }
-        with self._lock:
+        with self.module.lock:
             self.configure(env=env)
             self.env = env
+            self.module.environment = self.environment
 
     def invoke(self, event: dict[str, Any]) -> Any:
         """Run the handler; past the deployed timeout, :class:`FunctionTimedOut` (the handler's
@@ -145,10 +170,13 @@ class LocalFunction:
 
         def run() -> None:
             with (
-                self._lock,
+                self.module.lock,
                 recorder.acting_as("function", self.name),
                 function_log(self.log_group or None),
             ):
+                if self.module.environment != self.environment:  # another function's
+                    self.configure(env=self.env)
+                    self.module.environment = self.environment
                 # the clock starts with the handler: waiting for this one environment stands
                 # in for Lambda starting another one, which costs the request no timeout
                 context = LambdaContext(self.name, self.memory_mb, self.timeout_seconds)
