@@ -19,7 +19,6 @@ import contextlib
 import gc
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Mapping
 from typing import Any, cast
@@ -28,8 +27,7 @@ from rich.console import Console
 
 from benchmarks.common import Row, check
 from benchmarks.models import BenchModel, example_model
-from benchmarks.realtime import BUCKET, US, _Context, _rows, predict_event
-from mlserve.train import sha256_file
+from benchmarks.realtime import BUCKET, US, _Context, _rows, handler_environment, predict_event
 from runtime import contract
 
 TARGET_RATIO = 1.1  # warm handler with capture at 100 % / without, one row, example model
@@ -41,33 +39,14 @@ def measure(
     """Median handler time (us) without and with ``extra`` environment, alternating blocks."""
     import json
 
-    import boto3
-    from moto import mock_aws
-
     from runtime.handlers import predict
 
     body = json.dumps({"instances": _rows(model, rows).tolist()})
     stable_key = contract.model_key("bench", "v1")
     canary_key = contract.model_key("bench", "v2")  # the same bytes as another version
-    for name, value in (
-        ("AWS_DEFAULT_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "bench"),
-        ("AWS_SECRET_ACCESS_KEY", "bench"),
-    ):
-        os.environ.setdefault(name, value)
-    with mock_aws(), tempfile.TemporaryDirectory() as cache:
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        for key in (stable_key, canary_key):
-            s3.upload_file(str(model.model_path), BUCKET, key)
-        digest = sha256_file(model.model_path)
-        base = {
-            contract.ENV_MODEL_URI: f"s3://{BUCKET}/{stable_key}",
-            contract.ENV_MODEL_SHA256: digest,
-            contract.ENV_MODEL_CACHE_DIR: cache,
-            contract.ENV_MAX_ROWS: "10000",
-            contract.ENV_MODEL_ENGINE: contract.ENGINE_XGBOOST,
-        }
+    objects = {stable_key: model.model_path, canary_key: model.model_path}
+    with handler_environment(objects, contract.ENGINE_XGBOOST) as base:
+        digest = base[contract.ENV_MODEL_SHA256]
         extra = {
             k: v.replace("{canary_uri}", f"s3://{BUCKET}/{canary_key}").replace("{sha}", digest)
             for k, v in extra.items()

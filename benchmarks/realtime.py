@@ -21,6 +21,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -121,12 +122,38 @@ def _nthread(served: Any) -> int:
     return int(json.loads(booster.save_config())["learner"]["generic_param"]["nthread"])
 
 
+@contextlib.contextmanager
+def handler_environment(objects: dict[str, Path], engine: str) -> Iterator[dict[str, str]]:
+    """The warm predictor's environment in moto: each ``key -> file`` of ``objects`` uploaded to
+    the bench bucket, the first one the model (MODEL_URI, MODEL_SHA256), a fresh cache dir."""
+    import boto3
+    from moto import mock_aws
+
+    for name, value in (
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+    ):
+        os.environ.setdefault(name, value)
+    with mock_aws(), tempfile.TemporaryDirectory() as cache:
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        for key, path in objects.items():
+            s3.upload_file(str(path), BUCKET, key)
+        key, path = next(iter(objects.items()))
+        yield {
+            contract.ENV_MODEL_URI: f"s3://{BUCKET}/{key}",
+            contract.ENV_MODEL_SHA256: sha256_file(path),
+            contract.ENV_MODEL_CACHE_DIR: cache,
+            contract.ENV_MAX_ROWS: "10000",
+            contract.ENV_MODEL_ENGINE: engine,
+        }
+
+
 def measure_warm_latency(
     model: BenchModel, rows: int, iterations: int, engine: str = "xgboost"
 ) -> LatencyResult:
-    import boto3
     import xgboost as xgb
-    from moto import mock_aws
 
     from runtime.handlers import predict
 
@@ -138,23 +165,7 @@ def measure_warm_latency(
         path, key = onnx_model_file(model), contract.onnx_model_key("bench", "v1")
     else:
         path, key = model.model_path, contract.model_key("bench", "v1")
-    for name, value in (
-        ("AWS_DEFAULT_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "bench"),
-        ("AWS_SECRET_ACCESS_KEY", "bench"),
-    ):
-        os.environ.setdefault(name, value)
-    with mock_aws(), tempfile.TemporaryDirectory() as cache:
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket=BUCKET)
-        s3.upload_file(str(path), BUCKET, key)
-        env = {
-            contract.ENV_MODEL_URI: f"s3://{BUCKET}/{key}",
-            contract.ENV_MODEL_SHA256: sha256_file(path),
-            contract.ENV_MODEL_CACHE_DIR: cache,
-            contract.ENV_MAX_ROWS: "10000",
-            contract.ENV_MODEL_ENGINE: engine,
-        }
+    with handler_environment({key: path}, engine) as env:
         predict.configure(env=env)
         event, ctx = predict_event(body), cast(Any, _Context())
         handler_s: list[float] = []
