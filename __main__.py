@@ -197,7 +197,7 @@ class Built:
 def build_lambda(shared: Shared) -> Built:
     s = shared.settings
     store = shared.store
-    canary: tuple[Any, Any, Any] = (None, None, None)
+    canary: tuple[Any, Any, Any] | None = None
     if s.engine == contract.ENGINE_ONNX:
         # The onnx engine serves the converted, verified model.onnx and may read only that.
         if store.onnx_uri is None or store.onnx_sha256 is None or store.onnx_object_arn is None:
@@ -237,11 +237,15 @@ def build_lambda(shared: Shared) -> Built:
             snap_start=s.snap_start,
             provisioned_concurrency=s.provisioned_concurrency,
             log_retention_days=s.log_retention_days,
-            canary_uri=canary[0],
-            canary_sha256=canary[1],
-            canary_object_arn=canary[2],
-            canary_categories=shared.canary_categories,
-            canary_percent=s.canary_percent,
+            canary=ServedCanary(
+                uri=canary[0],
+                sha256=canary[1],
+                object_arn=canary[2],
+                categories=shared.canary_categories,
+                percent=s.canary_percent,
+            )
+            if canary is not None
+            else None,
             canary_mode=s.canary_mode,
             capture_sample_percent=s.capture_sample_percent,
         ),

@@ -29,6 +29,7 @@ from components.settings import (
     LAMBDA_ARCHITECTURES,
     LOG_RETENTION_DAYS,
 )
+from components.storage import ServedCanary
 from runtime import contract
 
 ALIAS_NAME: Final = "live"
@@ -56,24 +57,14 @@ class RealtimePredictorArgs:
     log_retention_days: int = 14
     # MODEL_ENGINE: with onnx, model_uri/model_sha256/model_object_arn are the model.onnx ones.
     engine: str = contract.ENGINE_XGBOOST
-    # The canary (issue 17): its object for the engine (model.ubj or model.onnx), digest, ARN
-    canary_uri: pulumi.Input[str] | None = field(default=None, compare=False)
-    canary_sha256: pulumi.Input[str] | None = field(default=None, compare=False)
-    canary_object_arn: pulumi.Input[str] | None = field(default=None, compare=False)
-    canary_categories: str = ""  # CANARY_MODEL_CATEGORIES, as model_categories
-    canary_percent: int = 0
+    # The canary (issue 17): its object for the engine (model.ubj or model.onnx), digest, ARN,
+    # categories and share of requests; canary_mode: split or shadow
+    canary: ServedCanary | None = field(default=None, compare=False)
     canary_mode: str = contract.CANARY_SPLIT
     capture_sample_percent: int = 0
 
     def _rollout_problems(self) -> list[str]:
         problems: list[str] = []
-        canary = (self.canary_uri, self.canary_sha256, self.canary_object_arn)
-        if any(v is None for v in canary) and any(v is not None for v in canary):
-            problems.append("canary_uri, canary_sha256 and canary_object_arn go together")
-        if not 0 <= self.canary_percent <= 100:
-            problems.append(f"canary_percent {self.canary_percent} not in 0-100")
-        if self.canary_percent and self.canary_uri is None:
-            problems.append("canary_percent without a canary model")
         if self.canary_mode not in contract.CANARY_MODES:
             problems.append(f"canary_mode {self.canary_mode!r} not in {contract.CANARY_MODES}")
         if not 0 <= self.capture_sample_percent <= 100:
@@ -119,15 +110,12 @@ class RealtimePredictorArgs:
         env: dict[str, pulumi.Input[str]] = {}
         if self.capture_sample_percent:
             env[contract.ENV_CAPTURE_SAMPLE_PERCENT] = str(self.capture_sample_percent)
-        if self.canary_uri is not None and self.canary_sha256 is not None:
+        if self.canary is not None:
             env |= {
-                contract.ENV_CANARY_MODEL_URI: self.canary_uri,
-                contract.ENV_CANARY_MODEL_SHA256: self.canary_sha256,
-                contract.ENV_CANARY_PERCENT: str(self.canary_percent),
+                **self.canary.container_environment(),  # its object, digest, categories
+                **self.canary.assignment_environment(),  # and its share of the requests
                 contract.ENV_CANARY_MODE: self.canary_mode,
             }
-            if self.canary_categories:
-                env[contract.ENV_CANARY_MODEL_CATEGORIES] = self.canary_categories
         return env
 
     def environment(self) -> dict[str, pulumi.Input[str]]:
@@ -172,7 +160,9 @@ class RealtimePredictor(pulumi.ComponentResource):
             role_description="mlserve predictor: read the model object, write its own logs",
             handler=contract.HANDLER_PREDICT,
             policy=lambda log_group_arn: pulumi.Output.all(
-                args.model_object_arn, log_group_arn, args.canary_object_arn
+                args.model_object_arn,
+                log_group_arn,
+                args.canary.object_arn if args.canary is not None else None,
             ).apply(
                 lambda arns: json.dumps(
                     policies.realtime_predictor_policy(arns[0], arns[1], arns[2])

@@ -53,21 +53,25 @@ class CanaryModel:
 
 @dataclass(frozen=True)
 class ServedCanary:
-    """The canary as the job architectures serve it (lambda-ecs, stepfunctions-ecs,
-    stepfunctions-batch; issue 17): its model.ubj (the scoring containers score with XGBoost),
-    digest and ARN, its MODEL_CATEGORIES-style categories, and the share of new jobs it scores.
+    """The canary as a set of functions serves it (issue 17): its object for their engine, digest
+    and ARN, its MODEL_CATEGORIES-style categories, and its share of requests or new jobs.
 
-    The scoring task/job definitions get the object (:meth:`container_environment`: they load
-    the version a job record names); the functions that create jobs get what assigns it
-    (:meth:`assignment_environment`: the version, from the URI, and the percent)."""
+    The lambda predictor gets all of it (components/realtime.py, with CANARY_MODE). On the job
+    architectures (lambda-ecs, stepfunctions-ecs, stepfunctions-batch) the scoring task/job
+    definitions get the object, its model.ubj (the containers score with XGBoost):
+    :meth:`container_environment` (they load the version a job record names); the functions that
+    create jobs get what assigns it: :meth:`assignment_environment` (the version, from the URI,
+    and the percent)."""
 
     uri: pulumi.Input[str] = field(compare=False)
-    sha256: str
+    sha256: pulumi.Input[str] = field(compare=False)
     object_arn: pulumi.Input[str] = field(compare=False)
     categories: str = ""  # CANARY_MODEL_CATEGORIES, as model_categories
     percent: int = 0  # CANARY_PERCENT: the share of new jobs the canary scores
 
     def __post_init__(self) -> None:
+        if self.uri is None or self.sha256 is None or self.object_arn is None:
+            raise ValueError("ServedCanary: uri, sha256 and object_arn go together")
         if not 0 <= self.percent <= 100:
             raise ValueError(f"ServedCanary.percent {self.percent} not in 0-100")
 
